@@ -1,0 +1,1 @@
+"""torch -> ONNX -> TFLite int8 bridge with parity gates."""

@@ -1,0 +1,79 @@
+"""The book's optimizer, schedule and EMA reproduce TensorFlow's definitions."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from vwwtorch.training.ema import tf_ema_decay
+from vwwtorch.training.module import VWWClassifier
+from vwwtorch.training.rmsprop_tf import RMSpropTF
+from vwwtorch.training.schedule import decay_steps, staircase_factor
+
+
+def test_rmsprop_matches_hand_computed_tf_update():
+    lr, rho, mu, eps, wd = 0.045, 0.9, 0.9, 1.0, 4e-5
+    p0 = np.array([0.5, -1.0, 2.0])
+    grads = [np.array([0.1, -0.2, 3.0]), np.array([-0.4, 0.05, 1.0]), np.array([0.0, 0.3, -2.0])]
+    param = torch.nn.Parameter(torch.tensor(p0, dtype=torch.float64))
+    opt = RMSpropTF([param], lr=lr, decay=rho, momentum=mu, epsilon=eps, weight_decay=wd)
+    # TF v1 RMSPropOptimizer: ms starts at 1, epsilon inside the sqrt, momentum on the scaled step.
+    p, ms, mom = p0.copy(), np.ones(3), np.zeros(3)
+    for g in grads:
+        g_total = g + wd * p
+        ms = rho * ms + (1 - rho) * g_total ** 2
+        mom = mu * mom + lr * g_total / np.sqrt(ms + eps)
+        p = p - mom
+        param.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+        np.testing.assert_allclose(param.detach().numpy(), p, rtol=1e-12, atol=1e-14)
+
+
+def test_rmsprop_differs_from_pytorch_rmsprop():
+    """Guard against "simplifying" to torch.optim.RMSprop: with eps=1 the updates differ a lot."""
+    a = torch.nn.Parameter(torch.tensor([1.0]))
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    ours = RMSpropTF([a], lr=0.1, decay=0.9, momentum=0.0, epsilon=1.0)
+    theirs = torch.optim.RMSprop([b], lr=0.1, alpha=0.9, momentum=0.0, eps=1.0)
+    a.grad = torch.tensor([2.0])
+    b.grad = torch.tensor([2.0])
+    ours.step()
+    theirs.step()
+    assert a.item() == pytest.approx(1 - 0.1 * 2 / math.sqrt(0.9 + 0.1 * 4 + 1.0))
+    assert abs(a.item() - b.item()) > 0.005  # 0.8681 vs 0.8775
+
+
+def test_staircase_schedule_formula():
+    steps = decay_steps(num_train_images=82783, global_batch_size=96, epochs_per_decay=2.5)
+    assert steps == int(82783 * 2.5 / 96) == 2155
+    for step in [0, 1, steps - 1, steps, steps + 1, 10 * steps + 3]:
+        assert staircase_factor(step, steps, 0.98) == pytest.approx(0.98 ** (step // steps))
+
+
+def test_module_scheduler_and_weight_decay_groups():
+    module = VWWClassifier()
+    datamodule = SimpleNamespace(batch_size=96, num_train_images=lambda: 960)  # 10 steps/epoch
+    module._trainer = SimpleNamespace(datamodule=datamodule, world_size=1, accumulate_grad_batches=1)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"
+    decayed, plain = optimizer.param_groups
+    assert decayed["weight_decay"] == 4e-5 and plain["weight_decay"] == 0.0
+    convs = [m for m in module.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    regular = {id(m.weight) for m in convs if m.groups == 1}
+    assert {id(p) for p in decayed["params"]} == regular  # depthwise, BN and biases are not decayed
+    lrs = []
+    for _ in range(60):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.045 * 0.98 ** (s // 25) for s in range(60)]  # int(960 * 2.5 / 96) = 25
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
+def test_tf_ema_decay_warmup():
+    assert tf_ema_decay(0.9999, 0) == pytest.approx(0.1)
+    assert tf_ema_decay(0.9999, 90) == pytest.approx(0.91)
+    assert tf_ema_decay(0.9999, 10 ** 7) == 0.9999

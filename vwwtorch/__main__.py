@@ -1,0 +1,5 @@
+import sys
+
+from vwwtorch.cli import main
+
+sys.exit(main())

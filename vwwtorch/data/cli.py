@@ -1,0 +1,152 @@
+"""`vwwtorch data ...`: build datasets in the vwwtorch format (docs/dataset_format.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="build, check and inspect datasets",
+                                 description="Build, check and inspect datasets in the vwwtorch format.")
+    sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    synth = sub.add_parser(
+        "synthetic", help="generate the built-in dataset (grayscale scenes with/without a person figure)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate the built-in demo dataset: 128x128 grayscale scenes with and without "
+                    "person-like figures, deterministic by seed.")
+    synth.add_argument("--out", required=True, help="output dataset folder")
+    synth.add_argument("--train", type=int, default=6000, help="training images")
+    synth.add_argument("--val", type=int, default=1000, help="validation images")
+    synth.add_argument("--test", type=int, default=1000, help="test images")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    synth.set_defaults(func=_synthetic)
+    _register_vww(sub)
+    _register_verify(sub)
+    _register_show(sub)
+
+
+def _synthetic(args) -> None:
+    from vwwtorch.data.synthetic import generate
+    from vwwtorch.errors import UserError
+
+    if min(args.train, args.val) <= 0 or args.test < 0:
+        raise UserError("--train and --val must be positive and --test non-negative")
+    out = generate(args.out, train=args.train, val=args.val, test=args.test, seed=args.seed,
+                   overwrite=args.overwrite)
+    print(f"wrote built-in dataset to {out} (train {args.train}, val {args.val}, test {args.test})")
+
+
+def _register_vww(sub) -> None:
+    vww = sub.add_parser(
+        "vww", help="build the Visual Wake Words dataset from a COCO 2014 download",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build the Visual Wake Words dataset from your COCO 2014 download, as tf.slim's builder\n"
+                    "(TinyML book, VWW paper) defines it: an image is labelled 1 when it has an annotation of\n"
+                    "--class-name whose segmentation area is at least --small-object-area-threshold of the image\n"
+                    "area (crowd annotations included), else 0. Images are decoded once, converted to grayscale\n"
+                    "or RGB and resized (whole image, no crop) to --image-size.\n\n"
+                    "The build runs in chunks committed to OUT.chunks/; if it is interrupted, run the same\n"
+                    "command again and it resumes. Unreadable or missing images are skipped and listed in\n"
+                    "OUT/report.json. Needs free disk space for about twice the output size while it runs.",
+        epilog="example: vwwtorch data vww --coco-dir ~/data/coco2014 --out data/vww_person --workers 8")
+    src = vww.add_argument_group("input (the standard COCO 2014 tree, or each part given explicitly)")
+    src.add_argument("--coco-dir", help="folder with train2014/, val2014/ and annotations/instances_*2014.json")
+    src.add_argument("--train-images", help="train2014 image folder (default: COCO_DIR/train2014)")
+    src.add_argument("--val-images", help="val2014 image folder (default: COCO_DIR/val2014)")
+    src.add_argument("--train-annotations",
+                     help="train annotations (default: COCO_DIR/annotations/instances_train2014.json)")
+    src.add_argument("--val-annotations",
+                     help="val annotations (default: COCO_DIR/annotations/instances_val2014.json)")
+    vww.add_argument("--out", required=True, help="output dataset folder")
+    vww.add_argument("--class-name", default="person",
+                     help="COCO category that makes label 1, e.g. person or car (default: %(default)s)")
+    vww.add_argument("--small-object-area-threshold", type=float, default=0.005, metavar="FRACTION",
+                     help="annotations covering less than this fraction of the image are ignored "
+                          "(default: %(default)s)")
+    vww.add_argument("--split", choices=("book", "minival"), default="book",
+                     help="book: train2014 -> train, val2014 -> val; minival: the ids in --minival-ids -> val, "
+                          "all other train2014+val2014 images -> train (VWW paper) (default: %(default)s)")
+    vww.add_argument("--minival-ids", metavar="FILE",
+                     help="for --split minival: text file with one COCO image id per line "
+                          "(the VWW paper's mscoco_minival_ids.txt)")
+    vww.add_argument("--image-size", type=int, default=128, help="stored image side in pixels (default: %(default)s)")
+    vww.add_argument("--channels", type=int, choices=(1, 3), default=1,
+                     help="1 = grayscale, 3 = RGB (default: %(default)s)")
+    vww.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="decoding processes (default: the number of CPUs, %(default)s)")
+    vww.add_argument("--chunk-size", type=int, default=256,
+                     help="images per committed chunk; resuming needs the same value (default: %(default)s)")
+    vww.add_argument("--max-bad-fraction", type=float, default=0.01, metavar="FRACTION",
+                     help="fail (exit 2) when more than this fraction of images is unreadable or missing "
+                          "(default: %(default)s)")
+    vww.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    vww.add_argument("--restart", action="store_true",
+                     help="discard an interrupted build in OUT.chunks/ instead of resuming it")
+    vww.set_defaults(func=_vww)
+
+
+def _vww(args) -> None:
+    from vwwtorch.data.build import build_vww
+    from vwwtorch.data.coco_vww import coco_sources
+
+    sources = coco_sources(args.coco_dir, train_images=args.train_images, val_images=args.val_images,
+                           train_annotations=args.train_annotations, val_annotations=args.val_annotations)
+    result = build_vww(args.out, sources, class_name=args.class_name, threshold=args.small_object_area_threshold,
+                       split=args.split, minival_ids=args.minival_ids, image_size=args.image_size,
+                       channels=args.channels, workers=args.workers, chunk_size=args.chunk_size,
+                       max_bad_fraction=args.max_bad_fraction, overwrite=args.overwrite, restart=args.restart)
+    parts = []
+    for split, per_class in result.counts.items():
+        total = sum(per_class.values())
+        positive = list(per_class.values())[1]
+        parts.append(f"{split} {total} ({100 * positive / total:.1f}% {list(per_class)[1]})")
+    print(f"wrote VWW dataset to {result.out}: {', '.join(parts)}")
+    if result.bad:
+        print(f"skipped {result.bad} of {result.listed} images (unreadable or missing): "
+              f"see {result.out / 'report.json'}")
+    if result.decoded:
+        print(f"decoded {result.decoded} images in {result.seconds:.1f} s ({result.images_per_second:.0f} img/s)")
+
+
+def _register_verify(sub) -> None:
+    verify = sub.add_parser(
+        "verify", help="check a built dataset and print its class balance",
+        description="Check a dataset folder: meta.json, array shapes and counts, labels in range, per-class "
+                    "counts and ids against meta.json; print a summary with the class balance. Exit 2 on "
+                    "any problem.")
+    verify.add_argument("dataset", metavar="DIR", help="dataset folder")
+    verify.set_defaults(func=_verify)
+
+
+def _verify(args) -> None:
+    from vwwtorch.data.verify import print_summary, verify_dataset
+    from vwwtorch.errors import UserError
+
+    report = verify_dataset(args.dataset)
+    print_summary(report)
+    if not report.ok:
+        raise UserError(f"{args.dataset} failed verification: {len(report.problems)} problem(s), listed above")
+
+
+def _register_show(sub) -> None:
+    show = sub.add_parser(
+        "show", help="write a labelled contact sheet of dataset images",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Write a grid of randomly chosen images of one split, each captioned with its label and "
+                    "id and framed in the label's colour, so labels can be checked by eye.")
+    show.add_argument("dataset", metavar="DIR", help="dataset folder")
+    show.add_argument("--out", required=True, help="image file to write (.png or .jpg)")
+    show.add_argument("--n", type=int, default=64, help="number of images")
+    show.add_argument("--split", help="split to show (default: val if present, else the first split)")
+    show.add_argument("--seed", type=int, default=0, help="random seed for choosing images")
+    show.set_defaults(func=_show)
+
+
+def _show(args) -> None:
+    from vwwtorch.data.contact_sheet import write_contact_sheet
+
+    out, shown, split = write_contact_sheet(args.dataset, args.out, n=args.n, split=args.split, seed=args.seed)
+    print(f"wrote {out} ({shown} images of split {split!r})")

@@ -1,0 +1,183 @@
+"""The on-disk dataset format every vwwtorch data source writes and the trainer reads.
+
+A dataset is a folder::
+
+    meta.json                 classes, image size, channels, per-split counts, provenance
+    <split>/images.npy        uint8 [N, H, W, C], memory-mapped at read time
+    <split>/labels.npy        int64 [N], 0 <= label < len(classes)
+    <split>/ids.npy           int64 or unicode [N]: where each image came from (COCO id, file name)
+
+See docs/dataset_format.md for the full description.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from vwwtorch.errors import UserError
+
+FORMAT_NAME = "vwwtorch-dataset"
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+ARRAY_FILES = ("images.npy", "labels.npy", "ids.npy")
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One split, memory-mapped: images stay on disk until indexed."""
+
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray  # int64 [N]
+    ids: np.ndarray  # [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def read_meta(root: str | os.PathLike) -> dict[str, Any]:
+    """Read and check `meta.json`; every problem is a one-line `UserError`."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"dataset folder {root} does not exist")
+    if not root.is_dir():
+        raise UserError(f"dataset path {root} is not a folder")
+    meta_path = root / META_FILE
+    if not meta_path.exists():
+        if not any(root.iterdir()):
+            raise UserError(f"dataset folder {root} is empty (build one with `vwwtorch data ...`)")
+        raise UserError(f"{meta_path} is missing: {root} is not a vwwtorch dataset")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{meta_path} is not valid JSON: {exc}") from None
+    _check_meta(meta, meta_path)
+    return meta
+
+
+def _check_meta(meta: Any, path: Path) -> None:
+    def bad(msg: str) -> UserError:
+        return UserError(f"{path} is malformed: {msg}")
+
+    if not isinstance(meta, dict):
+        raise bad("expected a JSON object")
+    if meta.get("format") != FORMAT_NAME:
+        raise bad(f"'format' must be {FORMAT_NAME!r}")
+    if meta.get("version") != FORMAT_VERSION:
+        raise bad(f"unsupported 'version' {meta.get('version')!r} (this vwwtorch reads {FORMAT_VERSION})")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
+        raise bad("'classes' must be a list of at least two names")
+    size = meta.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        raise bad("'image_size' must be [height, width]")
+    if meta.get("channels") not in (1, 3):
+        raise bad("'channels' must be 1 or 3")
+    splits = meta.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise bad("'splits' must map split names to counts")
+    for name, info in splits.items():
+        if not isinstance(info, dict) or not isinstance(info.get("count"), int):
+            raise bad(f"split {name!r} needs an integer 'count'")
+
+
+def open_split(root: str | os.PathLike, split: str, meta: dict[str, Any] | None = None) -> SplitArrays:
+    """Memory-map one split and check it against `meta.json`."""
+    root = Path(root)
+    meta = meta if meta is not None else read_meta(root)
+    if split not in meta["splits"]:
+        raise UserError(f"dataset {root} has no {split!r} split (it has: {', '.join(meta['splits'])})")
+    folder = root / split
+    arrays = {}
+    for name in ARRAY_FILES:
+        path = folder / name
+        if not path.exists():
+            raise UserError(f"{path} is missing")
+        try:
+            arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise UserError(f"{path} is not a readable .npy array: {exc}") from None
+    images, labels, ids = (arrays[n] for n in ARRAY_FILES)
+    h, w = meta["image_size"]
+    c = meta["channels"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, c):
+        raise UserError(
+            f"{folder / 'images.npy'} holds {images.dtype} {tuple(images.shape)}, "
+            f"meta.json promises uint8 [N, {h}, {w}, {c}]"
+        )
+    count = meta["splits"][split]["count"]
+    if not (len(images) == len(labels) == len(ids) == count):
+        raise UserError(
+            f"split {split!r} of {root} is inconsistent: {len(images)} images, {len(labels)} labels, "
+            f"{len(ids)} ids, meta.json count {count}"
+        )
+    if labels.dtype.kind not in "iu":
+        raise UserError(f"{folder / 'labels.npy'} must hold integers, not {labels.dtype}")
+    return SplitArrays(images=images, labels=labels, ids=ids)
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()
+
+
+class DatasetWriter:
+    """Write a dataset atomically: everything goes to `<out>.partial/` and is renamed at the end.
+
+    A crash leaves only the `.partial` folder, never a folder that looks complete.
+    """
+
+    def __init__(self, out: str | os.PathLike, *, classes: list[str], image_size: tuple[int, int],
+                 channels: int, provenance: dict[str, Any], overwrite: bool = False):
+        self.out = Path(out)
+        occupied = self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir()))
+        if occupied and not overwrite:
+            raise UserError(f"{self.out} already exists and is not empty (pass --overwrite to replace it)")
+        self.tmp = self.out.with_name(self.out.name + ".partial")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        self.meta: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "classes": list(classes),
+            "image_size": [int(image_size[0]), int(image_size[1])],
+            "channels": int(channels),
+            "splits": {},
+            "provenance": provenance,
+        }
+
+    def write_split(self, split: str, images: np.ndarray, labels: Iterable[int], ids: Iterable) -> None:
+        images = np.asarray(images)
+        labels = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels, dtype=np.int64)
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        h, w = self.meta["image_size"]
+        c = self.meta["channels"]
+        assert images.dtype == np.uint8 and images.shape[1:] == (h, w, c), images.shape
+        assert len(images) == len(labels) == len(ids)
+        folder = self.tmp / split
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "images.npy", images)
+        np.save(folder / "labels.npy", labels)
+        np.save(folder / "ids.npy", ids)
+        self.add_split_meta(split, labels)
+
+    def add_split_meta(self, split: str, labels: np.ndarray) -> None:
+        """Record counts for a split whose arrays were written into `self.tmp / split` by the caller."""
+        counts = class_counts(labels, len(self.meta["classes"]))
+        self.meta["splits"][split] = {
+            "count": int(len(labels)),
+            "per_class": dict(zip(self.meta["classes"], counts)),
+        }
+
+    def finish(self) -> Path:
+        (self.tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        os.replace(self.tmp, self.out)
+        return self.out

@@ -1,0 +1,1 @@
+"""Firmware tooling: Apollo3 image blobs, the UART bootloader flasher and the serial monitor."""

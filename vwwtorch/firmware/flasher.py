@@ -1,0 +1,419 @@
+"""`vwwtorch firmware flash`: the host side of the Apollo3 bootloader's UART wired update.
+
+Sequence (../shared/ref/apollo3.md §1.4): HELLO -> STATUS; OTADESC -> ACK; then for each wired
+block, last block first: UPDATE(size, CRC-32) -> ACK and DATA messages of up to 8180 bytes, each
+-> ACK carrying the next expected offset; finally RESET -> ACK, on which the bootloader installs the
+staged OTA image at 0xC000.
+
+Reply policy (a design choice; the bootloader's own source is not public):
+* a NACK is answered by resending the same message, at most `max_attempts` sends in all (the SDK
+  script meant 4 but reported a success on the 4th try as a failure; here the 4th try counts);
+* NACKs that resending cannot fix (sequence error, bad address or parameter...) stop at once;
+* a missing or short reply stops with a timeout error: resending after a lost ACK would only
+  produce a sequence error, since the bootloader may already have taken the message;
+* an ACK whose offset is not the one just sent up to stops the transfer (no silent resync);
+* reply CRCs are checked: `strict` stops on a bad one; `warn` (default, since no public host ever
+  checked them against a real board) accepts a damaged reply only if it says exactly what a
+  success would say, so a damaged reply can never turn a failure into a reported success;
+* a missing ACK to the final RESET is only a warning: every block was already acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vwwtorch.errors import UserError
+from vwwtorch.firmware import apollo3_image as image
+from vwwtorch.firmware import apollo3_uart as uart
+from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType
+
+DEFAULT_BAUD = 921600          # the Edge v1 factory bootloader speed
+BOOTLOADER_STEPS = (
+    "Put the SparkFun Edge into bootloader mode:\n"
+    "  1. press and hold button 14;\n"
+    "  2. press and release RST while still holding 14;\n"
+    "  3. keep holding 14 until the progress bar moves (opening the port resets the board)."
+)
+
+# NACKs where sending the same bytes again cannot succeed.
+_FATAL_NACKS = {AckStatus.INVALID_INFO0, AckStatus.SEC, AckStatus.MSG_TOO_BIG,
+                AckStatus.UNKNOWN_MSGTYPE, AckStatus.INVALID_ADDR, AckStatus.INVALID_OPERATION,
+                AckStatus.INVALID_PARAM, AckStatus.SEQ, AckStatus.TOO_MUCH_DATA}
+
+
+class FlashError(UserError):
+    """The transfer failed (board, cable or bootloader); exit code 1, one clear line."""
+
+    exit_code = 1
+
+
+class ReplyTimeout(FlashError):
+    """The bootloader did not answer in time."""
+
+
+@dataclass
+class FlashOptions:
+    timeout: float = 12.0          # per ACK: the bootloader may program ~128 pages before answering
+    hello_timeout: float = 3.0     # the bootloader answers HELLO at once, if it is listening
+    settle: float = 0.25           # after opening the port, let the board come out of reset
+    max_attempts: int = 4          # sends per message when it is NACKed
+    reply_crc: str = "warn"        # "warn" or "strict"
+    reset_mode: int = uart.ResetMode.POI   # 0: do not send RESET
+    ota_descriptor: int | None = uart.OTA_DESCRIPTOR_ADDRESS
+    split: int = image.DEFAULT_SPLIT
+    progress: bool | None = None   # None: a bar only on a terminal
+
+
+@dataclass
+class FlashReport:
+    status: uart.Status
+    blocks: int
+    bytes_sent: int
+    messages: int
+    resends: int
+    bad_reply_crcs: int
+    reset_acknowledged: bool
+
+
+class WiredUpdate:
+    """Drive one wired update over an open pyserial port (or anything with read/write/timeout)."""
+
+    def __init__(self, port, options: FlashOptions | None = None, log=print):
+        self.port = port
+        self.options = options or FlashOptions()
+        if self.options.reply_crc not in ("warn", "strict"):
+            raise ValueError(f"reply_crc must be 'warn' or 'strict', not {self.options.reply_crc!r}")
+        if self.options.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.log = log
+        self.messages = self.resends = self.bad_reply_crcs = 0
+
+    # -- public ---------------------------------------------------------------------------
+
+    def run(self, wire_blob: bytes) -> FlashReport:
+        opts = self.options
+        blocks = image.split_wire_blob(wire_blob, opts.split)
+        time.sleep(opts.settle)
+        self._serial_call(self.port.reset_input_buffer)      # drop reset noise before HELLO
+        status = self.hello()
+        self.log(f"bootloader answered: version {status.version}, "
+                 f"blocks up to {status.max_image_size:,} bytes")
+        largest = max(len(b) for b in blocks)
+        if status.max_image_size and largest > status.max_image_size:
+            raise FlashError(f"a {largest:,}-byte block does not fit the bootloader's "
+                             f"{status.max_image_size:,}-byte buffer; flash with a smaller --split")
+        if opts.ota_descriptor is not None:
+            self._exchange(uart.ota_descriptor(opts.ota_descriptor), MsgType.OTADESC,
+                           "OTA descriptor")
+        self._send_blocks(blocks)
+        reset_ok = self._reset() if opts.reset_mode else False
+        if self.bad_reply_crcs:
+            self.log(f"warning: {self.bad_reply_crcs} bootloader replies failed their CRC check "
+                     f"but said exactly what was expected; accepted (--reply-crc strict refuses them)")
+        return FlashReport(status=status, blocks=len(blocks), bytes_sent=len(wire_blob),
+                           messages=self.messages, resends=self.resends,
+                           bad_reply_crcs=self.bad_reply_crcs, reset_acknowledged=reset_ok)
+
+    def hello(self) -> uart.Status:
+        self._write(uart.hello())
+        msg = self._read_reply(MsgType.STATUS, "HELLO", self.options.hello_timeout,
+                               hint=": is the board in bootloader mode (hold 14, tap RST, keep "
+                                    "holding 14), on this port, at this baud rate?")
+        if not msg.intact:
+            self._damaged_reply(msg, "HELLO", acceptable=True)
+        return uart.Status.from_message(msg)
+
+    # -- transfer -------------------------------------------------------------------------
+
+    def _send_blocks(self, blocks: list[bytes]) -> None:
+        from tqdm import tqdm
+
+        total = sum(len(b) for b in blocks)
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="flashing",
+                  disable=None if self.options.progress is None else not self.options.progress,
+                  file=sys.stderr) as bar:
+            # Last block first, as Ambiq's script does: the first block carries the OTA flag, so
+            # the install is requested only after everything else is staged.
+            for index in reversed(range(len(blocks))):
+                block = blocks[index]
+                name = f"block {index + 1}/{len(blocks)}"
+                self._exchange(uart.update(len(block), image.crc32(block)), MsgType.UPDATE,
+                               f"UPDATE of {name}")
+                for seq in range(0, len(block), uart.MAX_DATA_CHUNK):
+                    chunk = block[seq:seq + uart.MAX_DATA_CHUNK]
+                    self._exchange(uart.data(seq, chunk), MsgType.DATA,
+                                   f"DATA of {name} at offset {seq}", next_seq=seq + len(chunk))
+                    bar.update(len(chunk))
+
+    def _reset(self) -> bool:
+        try:
+            self._exchange(uart.reset(self.options.reset_mode), MsgType.RESET, "RESET")
+            return True
+        except ReplyTimeout:
+            # Every block is acknowledged by now; boards have been seen to reboot without an ACK.
+            self.log("warning: no ACK to RESET; the image was delivered and acknowledged. "
+                     "Press RST (without 14) to start it.")
+            return False
+
+    def _exchange(self, frame: bytes, sent: MsgType, what: str, next_seq: int | None = None) -> uart.Ack:
+        """Send `frame` and wait for its ACK, resending on NACK up to max_attempts times."""
+        attempts = self.options.max_attempts
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self.resends += 1
+            self._write(frame)
+            msg = self._read_reply(MsgType.ACK, what, self.options.timeout,
+                                   hint="; the board may have left bootloader mode, start again "
+                                        "from the button sequence")
+            ack = uart.Ack.from_message(msg)
+            if not msg.intact:
+                expected = (ack.src == sent and ack.status == AckStatus.SUCCESS
+                            and (next_seq is None or ack.seq == next_seq))
+                self._damaged_reply(msg, what, acceptable=expected)
+            if ack.src != sent:
+                raise FlashError(f"bootloader acknowledged a {uart.type_name(ack.src)} message "
+                                 f"in reply to {what}; the transfer is out of step")
+            if ack.status == AckStatus.SUCCESS:
+                if next_seq is not None and ack.seq != next_seq:
+                    raise FlashError(f"bootloader acknowledged {what} up to offset {ack.seq}, "
+                                     f"expected {next_seq}; stopping rather than guessing")
+                return ack
+            reason = uart.status_name(ack.status)
+            if ack.status == AckStatus.SEQ:
+                raise FlashError(f"bootloader reported a sequence error for {what} (it expects "
+                                 f"offset {ack.seq}); put the board back in bootloader mode and flash again")
+            if ack.status in _FATAL_NACKS:
+                raise FlashError(f"bootloader rejected {what}: {reason}")
+            if attempt < attempts:
+                self.log(f"warning: bootloader rejected {what} ({reason}); "
+                         f"sending it again (attempt {attempt + 1} of {attempts})")
+        raise FlashError(f"bootloader rejected {what} {attempts} times (last: {reason}); giving up")
+
+    # -- I/O ------------------------------------------------------------------------------
+
+    def _write(self, frame: bytes) -> None:
+        self.messages += 1
+        self._serial_call(self.port.write, frame)
+
+    def _read_reply(self, expected: MsgType, what: str, timeout: float, hint: str = "") -> uart.Message:
+        length = uart.STATUS_LENGTH if expected == MsgType.STATUS else uart.ACK_LENGTH
+        self.port.timeout = timeout
+        head = self._serial_call(self.port.read, uart.HEADER_SIZE)
+        if len(head) < uart.HEADER_SIZE:
+            raise ReplyTimeout(f"no reply to {what} within {timeout:g} s{hint}")
+        _, _, msg_type = uart.split_header(head)
+        if msg_type != expected:
+            raise FlashError(f"unexpected reply to {what}: message type {uart.type_name(msg_type)} "
+                             f"instead of {expected.name} (wrong baud rate, or not the Apollo3 bootloader?)")
+        rest = self._serial_call(self.port.read, length - uart.HEADER_SIZE)
+        if len(rest) < length - uart.HEADER_SIZE:
+            raise ReplyTimeout(f"incomplete {expected.name} reply to {what}: "
+                               f"{uart.HEADER_SIZE + len(rest)} of {length} bytes within {timeout:g} s")
+        return uart.decode(head + rest)
+
+    def _damaged_reply(self, msg: uart.Message, what: str, acceptable: bool) -> None:
+        problem = "CRC" if not msg.crc_ok else f"length field ({msg.length}, expected {len(msg.payload) + 8})"
+        if self.options.reply_crc == "strict":
+            raise FlashError(f"the {uart.type_name(msg.msg_type)} reply to {what} failed its {problem} "
+                             f"check (noisy link? --reply-crc warn accepts replies that say exactly "
+                             f"what was expected)")
+        if not acceptable:
+            raise FlashError(f"the {uart.type_name(msg.msg_type)} reply to {what} failed its {problem} "
+                             f"check and does not report a success; cannot trust the transfer")
+        if not self.bad_reply_crcs:
+            self.log(f"warning: the {uart.type_name(msg.msg_type)} reply to {what} failed its {problem} "
+                     f"check; accepted because it says what was expected")
+        self.bad_reply_crcs += 1
+
+    def _serial_call(self, fn, *args):
+        import serial
+
+        try:
+            return fn(*args)
+        except serial.SerialTimeoutException:
+            raise ReplyTimeout(f"writing to the serial port timed out after "
+                               f"{self.options.timeout:g} s") from None
+        except (serial.SerialException, OSError) as exc:
+            raise FlashError(f"serial port failed during the transfer: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Ports and input files
+# ------------------------------------------------------------------------------------------------
+
+def open_port(name: str, baud: int, timeout: float):
+    """Open `name` exclusively, turning the usual failures into one clear line."""
+    import serial
+
+    try:
+        return serial.Serial(name, baud, timeout=timeout, write_timeout=timeout, exclusive=True)
+    except ValueError as exc:
+        raise UserError(f"cannot use serial port {name} at {baud} baud: {exc}") from None
+    except serial.SerialException as exc:
+        raise UserError(describe_open_error(name, exc)) from None
+
+
+def describe_open_error(name: str, exc: Exception) -> str:
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    listing = "list ports with `python -m serial.tools.list_ports`"
+    if code in (errno.ENOENT, errno.ENXIO, errno.ENODEV) or "FileNotFoundError" in text:
+        return f"serial port {name} does not exist; is the board plugged in? ({listing})"
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "exclusively lock" in text:
+        return (f"serial port {name} is busy: another program (a serial monitor, screen, "
+                f"`vwwtorch firmware monitor`) has it open; close it and try again")
+    if code in (errno.EACCES, errno.EPERM) or "Access is denied" in text:
+        return (f"no permission to open {name} (on Linux: sudo usermod -aG dialout $USER, then log "
+                f"in again); on Windows the port may be open in another program")
+    return f"cannot open serial port {name}: {text}"
+
+
+def find_app_bin(build_dir: Path) -> Path:
+    """The application .bin of a `vwwtorch firmware build` output folder."""
+    if not build_dir.is_dir():
+        raise UserError(f"build folder {build_dir} does not exist; run `vwwtorch firmware build "
+                        f"--board sparkfun_edge` first")
+    candidates = sorted(p for p in build_dir.glob("*.bin") if p.name not in ("ota.bin", "wire.bin"))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UserError(f"no .bin file in {build_dir}; run `vwwtorch firmware build --board "
+                        f"sparkfun_edge` first, or pass the file with --bin")
+    names = ", ".join(p.name for p in candidates)
+    raise UserError(f"several .bin files in {build_dir} ({names}); pick one with --bin")
+
+
+def build_blobs(app: bytes, split: int = image.DEFAULT_SPLIT) -> tuple[bytes, bytes]:
+    """(OTA image, wired blob) for a raw app, as the Ambiq scripts make them for the Edge."""
+    ota = image.make_ota_image(app)
+    return ota, image.make_wire_blob(ota, split=split)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+def _int(text: str) -> int:
+    return int(text, 0)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "flash", help="flash a firmware .bin to a SparkFun Edge over the Apollo3 UART bootloader",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Wrap the application .bin as Ambiq's scripts do (an OTA image with magic 0xCB\n"
+                    "for 0xC000, inside a wired-update blob staged at 0x20000) and send it to the\n"
+                    "Apollo3 secure bootloader over UART: HELLO, OTA descriptor, UPDATE and DATA\n"
+                    "blocks with CRC-32 and an ACK per message, then RESET, which installs it.\n\n"
+                    + BOOTLOADER_STEPS)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bin", type=Path, metavar="FILE",
+                        help="raw application binary (objcopy -O binary), linked at 0xC000")
+    source.add_argument("--build", type=Path, metavar="DIR",
+                        help="output folder of `vwwtorch firmware build --board sparkfun_edge`")
+    p.add_argument("--port", help="serial port of the board (e.g. /dev/ttyUSB0, COM3)")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD, metavar="RATE",
+                   help="bootloader baud rate (default %(default)s, the Edge v1; Artemis boards: 115200)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only write OUT/ota.bin and OUT/wire.bin; no port needed")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="folder for ota.bin and wire.bin (required with --dry-run)")
+    p.add_argument("--timeout", type=float, metavar="SEC", default=FlashOptions.timeout,
+                   help="seconds to wait for each ACK (default %(default)s; the bootloader may "
+                        "write flash before it answers)")
+    p.add_argument("--hello-timeout", type=float, metavar="SEC", default=FlashOptions.hello_timeout,
+                   help="seconds to wait for the bootloader's answer to HELLO (default %(default)s)")
+    p.add_argument("--attempts", type=int, metavar="N", default=FlashOptions.max_attempts,
+                   help="sends per message when the bootloader NACKs it (default %(default)s)")
+    p.add_argument("--reply-crc", choices=("warn", "strict"), default="warn",
+                   help="a reply with a bad CRC: 'warn' accepts it if it reports exactly the "
+                        "expected success, 'strict' stops (default %(default)s)")
+    p.add_argument("--reset", choices=("poi", "por", "none"), default="poi",
+                   help="reset sent after the transfer, which starts the install (default %(default)s)")
+    p.add_argument("--split", type=_int, metavar="BYTES", default=image.DEFAULT_SPLIT,
+                   help="bytes per wired block, a multiple of 0x2000 (default 0x48000)")
+    p.add_argument("--force", action="store_true",
+                   help="flash even if the file does not look like an app linked at 0xC000")
+    p.add_argument("--no-prompt", action="store_true",
+                   help="do not wait for Enter before opening the port")
+    p.set_defaults(func=run_flash)
+
+
+def run_flash(args) -> int:
+    if not args.dry_run and not args.port:
+        raise UserError("--port is required (or use --dry-run --out DIR to only write the blobs)")
+    if args.dry_run and not args.out:
+        raise UserError("--dry-run needs --out DIR for ota.bin and wire.bin")
+    if args.attempts < 1:
+        raise UserError("--attempts must be at least 1")
+    if min(args.timeout, args.hello_timeout) <= 0:
+        raise UserError("--timeout and --hello-timeout must be positive")
+    try:
+        image.check_split(args.split)
+    except ValueError as exc:
+        raise UserError(f"--split: {exc}") from None
+
+    path = args.bin if args.bin is not None else find_app_bin(args.build)
+    if not path.is_file():
+        raise UserError(f"firmware file {path} does not exist")
+    app = path.read_bytes()
+    problem = image.describe_app_problem(app)
+    if problem and not args.force:
+        raise UserError(f"{path}: {problem} (use --force to flash it anyway)")
+    try:
+        ota, wire = build_blobs(app, args.split)
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    blocks = len(image.split_wire_blob(wire, args.split))
+    print(f"{path}: {len(app):,} bytes -> OTA image {len(ota):,} bytes for 0x{image.APP_LOAD_ADDRESS:X}, "
+          f"wired blob {len(wire):,} bytes in {blocks} block(s) at 0x{image.WIRE_LOAD_ADDRESS:X}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.out / "ota.bin", ota)
+        write_atomic(args.out / "wire.bin", wire)
+        print(f"wrote {args.out / 'ota.bin'} and {args.out / 'wire.bin'}")
+    if args.dry_run:
+        return 0
+
+    options = FlashOptions(timeout=args.timeout, hello_timeout=args.hello_timeout,
+                           max_attempts=args.attempts, reply_crc=args.reply_crc,
+                           reset_mode={"poi": 1, "por": 2, "none": 0}[args.reset], split=args.split)
+    from tqdm import tqdm
+
+    if os.name == "posix" and not os.path.exists(args.port):     # say so before the button dance
+        raise UserError(describe_open_error(args.port, FileNotFoundError(errno.ENOENT, args.port)))
+    print(BOOTLOADER_STEPS)
+    if not args.no_prompt and _interactive():
+        input("Press Enter while still holding 14... ")
+    with open_port(args.port, args.baud, args.timeout) as port:
+        print(f"sending HELLO on {args.port} at {args.baud} baud")
+        # tqdm.write keeps warnings from tearing the progress bar.
+        report = WiredUpdate(port, options, log=lambda text: tqdm.write(text, file=sys.stderr)).run(wire)
+    resent = f", {report.resends} resent after NACK" if report.resends else ""
+    print(f"done: {report.bytes_sent:,} bytes in {report.blocks} block(s) acknowledged by the "
+          f"bootloader ({report.messages} messages{resent}).")
+    if report.reset_acknowledged:
+        print("The bootloader is installing the image at 0xC000. Release 14; if the LEDs stay dark, "
+              f"press RST. Watch the scores with `vwwtorch firmware monitor --port {args.port}`.")
+    elif args.reset == "none":
+        print("No RESET sent (--reset none): the image is staged and is installed at the next reset.")
+    return 0
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,112 @@
+"""`vwwtorch predict`: label and score for image files, with the model's eval preprocessing."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="classify image files or folders with a trained checkpoint",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run a trained checkpoint (its EMA weights) on image files or every image in a "
+                    "folder; prints label and score per image, optionally writes a CSV.")
+    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--ckpt_path", "--ckpt", required=True, help="Lightning checkpoint from `vwwtorch fit`")
+    p.add_argument("--output", help="also write results to this CSV file")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.set_defaults(func=_run)
+
+
+def collect_images(paths: list[str]) -> list[Path]:
+    from vwwtorch.errors import UserError
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise UserError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{path} does not exist")
+    return files
+
+
+def read_image(path: Path, channels: int):
+    """uint8 CHW tensor, converted to the model's channel count (gray or RGB)."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from vwwtorch.errors import UserError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def _run(args) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from vwwtorch.data.transforms import eval_transform
+    from vwwtorch.errors import UserError
+    from vwwtorch.training.checkpoint import load_classifier
+
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    model = load_classifier(args.ckpt_path)
+    hp = model.hparams
+    files = collect_images(args.paths)
+    rows = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(files), args.batch_size), desc="predicting", unit="batch",
+                          disable=len(files) <= args.batch_size):
+            batch = []
+            for path in files[start:start + args.batch_size]:
+                image = read_image(path, hp.in_channels)
+                # The dataset stores square images; for arbitrary files, crop like eval on the short side.
+                transform = eval_transform(hp.resolution, min(image.shape[-2:]), hp.in_channels, hp.in_channels)
+                batch.append(transform(image))
+            probs = torch.softmax(model(torch.stack(batch)), dim=1)
+            for path, p in zip(files[start:start + args.batch_size], probs):
+                label = int(p.argmax())
+                rows.append((str(path), model.class_names[label], float(p[label]), p.tolist()))
+    width = max(len(r[0]) for r in rows)
+    for path, label, score, _ in rows:
+        print(f"{path:<{width}}  {label:<12} {score:.4f}")
+    if args.output:
+        _write_csv(args.output, rows, model.class_names)
+        print(f"wrote {args.output}")
+
+
+def _write_csv(path: str, rows, class_names) -> None:
+    from vwwtorch.errors import UserError
+
+    out = Path(path)
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "label", "score", *[f"p_{c}" for c in class_names]])
+            for file, label, score, probs in rows:
+                writer.writerow([file, label, f"{score:.6f}", *[f"{p:.6f}" for p in probs]])
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None

@@ -1,0 +1,38 @@
+"""Weight EMA as slim does it, on top of Lightning's `WeightAveraging` callback.
+
+slim uses `tf.train.ExponentialMovingAverage(decay, num_updates=global_step)`, whose effective decay
+is `min(decay, (1 + n) / (10 + n))`: the average follows the weights closely early on and settles to
+`decay` (0.9999) later. Parameters and BatchNorm statistics are both averaged. Lightning swaps the
+averaged weights in for validation, saves them as the checkpoint's `state_dict` (so test, predict and
+export use them) and copies them into the model when training ends.
+"""
+
+from __future__ import annotations
+
+import torch
+from pytorch_lightning.callbacks import WeightAveraging
+
+
+def tf_ema_decay(decay: float, num_updates: int) -> float:
+    return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
+
+
+class TFWeightEMA(WeightAveraging):
+    """Exponential moving average of weights with TensorFlow's `num_updates` warm-up.
+
+    Args:
+        decay: the EMA decay (the book's `moving_average_decay`, 0.9999).
+    """
+
+    def __init__(self, decay: float = 0.9999):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+
+        def ema(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+            # Tensor arithmetic (no .item()) so a GPU run does not synchronise once per parameter.
+            n = num_averaged.to(torch.float64)
+            d = torch.clamp((1.0 + n) / (10.0 + n), max=decay).to(averaged.dtype)
+            return averaged * d + current * (1.0 - d)
+
+        super().__init__(avg_fn=ema, use_buffers=True)

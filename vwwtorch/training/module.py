@@ -1,0 +1,178 @@
+"""LightningModule holding the model and the TinyML book's training recipe.
+
+Defaults are the book's (tf.slim `train_image_classifier.py` flags for `mobilenet_v1_025`): RMSProp
+with TF semantics (decay 0.9, momentum 0.9, epsilon 1.0), lr 0.045 decayed x0.98 every 2.5 epochs
+(staircase), label smoothing 0.1, L2 4e-5 on regular conv weights. The EMA of the weights is the
+`TFWeightEMA` callback (configured in the trainer's callbacks, see configs/).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from vwwtorch.errors import UserError
+from vwwtorch.models.mobilenet_v1 import MobileNetV1
+from vwwtorch.training.rmsprop_tf import RMSpropTF
+from vwwtorch.training.schedule import decay_steps, staircase_factor
+
+ARCH_KEYS = ("width", "in_channels", "resolution", "num_classes")
+
+
+class VWWClassifier(pl.LightningModule):
+    """MobileNetV1 classifier trained with the book's recipe.
+
+    Args:
+        width: MobileNetV1 depth multiplier (0.1 ... 1.0).
+        in_channels: 1 (grayscale) or 3 (RGB).
+        resolution: input size, a multiple of 32.
+        num_classes: number of classes.
+        class_names: names for logs and predictions (default: the dataset's).
+        dropout: dropout probability before the classifier (slim: 1 - 0.999).
+        bn_momentum: BatchNorm momentum in PyTorch's convention (1 - slim's decay 0.9997).
+        learning_rate: initial learning rate (book: 0.045).
+        lr_decay_factor: staircase decay factor (book: 0.98).
+        epochs_per_decay: epochs between decays (book: 2.5).
+        rmsprop_decay: RMSProp mean-square decay (slim: 0.9).
+        momentum: RMSProp momentum (slim: 0.9).
+        epsilon: RMSProp epsilon, inside the square root as in TF (slim: 1.0).
+        weight_decay: L2 on regular (non-depthwise) conv weights (slim: 4e-5).
+        label_smoothing: cross-entropy label smoothing (book: 0.1).
+        image_log_every_n_steps: log a grid of augmented training images this often (0: never).
+        seed: seeds dropout per step so that a resumed run repeats the uninterrupted one.
+    """
+
+    def __init__(self, width: float = 0.25, in_channels: int = 1, resolution: int = 96, num_classes: int = 2,
+                 class_names: Optional[list[str]] = None, dropout: float = 0.001, bn_momentum: float = 0.0003,
+                 learning_rate: float = 0.045, lr_decay_factor: float = 0.98, epochs_per_decay: float = 2.5,
+                 rmsprop_decay: float = 0.9, momentum: float = 0.9, epsilon: float = 1.0,
+                 weight_decay: float = 4e-5, label_smoothing: float = 0.1,
+                 image_log_every_n_steps: int = 500, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        try:
+            self.model = MobileNetV1(width=width, in_channels=in_channels, resolution=resolution,
+                                     num_classes=num_classes, dropout=dropout, bn_momentum=bn_momentum)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        metrics = lambda: torchmetrics.MetricCollection({  # noqa: E731
+            "acc": torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro"),
+            "precision": torchmetrics.classification.MulticlassPrecision(num_classes, average=None),
+            "recall": torchmetrics.classification.MulticlassRecall(num_classes, average=None),
+        })
+        self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics = metrics()
+        self.test_metrics = metrics()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # -- training -------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout draws from the global RNG; seeding it per step makes a resumed run bit-identical.
+        torch.manual_seed(int(np.random.SeedSequence(
+            [self.hparams.seed, self.global_step, self.global_rank]).generate_state(1)[0]))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=True, on_epoch=False, prog_bar=True)
+        every = self.hparams.image_log_every_n_steps
+        if every and self.global_step % every == 0:
+            self._log_image_grid(x, y)
+        return loss
+
+    def _log_image_grid(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image") or self.global_rank != 0:
+            return
+        from torchvision.utils import make_grid
+
+        grid = make_grid((x[:32].detach().float().cpu() + 1) / 2, nrow=8, padding=2)
+        experiment.add_image("train/augmented_images", grid.clamp(0, 1), self.global_step)
+        experiment.add_text("train/augmented_labels",
+                            " ".join(self.class_names[i] for i in y[:32].tolist()), self.global_step)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decayed, plain = [], []
+        for module in self.model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                # slim regularises conv weights but not depthwise kernels, biases or BatchNorm.
+                is_regular_conv_weight = isinstance(module, nn.Conv2d) and module.groups == 1 and name == "weight"
+                (decayed if is_regular_conv_weight else plain).append(p)
+        optimizer = RMSpropTF([
+            {"params": decayed, "weight_decay": hp.weight_decay},
+            {"params": plain, "weight_decay": 0.0},
+        ], lr=hp.learning_rate, decay=hp.rmsprop_decay, momentum=hp.momentum, epsilon=hp.epsilon)
+        steps = decay_steps(self._num_train_images(), self._global_batch_size(), hp.epochs_per_decay)
+        factor = hp.lr_decay_factor
+        scheduler = LambdaLR(optimizer, lambda step: staircase_factor(step, steps, factor))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _num_train_images(self) -> int:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "num_train_images"):
+            return datamodule.num_train_images()
+        # Without our DataModule: steps per epoch times the batch size.
+        return int(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs or 1)) \
+            * self._global_batch_size()
+
+    def _global_batch_size(self) -> int:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        batch = getattr(datamodule, "batch_size", 1)
+        return batch * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def _eval_step(self, batch, metrics, prefix: str):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metrics.update(logits, y)
+        self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(y))
+
+    def _eval_epoch_end(self, metrics, prefix: str) -> None:
+        values = metrics.compute()
+        self.log(f"{prefix}/acc", values["acc"], prog_bar=True, sync_dist=True)
+        for i, name in enumerate(self.class_names):
+            self.log(f"{prefix}/precision_{name}", values["precision"][i], sync_dist=True)
+            self.log(f"{prefix}/recall_{name}", values["recall"][i], sync_dist=True)
+        metrics.reset()
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end(self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end(self.test_metrics, "test")
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        check_architecture(checkpoint, {k: self.hparams[k] for k in ARCH_KEYS}, source="the checkpoint")
+
+
+def check_architecture(checkpoint: dict, expected: dict, source: str) -> None:
+    """Refuse a checkpoint whose model differs from the configured one, naming the difference."""
+    saved = checkpoint.get("hyper_parameters") or {}
+    missing = [k for k in ARCH_KEYS if k not in saved]
+    if missing:
+        raise UserError(f"{source} is not a vwwtorch classifier checkpoint (no {', '.join(missing)})")
+    diffs = [f"{k}={saved[k]} (configured {expected[k]})" for k in expected if saved[k] != expected[k]]
+    if diffs:
+        raise UserError(f"{source} holds a different architecture: " + ", ".join(diffs))
