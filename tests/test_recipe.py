@@ -77,3 +77,20 @@ def test_tf_ema_decay_warmup():
     assert tf_ema_decay(0.9999, 0) == pytest.approx(0.1)
     assert tf_ema_decay(0.9999, 90) == pytest.approx(0.91)
     assert tf_ema_decay(0.9999, 10 ** 7) == 0.9999
+
+
+def test_ema_average_follows_tf_formula():
+    from torch.optim.swa_utils import AveragedModel
+
+    from vwwtorch.training.ema import tf_ema_avg_fn
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    ema = AveragedModel(net, avg_fn=tf_ema_avg_fn(0.9999), use_buffers=True)
+    expected = None
+    for step, value in enumerate([1.0, 3.0, -2.0, 5.0]):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        ema.update_parameters(net)
+        # First update copies; update n (n = updates so far) uses decay min(0.9999, (1+n)/(10+n)).
+        expected = value if expected is None else expected * tf_ema_decay(0.9999, step) + value * (1 - tf_ema_decay(0.9999, step))
+        assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)

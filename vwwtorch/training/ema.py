@@ -17,6 +17,18 @@ def tf_ema_decay(decay: float, num_updates: int) -> float:
     return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
 
 
+def tf_ema_avg_fn(decay: float):
+    """`avg_fn` for `torch.optim.swa_utils.AveragedModel` implementing TF's decay schedule."""
+
+    def ema(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        # Tensor arithmetic (no .item()) so a GPU run does not synchronise once per parameter.
+        n = num_averaged.to(torch.float64)
+        d = torch.clamp((1.0 + n) / (10.0 + n), max=decay).to(averaged.dtype)
+        return averaged * d + current * (1.0 - d)
+
+    return ema
+
+
 class TFWeightEMA(WeightAveraging):
     """Exponential moving average of weights with TensorFlow's `num_updates` warm-up.
 
@@ -28,11 +40,4 @@ class TFWeightEMA(WeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
-
-        def ema(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-            # Tensor arithmetic (no .item()) so a GPU run does not synchronise once per parameter.
-            n = num_averaged.to(torch.float64)
-            d = torch.clamp((1.0 + n) / (10.0 + n), max=decay).to(averaged.dtype)
-            return averaged * d + current * (1.0 - d)
-
-        super().__init__(avg_fn=ema, use_buffers=True)
+        super().__init__(avg_fn=tf_ema_avg_fn(decay), use_buffers=True)
