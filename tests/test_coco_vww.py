@@ -373,3 +373,16 @@ def test_unrelated_work_folder_is_never_deleted(coco, tmp_path, capsys):
     assert main(args + ["--restart"]) == 2
     assert "not a vwwtorch build folder" in capsys.readouterr().err
     assert (work / "notes.txt").read_text() == "mine"
+
+
+def test_built_dataset_trains_with_vwwtorch_fit(person_book, tmp_path, capsys):
+    """The builder's output feeds `vwwtorch fit` directly, no conversion step."""
+    from vwwtorch.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    code = main(["fit", "--config", str(config), "--data.data_dir", str(person_book),
+                 "--data.batch_size", "4", "--data.num_workers", "0", "--trainer.max_steps", "3",
+                 "--trainer.enable_progress_bar", "false",
+                 "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+    assert code == 0, capsys.readouterr().err
+    assert list((tmp_path / "runs").rglob("last.ckpt"))
