@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "vwwtorch.predict",
     "vwwtorch.data.cli",
     "vwwtorch.quickstart",
+    "vwwtorch.export_cli",
     "vwwtorch.firmware.cli",
 )
 

@@ -12,12 +12,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "predict", help="classify image files or folders with a trained checkpoint",
+        "predict", help="classify image files or folders with a checkpoint or an int8 .tflite",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Run a trained checkpoint (its EMA weights) on image files or every image in a "
-                    "folder; prints label and score per image, optionally writes a CSV.")
+        description="Run a trained checkpoint (its EMA weights) or an int8 .tflite from `vwwtorch export` "
+                    "on image files or every image in a folder; prints label and score per image, "
+                    "optionally writes a CSV. Images get the eval preprocessing (central crop, resize); "
+                    "with --tflite, images already at the model's size are used as they are, and pixels "
+                    "are fed as the firmware feeds camera bytes (int8 = byte - 128).")
     p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--ckpt_path", "--ckpt", required=True, help="Lightning checkpoint from `vwwtorch fit`")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", "--ckpt", help="Lightning checkpoint from `vwwtorch fit`")
+    source.add_argument("--tflite", help="int8 .tflite from `vwwtorch export`")
+    p.add_argument("--labels", help="class names, one per line (with --tflite; default: labels.txt next to it)")
     p.add_argument("--output", help="also write results to this CSV file")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.set_defaults(func=_run)
@@ -70,6 +76,8 @@ def _run(args) -> None:
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if args.tflite:
+        return _run_tflite(args)
     model = load_classifier(args.ckpt_path)
     hp = model.hparams
     files = collect_images(args.paths)
@@ -92,6 +100,63 @@ def _run(args) -> None:
         print(f"{path:<{width}}  {label:<12} {score:.4f}")
     if args.output:
         _write_csv(args.output, rows, model.class_names)
+        print(f"wrote {args.output}")
+
+
+def _tflite_labels(args, num_classes: int) -> list[str]:
+    from vwwtorch.errors import UserError
+
+    path = Path(args.labels) if args.labels else Path(args.tflite).with_name("labels.txt")
+    if not path.is_file():
+        if args.labels:
+            raise UserError(f"labels file {path} does not exist")
+        return [str(i) for i in range(num_classes)]
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(names) != num_classes:
+        raise UserError(f"{path} lists {len(names)} labels but the model has {num_classes} classes")
+    return names
+
+
+def firmware_bytes(path: Path, resolution: int, channels: int):
+    """uint8 HWC pixels the firmware would see: as they are at the model's size, else eval crop + resize."""
+    import numpy as np
+    from torchvision.transforms import v2
+
+    from vwwtorch.data.transforms import CENTRAL_FRACTION
+
+    image = read_image(path, channels)  # uint8 CHW
+    if tuple(image.shape[-2:]) != (resolution, resolution):
+        crop = max(1, round(min(image.shape[-2:]) * CENTRAL_FRACTION))
+        image = v2.Compose([v2.CenterCrop(crop), v2.Resize((resolution, resolution), antialias=True)])(image)
+    return np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+
+
+def _run_tflite(args) -> None:
+    import numpy as np
+
+    from bridge.tflite_runner import TFLiteModel
+    from vwwtorch.errors import UserError
+
+    model = TFLiteModel(args.tflite)
+    if not model.is_int8:
+        raise UserError(f"{args.tflite} is not a full-integer int8 model (input {model.input_dtype}, "
+                        f"output {model.output_dtype})")
+    _, height, width, channels = model.input_shape
+    if height != width:
+        raise UserError(f"{args.tflite} takes {height}x{width} input; vwwtorch models are square")
+    names = _tflite_labels(args, model.num_classes)
+    files = collect_images(args.paths)
+    pixels = np.stack([firmware_bytes(path, height, channels) for path in files])
+    probs = model.probabilities(pixels, progress=len(files) > args.batch_size)
+    rows = []
+    for path, p in zip(files, probs):
+        label = int(p.argmax())
+        rows.append((str(path), names[label], float(p[label]), p.tolist()))
+    width_col = max(len(r[0]) for r in rows)
+    for path, label, score, _ in rows:
+        print(f"{path:<{width_col}}  {label:<12} {score:.4f}")
+    if args.output:
+        _write_csv(args.output, rows, names)
         print(f"wrote {args.output}")
 
 

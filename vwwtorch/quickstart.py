@@ -1,7 +1,8 @@
 """`vwwtorch quickstart`: the whole pipeline on the built-in data, in one command.
 
 Generates the built-in dataset, trains the default model with `configs/quickstart.yaml`, validates
-the best checkpoint and says where everything is. Later stages (export, firmware) hook in here.
+the best checkpoint, exports it to int8 TFLite through the parity gate (`vwwtorch export`) and says
+where everything is. Later stages (firmware) hook in here.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ QUICKSTART_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quicks
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "quickstart", help="generate the built-in data, train and validate the default model",
+        "quickstart", help="generate the built-in data, train, validate and export the default model",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Run the whole vwwtorch pipeline on the built-in dataset: generate data, train "
                     "MobileNetV1 0.25 (96x96 grayscale) with configs/quickstart.yaml, validate the best "
-                    "checkpoint. Everything is written under --out.")
-    p.add_argument("--out", required=True, help="output folder (data/, runs/)")
+                    "checkpoint, export it to ONNX and int8 TFLite and verify parity (export/). "
+                    "Everything is written under --out.")
+    p.add_argument("--out", required=True, help="output folder (data/, runs/, export/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--config", default=str(QUICKSTART_CONFIG), help="training config")
     p.add_argument("--train-images", type=int, default=6000, help="size of the generated train split")
+    p.add_argument("--no-export", dest="export", action="store_false",
+                   help="stop after validation (skip the int8 export and its parity gate)")
     p.set_defaults(func=_run)
 
 
@@ -39,17 +43,18 @@ def _run(args) -> None:
     if args.epochs is not None and args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     out = Path(args.out).resolve()
-    data_dir, runs_dir = out / "data", out / "runs"
+    data_dir, runs_dir, export_dir = out / "data", out / "runs", out / "export"
+    steps = 4 if args.export else 3
     started = time.monotonic()
 
-    print(f"[1/3] built-in dataset -> {data_dir}")
+    print(f"[1/{steps}] built-in dataset -> {data_dir}")
     try:
         read_meta(data_dir)
         print("      already there, reusing it")
     except UserError:
         generate(str(data_dir), train=args.train_images, overwrite=True)
 
-    print(f"[2/3] training with {config}")
+    print(f"[2/{steps}] training with {config}")
     common = ["--config", str(config), "--data.data_dir", str(data_dir),
               "--trainer.logger.init_args.save_dir", str(runs_dir)]
     fit_args = ["fit", *common] + (["--trainer.max_epochs", str(args.epochs)] if args.epochs else [])
@@ -60,9 +65,22 @@ def _run(args) -> None:
         raise UserError("training produced no checkpoint")
     log_dir = cli.trainer.logger.log_dir
 
-    print(f"[3/3] validating {best}")
+    print(f"[3/{steps}] validating {best}")
     validate = run_lightning_cli(["validate", *common, "--ckpt_path", best])
     metrics = {k: float(v) for k, v in validate.trainer.callback_metrics.items()}
+
+    verified = None
+    if args.export:
+        from bridge.errors import GateFailed
+        from bridge.pipeline import ExportOptions, export
+
+        print(f"[4/{steps}] exporting to int8 TFLite and checking parity -> {export_dir}")
+        try:
+            export(ExportOptions(ckpt=Path(best), data=data_dir, out=export_dir, overwrite=True))
+            verified = True
+        except GateFailed as exc:
+            # The folder is complete but unverified; say so in the summary, then fail.
+            verified = exc
 
     minutes = (time.monotonic() - started) / 60
     print()
@@ -72,3 +90,8 @@ def _run(args) -> None:
     print(f"  last checkpoint   {checkpoint.last_model_path}")
     print(f"  TensorBoard logs  {log_dir}   (tensorboard --logdir {runs_dir})")
     print(f"  val/acc           {metrics.get('val/acc', float('nan')):.4f}")
+    if verified is True:
+        print(f"  int8 model        {export_dir / 'model_int8.tflite'}   (parity verified: {export_dir / 'parity.md'})")
+    elif verified is not None:
+        print(f"  int8 model        {export_dir / 'model_int8.tflite'}   NOT verified, see {export_dir / 'parity.md'}")
+        raise verified

@@ -1,0 +1,108 @@
+"""Images for calibration and parity: dataset images through the training eval preprocessing.
+
+Calibration images come from the train split and parity images from the validation split, so the
+gate never judges the int8 model on the very images its ranges were fitted to. Both go through
+`vwwtorch.data.transforms.eval_transform` (central crop, resize, x / 127.5 - 1), the preprocessing
+the model was validated with; the result is NHWC float32 in [-1, 1], which is also what the int8
+input quantization (scale 1/127.5, zero point -1) is defined on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vwwtorch.errors import UserError
+
+SELECTION_SEED = 0
+
+
+@dataclass(frozen=True)
+class EvalImages:
+    images: np.ndarray   # float32 [N, H, W, C] in [-1, 1]
+    labels: np.ndarray   # int64 [N]
+    ids: np.ndarray      # dataset ids (COCO id, file name, index)
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image_bytes(self) -> np.ndarray:
+        """The uint8 pixels behind the float images (exact: eval preprocessing is b / 127.5 - 1)."""
+        return np.rint((self.images.astype(np.float64) + 1.0) * 127.5).astype(np.uint8)
+
+
+def check_dataset(data_dir: str | Path, channels: int, resolution: int, num_classes: int) -> dict:
+    """meta.json of a dataset that fits the model; a one-line UserError otherwise."""
+    from vwwtorch.data.format import read_meta
+
+    meta = read_meta(data_dir)
+    if meta["channels"] != channels:
+        raise UserError(f"dataset {data_dir} has {meta['channels']}-channel images but the model takes "
+                        f"{channels}-channel input")
+    height, width = meta["image_size"]
+    if min(height, width) < resolution:
+        raise UserError(f"dataset {data_dir} holds {height}x{width} images, smaller than the model's "
+                        f"{resolution}x{resolution} input")
+    if len(meta["classes"]) != num_classes:
+        raise UserError(f"dataset {data_dir} has {len(meta['classes'])} classes but the model predicts "
+                        f"{num_classes}")
+    return meta
+
+
+def pick_split(meta: dict, preferred: tuple[str, ...], data_dir: str | Path, purpose: str) -> str:
+    for split in preferred:
+        if meta["splits"].get(split, {}).get("count", 0) > 0:
+            return split
+    raise UserError(f"dataset {data_dir} has no non-empty {' or '.join(repr(s) for s in preferred)} split "
+                    f"for {purpose} (it has: {', '.join(meta['splits'])})")
+
+
+def load_eval_images(data_dir: str | Path, split: str, count: int, channels: int, resolution: int,
+                     meta: dict | None = None, progress: bool = True) -> EvalImages:
+    """`count` images of `split` (all if fewer), a fixed pseudo-random subset, preprocessed for eval."""
+    import torch
+    from tqdm import tqdm
+
+    from vwwtorch.data.format import open_split, read_meta
+    from vwwtorch.data.transforms import eval_transform
+
+    meta = meta if meta is not None else read_meta(data_dir)
+    arrays = open_split(data_dir, split, meta)
+    total = len(arrays)
+    if total == 0:
+        raise UserError(f"split {split!r} of {data_dir} is empty")
+    if count >= total:
+        indices = np.arange(total)
+    else:
+        # Sorted so reads walk the memory-mapped file forwards; fixed seed so runs repeat exactly.
+        indices = np.sort(np.random.default_rng(SELECTION_SEED).choice(total, size=count, replace=False))
+    transform = eval_transform(resolution, min(meta["image_size"]), meta["channels"], channels)
+    out = np.empty((len(indices), resolution, resolution, channels), dtype=np.float32)
+    for row, index in enumerate(tqdm(indices, desc=f"preprocessing {split}", unit="img", leave=False,
+                                     disable=not progress)):
+        image = torch.from_numpy(np.array(arrays.images[index])).permute(2, 0, 1)
+        out[row] = transform(image).permute(1, 2, 0).numpy()
+    labels = np.asarray(arrays.labels[indices], dtype=np.int64)
+    if labels.min() < 0 or labels.max() >= len(meta["classes"]):
+        raise UserError(f"split {split!r} of {data_dir} has labels outside 0..{len(meta['classes']) - 1}")
+    return EvalImages(out, labels, np.asarray(arrays.ids[indices]), split)
+
+
+def pin_input_range(images: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Make the calibration set span the full input range [-1, 1].
+
+    The converter takes the int8 input scale from the min and max it sees; the firmware feeds every
+    byte 0..255, so the range must be exactly [-1, 1] (scale 1/127.5, zero point -1). When no
+    calibration image reaches byte 0 or 255, one pixel of the first image is set to each end: the
+    input range becomes right and inner-layer ranges barely notice. Returns (images, pinned?).
+    """
+    low, high = float(images.min()), float(images.max())
+    if low <= -1.0 and high >= 1.0:
+        return images, False
+    pinned = images.copy()
+    pinned[0, 0, 0, 0] = -1.0
+    pinned[0, -1, -1, 0] = 1.0
+    return pinned, True

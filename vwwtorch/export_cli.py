@@ -1,0 +1,92 @@
+"""`vwwtorch export` and `vwwtorch parity`: the PyTorch -> int8 TFLite bridge and its parity gate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+GATES_HELP = """\
+Gates (all must pass, or the command exits 1 naming the failed gate and its worst images):
+  input quantization   int8, scale 1/127.5, zero point -1 (camera byte b is fed as b-128)
+  output quantization  int8 softmax, scale 1/256, zero point -128
+  op set               only CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, RESHAPE, SOFTMAX
+  torch vs ONNX Runtime / TFLite float32   max |probability difference| (export only)
+  torch vs TFLite int8  top-1 agreement and accuracy drop
+  TFLM vs TFLite reference kernels          bit-exact int8 outputs on every image
+"""
+
+
+def _add_thresholds(p: argparse.ArgumentParser, with_float: bool) -> None:
+    g = p.add_argument_group("thresholds")
+    if with_float:
+        g.add_argument("--max-onnx-diff", type=float, default=1e-4,
+                       help="torch vs ONNX Runtime: max |probability difference| (default: %(default)s)")
+        g.add_argument("--max-float-diff", type=float, default=1e-4,
+                       help="torch vs TFLite float32: max |probability difference| (default: %(default)s)")
+    g.add_argument("--min-agreement", type=float, default=0.99,
+                   help="torch vs TFLite int8: minimum fraction of images with the same top-1 class "
+                        "(default: %(default)s)")
+    g.add_argument("--max-accuracy-drop", type=float, default=1.0,
+                   help="torch vs TFLite int8: maximum accuracy loss, in percentage points (default: %(default)s)")
+
+
+def register(subparsers) -> None:
+    e = subparsers.add_parser(
+        "export", help="export a checkpoint to ONNX and int8 TFLite and verify parity",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export a checkpoint's EMA weights to ONNX, convert with onnx2tf to TFLite float32 and "
+                    "full-integer int8 (calibrated on --data train images with the training eval "
+                    "preprocessing), then check every seam on --data validation images.\n\n"
+                    "Writes model.onnx, model_float32.tflite, model_int8.tflite, labels.txt, parity.json "
+                    "(with \"verified\": true only if every gate passed) and parity.md to --out.\n\n"
+                    + GATES_HELP)
+    e.add_argument("--ckpt", required=True, type=Path, help="checkpoint from `vwwtorch fit`")
+    e.add_argument("--data", required=True, type=Path,
+                   help="vwwtorch dataset: train split for calibration, val (or test) split for parity")
+    e.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
+    e.add_argument("--num-calibration", type=int, default=300, help="calibration images (default: %(default)s)")
+    e.add_argument("--num-parity", type=int, default=1000,
+                   help="parity images, or all of the split if fewer (default: %(default)s)")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    e.add_argument("--verbose", action="store_true", help="show onnx2tf and TensorFlow output")
+    _add_thresholds(e, with_float=True)
+    e.set_defaults(func=_run_export)
+
+    p = subparsers.add_parser(
+        "parity", help="check an int8 .tflite against the checkpoint it was made from",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Re-run the int8 gates for any full-integer int8 .tflite (made by vwwtorch or not): "
+                    "static checks, torch vs TFLite int8 on --data validation images, TFLM vs TFLite "
+                    "reference kernels, footprint.\n\n" + GATES_HELP)
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint the model was converted from")
+    p.add_argument("--tflite", required=True, type=Path, help="int8 .tflite to check")
+    p.add_argument("--data", required=True, type=Path, help="vwwtorch dataset (val or test split is used)")
+    p.add_argument("--num-parity", type=int, default=1000,
+                   help="parity images, or all of the split if fewer (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="also write parity.json and parity.md to this folder")
+    _add_thresholds(p, with_float=False)
+    p.set_defaults(func=_run_parity)
+
+
+def _thresholds(args):
+    from bridge.parity import Thresholds
+
+    t = Thresholds(min_top1_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
+    if hasattr(args, "max_onnx_diff"):
+        t.onnx_max_diff, t.float_max_diff = args.max_onnx_diff, args.max_float_diff
+    return t
+
+
+def _run_export(args) -> None:
+    from bridge.pipeline import ExportOptions, export
+
+    export(ExportOptions(ckpt=args.ckpt, data=args.data, out=args.out, num_calibration=args.num_calibration,
+                         num_parity=args.num_parity, thresholds=_thresholds(args), overwrite=args.overwrite,
+                         verbose=args.verbose))
+
+
+def _run_parity(args) -> None:
+    from bridge.pipeline import ParityOptions, parity
+
+    parity(ParityOptions(ckpt=args.ckpt, tflite=args.tflite, data=args.data, num_parity=args.num_parity,
+                         out=args.out, thresholds=_thresholds(args)))
