@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 SUBCOMMAND_MODULES = (
+    "vwwtorch.firmware.cli_build",   # generate, deps, build, run
     "vwwtorch.firmware.flasher",     # flash
     "vwwtorch.firmware.monitor",     # monitor
 )

@@ -1,0 +1,49 @@
+"""The firmware stage `vwwtorch quickstart` runs: always generate; build and run when it can."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+# torchvision must be loaded before TensorFlow's converter runs in this process: the other order
+# aborts with "LLVM ERROR: inconsistency in registered CommandLine options".
+from vwwtorch.data.format import open_split
+from vwwtorch.data.transforms import eval_transform
+from firmware_models import require_firmware_deps, require_tools, write_models
+from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_models(tmp_path_factory.mktemp("models"), only=("tiny_int8",))["tiny_int8"]
+
+
+def test_without_dependencies_it_generates_and_says_what_to_run(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "empty-cache"))
+    pixels = np.zeros((2, 32, 32, 1), np.uint8)
+    outcome = firmware_stage(tiny, tmp_path / "fw", pixels)
+    assert (outcome.model_dir / "model_data.cc").is_file()
+    assert [b.board for b in outcome.boards] == ["host", "qemu_m4"]
+    assert all(b.scores_match is None and "vwwtorch firmware deps" in b.note for b in outcome.boards)
+    text = "\n".join(outcome.lines())
+    assert "skipped" in text and "firmware deps" in text
+
+
+def test_with_dependencies_the_host_build_matches_the_runtime(tiny, tmp_path):
+    require_tools("g++", "make")
+    require_firmware_deps("host")
+    pixels = np.random.default_rng(1).integers(0, 256, size=(3, 32, 32, 1), dtype=np.uint8)
+    outcome = firmware_stage(tiny, tmp_path / "fw", pixels, boards=("host",), jobs=2)
+    (host,) = outcome.boards
+    assert host.scores_match is True and (host.build_dir / "build.json").is_file()
+    assert "scores equal the TFLM runtime" in "\n".join(outcome.lines())
+
+
+def test_dataset_pixels_follow_the_eval_preprocessing(synthetic_small):
+    pixels = dataset_pixels(synthetic_small, 3, 96, 1)
+    assert pixels.shape == (3, 96, 96, 1) and pixels.dtype == np.uint8
+    image = torch.from_numpy(np.array(open_split(synthetic_small, "val").images[2])).permute(2, 0, 1)
+    unit = eval_transform(96, 128, 1, 1)(image).permute(1, 2, 0).numpy()
+    # Back in the model's float input space, the bytes are within half a quantization step.
+    assert np.abs(pixels[2] / 127.5 - 1.0 - unit).max() <= 0.5 / 127.5 + 1e-6

@@ -1,0 +1,64 @@
+"""`vwwtorch firmware generate | deps | build | run`: from an int8 model to scores on a target.
+
+Hooked into the `firmware` command group by `vwwtorch/firmware/cli.py`; the work happens in
+generate.py, deps.py, build.py and run.py, imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+COMMANDS = (
+    ("generate", "vwwtorch.firmware.generate",
+     "write the model's C++ sources (array, settings, op resolver) for a firmware build",
+     "Turn an int8 .tflite into model_data.cc/.h, model_settings.cc/.h and an op resolver with "
+     "exactly the model's ops; measures the tensor arena and checks the model fits the board."),
+    ("deps", "vwwtorch.firmware.deps",
+     "fetch the pinned TFLM, flatbuffers, gemmlowp, CMSIS-NN and CMSIS sources into the cache",
+     "Download the pinned third-party sources a firmware build needs into $VWWTORCH_CACHE "
+     "(default ~/.cache/vwwtorch), or install them from local git repositories, trees or archives "
+     "(--from-dir, --tflm-dir, ...). Every tree is checked against its pinned digest."),
+    ("build", "vwwtorch.firmware.build",
+     "compile the firmware for a board (host or qemu_m4) and print its flash/RAM use",
+     "Compile firmware/ with a generated model folder. TFLM is compiled once per board and kernel "
+     "set and kept in the cache; rebuilding after a model change only recompiles the model."),
+    ("run", "vwwtorch.firmware.run",
+     "run a firmware build on images and print the int8 scores",
+     "Run the host program, or the qemu_m4 image under qemu-system-arm, on images of the model's "
+     "size and print each image's int8 scores, decision and inference time."),
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults only (not "None" for optional paths, nor "False" for flags)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _runner(module_name: str):
+    def run(args):
+        return importlib.import_module(module_name).run_command(args)
+    return run
+
+
+def register_build_commands(firmware_subparsers) -> None:
+    """Add generate, deps, build and run to the `vwwtorch firmware` sub-command group."""
+    for name, module_name, short, long in COMMANDS:
+        parser = firmware_subparsers.add_parser(
+            name, help=short, description=long,
+            formatter_class=_HelpFormatter)
+        _add_arguments(module_name, parser)
+        parser.set_defaults(func=_runner(module_name))
+
+
+def _add_arguments(module_name: str, parser) -> None:
+    # Only argparse and light modules are imported here, so `--help` stays quick.
+    importlib.import_module(module_name).add_arguments(parser)
+
+
+# The firmware group's modules expose `register(subparsers)` (vwwtorch/firmware/cli.py).
+register = register_build_commands

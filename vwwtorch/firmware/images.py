@@ -1,0 +1,68 @@
+"""Turn image files into the int8 input tensors the firmware reads (raw bytes, HWC).
+
+Same convention as the camera path on the board: a pixel byte b becomes b - 128 (the model's
+input quantization, scale 1/127.5 and zero point -1, inverts the training preprocessing
+x / 127.5 - 1). Images must already have the model's size: resizing would hide a mismatch
+between what was trained and what is deployed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vwwtorch.errors import UserError
+
+PIL_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
+RAW_SUFFIXES = {".bin", ".raw", ".int8"}
+
+
+def _from_array(array: np.ndarray, rows: int, cols: int, channels: int, source: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        array = (array.astype(np.int16) - 128).astype(np.int8)
+    elif array.dtype != np.int8:
+        raise UserError(f"{source}: array of {array.dtype}; expected uint8 pixels or int8 tensors")
+    if array.ndim == 2 and channels == 1:
+        array = array[:, :, None]
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[1:] != (rows, cols, channels):
+        raise UserError(f"{source}: shape {list(array.shape)} does not hold "
+                        f"{rows}x{cols}x{channels} images (the model's input)")
+    return array
+
+
+def load_tensors(path: str | Path, rows: int, cols: int, channels: int) -> np.ndarray:
+    """int8 array (N, rows, cols, channels) from one file: image, .npy, or raw int8 tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+        return _from_array(array, rows, cols, channels, str(path))
+    if suffix in RAW_SUFFIXES:
+        data = np.fromfile(path, dtype=np.int8)
+        per_image = rows * cols * channels
+        if data.size == 0 or data.size % per_image:
+            raise UserError(f"{path}: {data.size} bytes is not a whole number of "
+                            f"{rows}x{cols}x{channels} int8 tensors ({per_image} bytes each)")
+        return data.reshape(-1, rows, cols, channels)
+    if suffix not in PIL_SUFFIXES:
+        raise UserError(f"{path}: unknown image type {suffix or '(none)'}; use "
+                        f"{', '.join(sorted(PIL_SUFFIXES | RAW_SUFFIXES | {'.npy'}))}")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.size != (cols, rows):
+                raise UserError(f"image {path} is {image.size[0]}x{image.size[1]}; the model takes "
+                                f"{cols}x{rows} (resize it first)")
+            array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    return _from_array(array, rows, cols, channels, str(path))

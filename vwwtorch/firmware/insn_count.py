@@ -1,0 +1,71 @@
+"""Instructions per inference under QEMU, with firmware/tools/insn_count.c (a TCG plugin).
+
+The firmware calls two empty functions, `vww_inference_begin` and `vww_inference_end`, around every
+`Invoke()`. The plugin counts the guest instructions executed between them. It is compiled once with
+the host's C compiler into the cache (keyed by the source's digest); its addresses come from the
+ELF's symbol table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from vwwtorch.errors import UserError
+
+MARKERS = ("vww_inference_begin", "vww_inference_end")
+
+
+def plugin_path() -> Path:
+    """The compiled plugin, built on first use."""
+    from vwwtorch.firmware.build import firmware_dir
+    from vwwtorch.firmware.deps import cache_root
+
+    source = firmware_dir() / "tools" / "insn_count.c"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    target = cache_root() / "firmware" / "tools" / f"insn_count-{digest}.so"
+    if target.is_file():
+        return target
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise UserError("counting instructions needs a host C compiler for the QEMU plugin: "
+                        "sudo apt-get install gcc")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".so.tmp")
+    done = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial),
+                           str(source)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UserError(f"compiling the QEMU plugin failed: {done.stderr.strip().splitlines()[0]}")
+    partial.replace(target)
+    return target
+
+
+def marker_addresses(program: Path, nm: str) -> tuple[int, int]:
+    """Addresses of the two marker functions in the ELF."""
+    symbols = subprocess.run([nm, str(program)], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in symbols.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] in MARKERS:
+            found[parts[2]] = int(parts[0], 16)
+    missing = [m for m in MARKERS if m not in found]
+    if missing:
+        raise UserError(f"{program} has no {', '.join(missing)}; rebuild it with "
+                        "`vwwtorch firmware build`")
+    return found[MARKERS[0]], found[MARKERS[1]]
+
+
+def qemu_arguments(program: Path, nm: str, counts_file: Path) -> list[str]:
+    begin, end = marker_addresses(program, nm)
+    return ["-plugin", f"{plugin_path()},begin={begin:#x},end={end:#x},out={counts_file}"]
+
+
+def read_counts(counts_file: Path) -> list[int]:
+    """One count per inference, in order."""
+    try:
+        lines = Path(counts_file).read_text().splitlines()
+    except FileNotFoundError:
+        raise UserError("QEMU wrote no instruction counts (does this QEMU support TCG plugins?)") from None
+    return [int(line) for line in lines if line.strip().isdigit()]  # the last line is "total N"

@@ -1,0 +1,130 @@
+"""The firmware stage of `vwwtorch quickstart`: generate, then build and run when possible.
+
+`firmware_stage(tflite, out, pixels)` always writes the generated model sources. When the
+dependencies are in the cache and the tools are installed, it also builds the host and qemu_m4
+firmware, runs both on the given images and checks their scores against the `tflite_micro`
+runtime. What cannot run is reported with the command that fixes it, never raised: quickstart
+must finish on a machine without the cross toolchain.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vwwtorch.errors import UserError
+
+BOARDS = ("host", "qemu_m4")
+
+
+@dataclass
+class BoardOutcome:
+    board: str
+    build_dir: Path | None = None
+    scores_match: bool | None = None     # None: not run
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+    arena_used: int | None = None
+    note: str = ""
+
+
+@dataclass
+class StageOutcome:
+    model_dir: Path
+    boards: list[BoardOutcome] = field(default_factory=list)
+    skipped: str = ""                    # why nothing was built, with the command that fixes it
+
+    def lines(self) -> list[str]:
+        text = [f"firmware sources  {self.model_dir}"]
+        if self.skipped:
+            text.append(f"firmware build    skipped: {self.skipped}")
+        for b in self.boards:
+            if b.scores_match is None:
+                text.append(f"firmware {b.board:<8} skipped: {b.note}")
+                continue
+            size = f", flash {b.flash_bytes:,} B, RAM {b.ram_bytes:,} B" if b.flash_bytes else ""
+            arena = f", arena used {b.arena_used:,} B" if b.arena_used else ""
+            verdict = "scores equal the TFLM runtime" if b.scores_match else "SCORES DIFFER from the TFLM runtime"
+            text.append(f"firmware {b.board:<8} {verdict}{size}{arena}  ({b.build_dir})")
+        return text
+
+
+def _missing_tool(board) -> str | None:
+    needed = [f"{board.toolchain_prefix}g++", "make"] + ([board.emulator] if board.emulator else [])
+    missing = [tool for tool in needed if shutil.which(tool) is None]
+    return f"{', '.join(missing)} not installed ({board.install_hint})" if missing else None
+
+
+def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
+                   boards: tuple[str, ...] = BOARDS, jobs: int | None = None) -> StageOutcome:
+    """Generate into out/model; build out/<board>; run each on `pixels` (uint8, N x H x W x C)."""
+    from vwwtorch.firmware.boards import get_board
+    from vwwtorch.firmware.build import build
+    from vwwtorch.firmware.deps import require
+    from vwwtorch.firmware.generate import generate
+    from vwwtorch.firmware.run import run_tensors
+
+    out = Path(out)
+    settings = generate(tflite, out / "model", board="sparkfun_edge")
+    outcome = StageOutcome(model_dir=out / "model")
+    pixels = np.asarray(pixels, dtype=np.uint8).reshape(-1, settings.rows, settings.cols,
+                                                         settings.channels)
+    tensors = (pixels.astype(np.int16) - 128).astype(np.int8)
+    expected = _runtime_scores(Path(tflite).read_bytes(), tensors)
+    for name in boards:
+        board = get_board(name)
+        result = BoardOutcome(board=name)
+        outcome.boards.append(result)
+        try:
+            require(name)
+        except UserError:
+            result.note = "TFLM is not in the cache; run `vwwtorch firmware deps`"
+            continue
+        missing = _missing_tool(board)
+        if missing:
+            result.note = missing
+            continue
+        built = build(name, out / "model", out / name, jobs=jobs, quiet=True)
+        run = run_tensors(out / name, tensors, timeout=600)
+        result.build_dir = out / name
+        result.scores_match = bool(np.array_equal([i.scores for i in run.images], expected))
+        result.flash_bytes, result.ram_bytes = built.flash_bytes, built.ram_bytes
+        result.arena_used = run.arena_used
+    return outcome
+
+
+def dataset_pixels(data_dir: str | Path, count: int, resolution: int, channels: int,
+                   split: str = "val") -> np.ndarray:
+    """`count` images of a vwwtorch dataset as the camera would give them to the firmware: the eval
+    preprocessing (central crop, resize, channel conversion) rounded back to uint8 bytes."""
+    import torch
+
+    from vwwtorch.data.format import open_split, read_meta
+    from vwwtorch.data.transforms import eval_transform
+
+    meta = read_meta(data_dir)
+    arrays = open_split(data_dir, split, meta)
+    transform = eval_transform(resolution, min(meta["image_size"]), meta["channels"], channels)
+    out = np.empty((min(count, len(arrays)), resolution, resolution, channels), np.uint8)
+    for row in range(len(out)):
+        image = torch.from_numpy(np.array(arrays.images[row])).permute(2, 0, 1)
+        unit = transform(image).permute(1, 2, 0).numpy()          # x / 127.5 - 1
+        out[row] = np.clip(np.rint((unit + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return out
+
+
+def _runtime_scores(model: bytes, tensors: np.ndarray) -> np.ndarray:
+    from tflite_micro.python.tflite_micro import runtime
+
+    from vwwtorch.firmware.arena import MEASURE_ARENA
+
+    interpreter = runtime.Interpreter.from_bytes(model, arena_size=MEASURE_ARENA)
+    rows = []
+    for tensor in tensors:
+        interpreter.set_input(tensor[None], 0)
+        interpreter.invoke()
+        rows.append(np.asarray(interpreter.get_output(0)).reshape(-1))
+    return np.stack(rows) if rows else np.zeros((0, 0), np.int8)
