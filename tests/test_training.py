@@ -25,19 +25,21 @@ def make_trainer(root, **kwargs):
 
 
 def test_short_training_run_learns(synthetic_small, tmp_path):
-    """The default architecture at 64x64 on 2,400 built-in images: from chance (0.5) to >= 0.85 in 12 epochs.
+    """The default architecture at 64x64 on 2,400 built-in images: from chance (0.5) to >= 0.9.
 
-    Bounded by epochs, not time, so a busy machine cannot fail it (about 80 s on 2 cores; reaches 0.89).
+    11 epochs take about 55 s on the 2-core machine; the run is bounded by epochs, not by a clock, so
+    a busy machine makes it slower but cannot make it fail. A short run needs a higher learning rate
+    than the book's 0.045 (which reaches 0.89 in the same steps).
     """
     pl.seed_everything(0)
-    model = VWWClassifier(resolution=64, bn_momentum=0.1, learning_rate=0.045, image_log_every_n_steps=0)
+    model = VWWClassifier(resolution=64, bn_momentum=0.1, learning_rate=0.15, image_log_every_n_steps=0)
     data = VWWDataModule(synthetic_small, batch_size=64, num_workers=0, resolution=64,
                          augmentation=Augmentation(crop_area=(0.5, 1.0)))
-    trainer = make_trainer(tmp_path, max_epochs=12, num_sanity_val_steps=0,
+    trainer = make_trainer(tmp_path, max_epochs=11, num_sanity_val_steps=0, check_val_every_n_epoch=11,
                            callbacks=[TFWeightEMA(0.9999)], enable_checkpointing=False)
     trainer.fit(model, data)
     result = trainer.validate(model, data, verbose=False)[0]
-    assert result["val/acc"] >= 0.85, result
+    assert result["val/acc"] >= 0.9, result
 
 
 def _resume_setup(root, data_dir, **trainer_kwargs):

@@ -25,6 +25,7 @@ LIGHTNING_COMMANDS = {
 COMMAND_MODULES = (
     "vwwtorch.predict",
     "vwwtorch.data.cli",
+    "vwwtorch.report.cli",
     "vwwtorch.quickstart",
     "vwwtorch.export_cli",
     "vwwtorch.firmware.cli",

@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     synth.set_defaults(func=_synthetic)
     _register_vww(sub)
+    _register_folder(sub)
     _register_verify(sub)
     _register_show(sub)
 
@@ -109,6 +110,54 @@ def _vww(args) -> None:
               f"see {result.out / 'report.json'}")
     if result.decoded:
         print(f"decoded {result.decoded} images in {result.seconds:.1f} s ({result.images_per_second:.0f} img/s)")
+
+
+def _register_folder(sub) -> None:
+    folder = sub.add_parser(
+        "folder", help="build a dataset from one sub-folder of images per class",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build a dataset from your own images: IMAGE_DIR/<class>/... with one sub-folder per class\n"
+                    "(class names = folder names, sorted; written to OUT/labels.txt). Each file goes to train,\n"
+                    "val or test by a hash of its name, so adding images never moves an existing one to another\n"
+                    "split; files named NAME_nohash_* share NAME's split. Images are decoded once (EXIF\n"
+                    "orientation applied) and resized whole to --image-size. Files that are not images and\n"
+                    "images that cannot be read are skipped and listed in OUT/report.json.",
+        epilog="example: vwwtorch data folder --image-dir ~/photos/flowers --out data/flowers --channels 3")
+    folder.add_argument("--image-dir", required=True, help="folder with one sub-folder of images per class")
+    folder.add_argument("--out", required=True, help="output dataset folder")
+    folder.add_argument("--validation-percentage", type=float, default=10.0, metavar="PCT",
+                        help="share of images for the val split (default: %(default)s)")
+    folder.add_argument("--testing-percentage", type=float, default=10.0, metavar="PCT",
+                        help="share of images for the test split (default: %(default)s)")
+    folder.add_argument("--image-size", type=int, default=128,
+                        help="stored image side in pixels; the model crops and resizes from it (default: %(default)s)")
+    folder.add_argument("--channels", type=int, choices=(1, 3), default=1,
+                        help="1 = grayscale (the book's model), 3 = RGB (default: %(default)s)")
+    folder.add_argument("--min-per-class", type=int, default=10, metavar="N",
+                        help="fail when a class has fewer readable images than this (default: %(default)s)")
+    folder.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="decoding processes (default: the number of CPUs, %(default)s)")
+    folder.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    folder.set_defaults(func=_folder)
+
+
+def _folder(args) -> None:
+    from vwwtorch.data.folder import LABELS_FILE, REPORT_FILE, build_folder_dataset
+
+    result = build_folder_dataset(args.image_dir, args.out, validation_percentage=args.validation_percentage,
+                                  testing_percentage=args.testing_percentage, image_size=args.image_size,
+                                  channels=args.channels, min_per_class=args.min_per_class,
+                                  workers=args.workers, overwrite=args.overwrite)
+    print(f"wrote dataset with {len(result.classes)} classes to {result.out} "
+          f"(class names in {result.out / LABELS_FILE})")
+    for split, per_class in result.counts.items():
+        print(f"  {split:<5} {sum(per_class.values()):>6}  " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
+        empty = [c for c, n in per_class.items() if n == 0]
+        if empty:
+            print(f"  warning: no {split} image for class(es) {', '.join(empty)}; add images or raise the percentage")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} file(s) (not images or unreadable), e.g. "
+              f"{result.skipped[0]['file']}: {result.skipped[0]['reason']}; list in {result.out / REPORT_FILE}")
 
 
 def _register_verify(sub) -> None:

@@ -8,13 +8,14 @@ with TF semantics (decay 0.9, momentum 0.9, epsilon 1.0), lr 0.045 decayed x0.98
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -47,6 +48,11 @@ class VWWClassifier(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing (book: 0.1).
         image_log_every_n_steps: log a grid of augmented training images this often (0: never).
         seed: seeds dropout per step so that a resumed run repeats the uninterrupted one.
+        init_from: transfer learning: a vwwtorch checkpoint whose backbone (every layer but the
+            classifier) initialises this model's when `fit` starts; the classifier starts fresh for
+            this dataset's classes. Width and input channels must match; resolution may differ.
+        class_weights: weight the training loss per class: "auto" (inverse class frequency in the
+            training split, for imbalanced data) or one weight per class. Label smoothing still applies.
     """
 
     def __init__(self, width: float = 0.25, in_channels: int = 1, resolution: int = 96, num_classes: int = 2,
@@ -54,7 +60,8 @@ class VWWClassifier(pl.LightningModule):
                  learning_rate: float = 0.045, lr_decay_factor: float = 0.98, epochs_per_decay: float = 2.5,
                  rmsprop_decay: float = 0.9, momentum: float = 0.9, epsilon: float = 1.0,
                  weight_decay: float = 4e-5, label_smoothing: float = 0.1,
-                 image_log_every_n_steps: int = 500, seed: int = 0):
+                 image_log_every_n_steps: int = 500, seed: int = 0, init_from: Optional[str] = None,
+                 class_weights: Optional[Union[str, list[float]]] = None):
         super().__init__()
         self.save_hyperparameters()
         try:
@@ -71,9 +78,56 @@ class VWWClassifier(pl.LightningModule):
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = metrics()
         self.test_metrics = metrics()
+        self.loss_weights: Optional[torch.Tensor] = None  # set in setup() from `class_weights`
+        # Set by the bottleneck callback: (images, training) -> pooled features [N, C, 1, 1] of the
+        # frozen backbone, so that only the classifier runs here (see vwwtorch.training.bottleneck).
+        self.bottleneck_fn: Optional[Callable[[torch.Tensor, bool], torch.Tensor]] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bottleneck_fn is None:
+            return self(x)
+        features = self.bottleneck_fn(x, self.training)
+        return torch.flatten(self.model.classifier(self.model.dropout(features)), 1)  # MobileNetV1's head
+
+    # -- setup: transfer learning and class weights -------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # Only when fitting: a resumed run then restores its own weights over these, and evaluating
+        # or exporting a fine-tuned checkpoint never needs the original one.
+        if stage != "fit":
+            return
+        if self.hparams.init_from and not getattr(self, "_initialised_from", None):
+            from vwwtorch.training.transfer import load_backbone
+
+            loaded = load_backbone(self.model, self.hparams.init_from)
+            self._initialised_from = self.hparams.init_from
+            rank_zero_info(f"transfer learning: backbone ({loaded} tensors) from {self.hparams.init_from}, "
+                           f"new classifier for {self.hparams.num_classes} classes")
+        if self.hparams.class_weights is not None:
+            self.loss_weights = torch.tensor(self._resolve_class_weights(), dtype=torch.float32)
+            rank_zero_info("class weights: " + ", ".join(
+                f"{name} {w:.3f}" for name, w in zip(self.class_names, self.loss_weights.tolist())))
+
+    def _resolve_class_weights(self) -> list[float]:
+        weights, k = self.hparams.class_weights, self.hparams.num_classes
+        if isinstance(weights, str):
+            if weights != "auto":
+                raise UserError(f"--model.class_weights must be 'auto' or a list of {k} weights, not {weights!r}")
+            return inverse_frequency_weights(self._train_labels(), k, self.class_names)
+        weights = [float(w) for w in weights]
+        if len(weights) != k or min(weights) <= 0:
+            raise UserError(f"--model.class_weights needs {k} positive weights (one per class), got {weights}")
+        return weights
+
+    def _train_labels(self) -> np.ndarray:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "data_dir"):
+            raise UserError("--model.class_weights auto needs the vwwtorch data module (--data.data_dir)")
+        from vwwtorch.data.format import open_split
+
+        return np.asarray(open_split(datamodule.data_dir, datamodule.splits["train"]).labels)
 
     # -- training -------------------------------------------------------------------------------
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -83,8 +137,9 @@ class VWWClassifier(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        logits = self._logits(x)
+        weight = self.loss_weights.to(logits.device) if self.loss_weights is not None else None
+        loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=self.hparams.label_smoothing)
         self.train_acc(logits, y)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=True, on_epoch=False, prog_bar=True)
@@ -137,7 +192,7 @@ class VWWClassifier(pl.LightningModule):
     # -- evaluation -----------------------------------------------------------------------------
     def _eval_step(self, batch, metrics, prefix: str):
         x, y = batch
-        logits = self(x)
+        logits = self._logits(x)
         loss = F.cross_entropy(logits, y)
         metrics.update(logits, y)
         self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(y))
@@ -165,6 +220,17 @@ class VWWClassifier(pl.LightningModule):
     # -- checkpoints ----------------------------------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_architecture(checkpoint, {k: self.hparams[k] for k in ARCH_KEYS}, source="the checkpoint")
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int,
+                              names: Optional[list[str]] = None) -> list[float]:
+    """n / (k * count_c) per class: every class then carries the same total weight in the loss."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)[:num_classes]
+    if (counts == 0).any():
+        names = names or [str(i) for i in range(num_classes)]
+        raise UserError("--model.class_weights auto: no training image of class(es) "
+                        + ", ".join(names[i] for i in np.flatnonzero(counts == 0)))
+    return (counts.sum() / (num_classes * counts)).astype(float).tolist()
 
 
 def check_architecture(checkpoint: dict, expected: dict, source: str) -> None:

@@ -1,0 +1,100 @@
+"""Write a complete report folder: everything goes to `<out>.partial/`, renamed to `<out>` at the end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from vwwtorch.errors import UserError
+from vwwtorch.report.metrics import compute_report
+from vwwtorch.report.plots import confusion_matrix_figure, pr_figure, roc_figure, save_png
+from vwwtorch.report.predictions import Predictions, predict_checkpoint, predict_tflite
+from vwwtorch.report.sheet import write_error_sheet
+
+SCHEMA = "vwwtorch-report"
+VERSION = 1
+
+
+def confusion_text(report: dict) -> str:
+    labels = report["confusion_matrix"]["labels"]
+    counts = report["confusion_matrix"]["counts"]
+    width = max(8, *(len(n) for n in labels), *(len(str(c)) for row in counts for c in row))
+    lines = [f"rows: true class, columns: predicted class ({report['images']} images, "
+             f"accuracy {report['accuracy']:.4f})",
+             " " * width + " " + " ".join(f"{n:>{width}}" for n in labels)]
+    lines += [f"{name:>{width}} " + " ".join(f"{c:>{width}}" for c in row) for name, row in zip(labels, counts)]
+    return "\n".join(lines) + "\n"
+
+
+def write_predictions_csv(path: Path, predictions: Predictions) -> None:
+    predicted = predictions.probs.argmax(axis=1)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "id", "label", "predicted", *[f"p_{c}" for c in predictions.classes]])
+        for i, (ident, label, pred, probs) in enumerate(zip(predictions.ids, predictions.labels, predicted,
+                                                            predictions.probs)):
+            writer.writerow([i, ident, predictions.classes[label], predictions.classes[pred],
+                             *[f"{p:.6f}" for p in probs]])
+
+
+def positive_index(classes: list[str], name: str | None) -> int:
+    if name is None:
+        return 1  # VWW: label 1 is the object ("person"); for other data, pass --positive-class
+    if name not in classes:
+        raise UserError(f"--positive-class {name!r} is not a class of the dataset ({', '.join(classes)})")
+    return classes.index(name)
+
+
+def write_report(args) -> tuple[dict, Path]:
+    from vwwtorch.report.cli import FILES
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise UserError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
+    if args.ckpt:
+        predictions = predict_checkpoint(args.ckpt, args.data, args.split, batch_size=args.batch_size,
+                                         convert_channels=args.convert_channels)
+    else:
+        predictions = predict_tflite(args.tflite, args.data, args.split, batch_size=args.batch_size,
+                                     convert_channels=args.convert_channels)
+    pos = positive_index(predictions.classes, args.positive_class)
+    figures = compute_report(predictions.probs, predictions.labels, predictions.ids, predictions.classes, pos,
+                             thresholds=args.thresholds, fpr_targets=args.fpr, max_errors=args.max_errors)
+    report = {
+        "schema": SCHEMA, "version": VERSION,
+        "model": predictions.model,
+        "data": {"dir": str(args.data), "split": args.split, "classes": predictions.classes},
+        **figures,
+        "files": dict(FILES),
+    }
+
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        (tmp / FILES["confusion_matrix_txt"]).write_text(confusion_text(report))
+        save_png(confusion_matrix_figure(report), tmp / FILES["confusion_matrix_png"])
+        save_png(roc_figure(report), tmp / FILES["roc_png"])
+        save_png(pr_figure(report), tmp / FILES["pr_png"])
+        write_error_sheet(predictions.arrays.images, report["most_confident_errors"], tmp / FILES["errors_png"])
+        write_predictions_csv(tmp / FILES["predictions_csv"], predictions)
+        (tmp / FILES["report_json"]).write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report, out
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

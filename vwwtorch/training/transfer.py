@@ -1,0 +1,56 @@
+"""Transfer learning: start a model from another checkpoint's backbone (`--model.init_from`).
+
+The backbone is every layer of MobileNetV1 except the classifier: the stem, the 13 separable blocks
+and their BatchNorm statistics. The classifier is left as initialised, sized for the new dataset's
+classes, so a person detector can become, say, a 3-class flower classifier.
+
+The checkpoint is read with `torch.load(weights_only=True)` (tensors and plain data only). Its
+`state_dict` holds the EMA weights, the ones it was evaluated with. Width and input channels decide
+the backbone's tensor shapes and must match; the resolution only sets padding positions, which are
+the same for every multiple of 32, so a 96x96 backbone can start a 128x128 model.
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from vwwtorch.errors import UserError
+
+BACKBONE_PREFIX = "model.features."  # VWWClassifier.model is the MobileNetV1
+
+
+def backbone_state(checkpoint: dict, source: str) -> dict:
+    """The backbone tensors of a vwwtorch checkpoint, named as in `MobileNetV1.features`."""
+    state = {k[len(BACKBONE_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(BACKBONE_PREFIX)}
+    if not state:
+        raise UserError(f"{source} holds no MobileNetV1 backbone (no {BACKBONE_PREFIX}* weights)")
+    return state
+
+
+def load_backbone(model: nn.Module, path: str | os.PathLike) -> int:
+    """Copy the backbone of checkpoint `path` into `model` (a MobileNetV1); returns the tensors copied."""
+    from vwwtorch.training.checkpoint import read_checkpoint  # here: checkpoint.py imports the module
+
+    source = f"--model.init_from {path}"
+    checkpoint = read_checkpoint(path)
+    saved = checkpoint.get("hyper_parameters") or {}
+    if "width" not in saved or "in_channels" not in saved:
+        raise UserError(f"{source} is not a vwwtorch classifier checkpoint (no width/in_channels)")
+    diffs = [f"{key} {saved[key]} (configured {getattr(model, key)})"
+             for key in ("width", "in_channels") if saved[key] != getattr(model, key)]
+    if diffs:
+        raise UserError(f"{source} holds a backbone of another shape: " + ", ".join(diffs)
+                        + "; set --model.width/--model.in_channels to the checkpoint's")
+    state = backbone_state(checkpoint, source)
+    own = model.features.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        first = (missing or unexpected or wrong)[0]
+        raise UserError(f"{source} does not fit this model's backbone ({len(missing)} missing, "
+                        f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors, e.g. {first})")
+    model.features.load_state_dict(state)
+    return len(state)
