@@ -92,3 +92,21 @@ def test_ddp_two_cpu_processes(synthetic_small, tmp_path):
     assert ckpt["global_step"] == 6
     model = load_classifier(checkpoints[0])
     assert model.hparams.resolution == 32
+
+
+def test_last_checkpoint_follows_training_when_the_best_stops_improving(synthetic_small, tmp_path):
+    """With nothing learning (lr 0, frozen BN statistics) only epoch 0 is a 'best'; last.ckpt must still
+    hold the final epoch so that resuming from it continues instead of repeating epochs."""
+    from vwwtorch.training.checkpoint import BestAndLastCheckpoint
+
+    pl.seed_everything(0)
+    model = VWWClassifier(resolution=32, learning_rate=0.0, bn_momentum=0.0, image_log_every_n_steps=0)
+    data = VWWDataModule(synthetic_small, batch_size=32, num_workers=0, resolution=32)
+    checkpoint = BestAndLastCheckpoint(dirpath=tmp_path, monitor="val/acc", mode="max", save_last=True,
+                                       filename="best-{epoch}")
+    trainer = make_trainer(tmp_path, max_epochs=3, limit_train_batches=2, limit_val_batches=2,
+                           num_sanity_val_steps=0, callbacks=[checkpoint])
+    trainer.fit(model, data)
+    assert [p.name for p in tmp_path.glob("best-*.ckpt")] == ["best-epoch=0.ckpt"]
+    last = read_checkpoint(tmp_path / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, 6)

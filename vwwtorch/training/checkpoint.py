@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from vwwtorch.errors import UserError
 from vwwtorch.training.module import ARCH_KEYS, VWWClassifier
@@ -49,3 +50,34 @@ def load_classifier(path: str | os.PathLike, expect: dict | None = None) -> VWWC
     except RuntimeError as exc:
         raise UserError(f"checkpoint {path} does not fit its own architecture: {str(exc).splitlines()[0]}") from None
     return module.eval()
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint` whose `last.ckpt` really is the latest state.
+
+    Since Lightning 2.6, `save_last=True` rewrites `last.ckpt` only when a top-k checkpoint is saved
+    in the same step, so once `val/acc` stops improving `last.ckpt` goes stale and resuming from it
+    would silently repeat epochs. This refreshes it at the end of every validation and train epoch.
+    """
+
+    _last_saved_step: int = -1
+
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_saved_step = trainer.global_step
+
+    def _refresh_last(self, trainer) -> None:
+        if (self.save_last and self._last_saved_step != trainer.global_step
+                and not self._should_skip_saving_checkpoint(trainer)):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        # Only where the parent saves here; otherwise saving now would make it skip the epoch's save.
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._refresh_last(trainer)

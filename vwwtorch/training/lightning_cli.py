@@ -1,7 +1,7 @@
 """`vwwtorch fit|validate|test` through LightningCLI.
 
 Always-on callbacks (each configurable from YAML or flags under its own key):
-`--checkpoint.*` ModelCheckpoint (best on val/acc + last), `--ema.*` the book's weight EMA,
+`--checkpoint.*` ModelCheckpoint (best on val/acc + a last.ckpt kept current), `--ema.*` the book's weight EMA,
 `--lr_monitor.*` learning-rate logging. The data's resolution and channels follow the model's, and
 the model's classes follow the dataset's.
 """
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import sys
 
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, RichProgressBar
 from pytorch_lightning.cli import LightningCLI
 
 from vwwtorch.data.datamodule import VWWDataModule
 from vwwtorch.training.ema import TFWeightEMA
-from vwwtorch.training.checkpoint import read_checkpoint
+from vwwtorch.training.checkpoint import BestAndLastCheckpoint, read_checkpoint
 from vwwtorch.training.module import ARCH_KEYS, VWWClassifier, check_architecture
 
 
 class VWWLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/acc",
             "checkpoint.mode": "max",
