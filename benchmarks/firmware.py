@@ -3,7 +3,9 @@
     python benchmarks/firmware.py [--tflite model_int8.tflite] [--images 5] [--out DIR]
 
 Builds the model for the emulated Cortex-M4F (`qemu_m4`, Apollo3 budgets) with the CMSIS-NN and
-with the reference kernels, and for the host; runs each on the same random int8 images and reports:
+with the reference kernels, and for the host (and, when `vwwtorch firmware deps --board
+sparkfun_edge` has been run, for the SparkFun Edge: built, not run); runs each on the same random
+int8 images and reports:
 the image's flash (model, TFLM + app) and RAM, the tensor arena (configured, and used on the
 device), instructions per inference counted under QEMU by firmware/tools/insn_count.c, QEMU's wall
 time, and the host's inference time. Scores are checked equal across all builds.
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vwwtorch.errors import UserError
+from vwwtorch.firmware.boards import BOARDS
 from vwwtorch.firmware.build import build
 from vwwtorch.firmware.deps import require
 from vwwtorch.firmware.generate import generate
@@ -68,6 +72,15 @@ def main() -> None:
             "qemu_m4 reference": measure("qemu_m4", "reference", out / "model", out, tensors, args.jobs, True),
             "host reference": measure("host", "reference", out / "model", out, tensors, args.jobs, False),
         }
+        edge = None
+        try:
+            require("sparkfun_edge")
+        except UserError:
+            pass
+        else:
+            started = time.monotonic()
+            edge = build("sparkfun_edge", out / "model", out / "sparkfun_edge-cmsis_nn", jobs=args.jobs, quiet=True)
+            edge_s = time.monotonic() - started
     scores = {name: run["scores"] for name, run in runs.items()}
     same = all(s == scores["qemu_m4 cmsis_nn"] for s in scores.values())
 
@@ -89,6 +102,10 @@ def main() -> None:
         print(f"{name:<18} {b.text:>9,} {b.data:>6,} {b.bss:>8,} {flash:>9,} {b.code_bytes:>9,} "
               f"{b.data + b.bss:>8,} {arena:>10} {stack:>6} {instructions:>16} "
               f"{run['run_s']:>6.2f} {run['build_s']:>7.1f}")
+    if edge is not None:
+        print(f"{'sparkfun_edge cmsis':<18} {edge.text:>9,} {edge.data:>6,} {edge.bss:>8,} "
+              f"{edge.text + edge.data:>9,} {edge.code_bytes:>9,} {edge.data + edge.bss:>8,} {'(board)':>10} "
+              f"{'-':>6} {'-':>16} {'-':>6} {edge_s:>7.1f}")
     cmsis, reference = runs["qemu_m4 cmsis_nn"], runs["qemu_m4 reference"]
     if cmsis["instructions"] and reference["instructions"]:
         ratio = statistics.mean(reference["instructions"]) / statistics.mean(cmsis["instructions"])
@@ -100,8 +117,9 @@ def main() -> None:
         per = runs[name]["run_s"] / args.images
         print(f"{name}: QEMU wall time {runs[name]['run_s']:.2f} s for {args.images} images "
               f"(~{per * 1000:.0f} ms each, start-up included)")
-    print("flash = text + data (limit 999,424 B); RAM = data + bss (limit 393,216 B, arena and stack "
-          "included); TFLM+app = flash - model")
+    board = BOARDS["qemu_m4"]
+    print(f"flash = text + data (limit {board.flash_bytes:,} B: what the Apollo3 bootloader can flash); "
+          f"RAM = data + bss (limit {board.ram_bytes:,} B, arena and stack included); TFLM+app = flash - model")
 
 
 if __name__ == "__main__":

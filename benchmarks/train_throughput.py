@@ -17,14 +17,14 @@ def bench_torch(batch: int, steps: int, warmup: int) -> float:
     import torch.nn.functional as F
     from torch.optim.swa_utils import AveragedModel
 
-    from vwwtorch.training.ema import tf_ema_avg_fn
+    from vwwtorch.training.ema import tf_ema_multi_avg_fn
     from vwwtorch.training.module import VWWClassifier
     from vwwtorch.training.rmsprop_tf import RMSpropTF
 
     model = VWWClassifier().model.train()
     opt = RMSpropTF(model.parameters(), lr=0.045, weight_decay=4e-5)
-    ema = AveragedModel(model, avg_fn=tf_ema_avg_fn(0.9999), use_buffers=True)
-    x = torch.randn(batch, 1, 96, 96)
+    ema = AveragedModel(model, multi_avg_fn=tf_ema_multi_avg_fn(0.9999), use_buffers=True)
+    x = torch.randn(batch, 1, 96, 96).contiguous(memory_format=torch.channels_last)  # as VWWClassifier.forward
     y = torch.randint(0, 2, (batch,))
     for i in range(warmup + steps):
         if i == warmup:
@@ -62,8 +62,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
     import torch
+    import vwwtorch.training.module  # noqa: F401  torchvision must load before TensorFlow (LLVM option clash)
+    import tensorflow as tf
 
     torch.set_num_threads(args.threads)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

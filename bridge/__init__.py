@@ -2,6 +2,7 @@
 
     onnx_export     checkpoint model -> model.onnx (softmax last, static shape, checked)
     convert         onnx2tf -> Keras NHWC -> TFLite float32 / full-integer int8
+    depthwise       one-input-channel convs (the grayscale first layer) as depthwise convs
     calibration     dataset images through the training eval preprocessing
     slim            drop converter tensor names (flash) from a .tflite
     tflite_inspect  op histogram and quantization read from the flatbuffer

@@ -3,6 +3,10 @@
 onnx2tf turns the ONNX graph into an NHWC Keras model; the two `.tflite` files are then made with
 the TFLite converter directly, from that model:
 
+Both start from the same frozen TF graph, in which a convolution over a one-channel input (the
+grayscale model's first layer) is rewritten as the equivalent depthwise convolution, as TFLM's
+reference model has it (`bridge.depthwise`).
+
 - float32: plain conversion;
 - int8: full-integer quantization (int8 input and output, per-channel weights, TFLITE_BUILTINS_INT8
   only, so a float fallback op is an error rather than a silent QUANTIZE/DEQUANTIZE pair),
@@ -63,11 +67,15 @@ def _rgb_samples(images: np.ndarray | None) -> np.ndarray:
 
 
 def _concrete_function(keras_model):
+    """The TF function both converters start from, one-input-channel convs made depthwise."""
     import tensorflow as tf
+
+    from bridge.depthwise import one_channel_convs_as_depthwise
 
     spec = keras_model.inputs[0]
     run = tf.function(lambda x: keras_model(x), input_signature=[tf.TensorSpec(spec.shape, tf.float32, INPUT_NAME)])
-    return run.get_concrete_function()
+    function, _ = one_channel_convs_as_depthwise(run.get_concrete_function())
+    return function
 
 
 def to_float32_tflite(keras_model, verbose: bool = False) -> bytes:

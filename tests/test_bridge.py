@@ -134,8 +134,10 @@ def test_int8_model_matches_the_reference_deployment(exported):
     """Acceptance 1: the default architecture fits where TFLM's person_detect.tflite fits."""
     data = (exported.folder / "model_int8.tflite").read_bytes()
     info = inspect_tflite(data)
-    assert info.op_histogram == {"AVERAGE_POOL_2D": 1, "CONV_2D": 15, "DEPTHWISE_CONV_2D": 13,
+    # The reference's histogram: the first layer (one input channel) is a depthwise conv.
+    assert info.op_histogram == {"AVERAGE_POOL_2D": 1, "CONV_2D": 14, "DEPTHWISE_CONV_2D": 14,
                                  "RESHAPE": 1, "SOFTMAX": 1}
+    assert info.ops[0] == "DEPTHWISE_CONV_2D" and _first_op_options(data).depthMultiplier == 8
     assert set(info.op_histogram) == set(MOBILENET_OPS) and info.ops[-1] == "SOFTMAX"
     assert info.input.shape == (1, 96, 96, 1) and info.input.dtype == "INT8"
     assert abs(info.input.scale - 1 / 127.5) < 1e-9 and info.input.zero_point == -1
@@ -144,6 +146,12 @@ def test_int8_model_matches_the_reference_deployment(exported):
     footprint = exported.report["footprint"]
     assert footprint["int8_bytes"] == len(data) <= REFERENCE_INT8_BYTES
     assert 0 < footprint["tflm_arena_bytes"] <= REFERENCE_ARENA_BYTES
+
+
+def _first_op_options(data: bytes):
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0).subgraphs[0].operators[0].builtinOptions
 
 
 def test_reexport_through_the_cli_is_byte_identical(exported, trained, blobs, tmp_path, capsys):
@@ -165,6 +173,32 @@ def test_parity_command_rechecks_an_int8_model(exported, trained, blobs, tmp_pat
     report = read_report(tmp_path)
     assert report["verified"] is True
     assert {s["key"] for s in report["seams"]} == {"torch_vs_tflite_int8", "tflm_vs_tflite_ref"}
+
+
+def test_only_one_channel_convs_become_depthwise():
+    """The first-layer rewrite: same outputs, a depthwise op where the conv input has one channel."""
+    import tensorflow as tf
+
+    from bridge.depthwise import one_channel_convs_as_depthwise
+
+    rng = np.random.default_rng(0)
+    first = tf.constant(rng.normal(size=(3, 3, 1, 8)).astype(np.float32))
+    second = tf.constant(rng.normal(size=(1, 1, 8, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 17, 17, 1], tf.float32)])
+    def net(x):
+        return tf.nn.conv2d(tf.nn.relu6(tf.nn.conv2d(x, first, 2, "SAME")), second, 1, "VALID")
+
+    function, rewritten = one_channel_convs_as_depthwise(net.get_concrete_function())
+    ops = [node.op for node in function.graph.as_graph_def().node]
+    assert len(rewritten) == 1 and ops.count("DepthwiseConv2dNative") == 1 and ops.count("Conv2D") == 1
+    x = rng.uniform(-1, 1, (1, 17, 17, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(function(tf.constant(x))[0]), net(x).numpy(), rtol=1e-5, atol=1e-5)
+
+    rgb = tf.constant(rng.normal(size=(3, 3, 3, 8)).astype(np.float32))
+    rgb_net = tf.function(lambda x: tf.nn.conv2d(x, rgb, 2, "SAME"),
+                          input_signature=[tf.TensorSpec([1, 17, 17, 3], tf.float32)]).get_concrete_function()
+    assert one_channel_convs_as_depthwise(rgb_net) == (rgb_net, [])
 
 
 # -- broken conversions are caught ----------------------------------------------------------------
@@ -267,6 +301,8 @@ def test_width_resolution_and_rgb_variant_exports(tmp_path, capsys):
     info = inspect_tflite((out / "model_int8.tflite").read_bytes())
     assert info.input.shape == (1, 128, 128, 3)
     assert set(info.op_histogram) == set(MOBILENET_OPS)
+    # Three input channels: the first layer stays a CONV_2D (only one-channel convs become depthwise).
+    assert info.ops[0] == "CONV_2D" and info.op_histogram["DEPTHWISE_CONV_2D"] == 13
     # Width 0.5 has about 4x the weights of 0.25.
     assert info.size > 2 * REFERENCE_INT8_BYTES
 

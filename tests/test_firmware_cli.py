@@ -55,7 +55,7 @@ def fake_build(tmp_path: Path, model_dir: Path, board: str) -> Path:
     """A build folder as `firmware build` leaves it, with a stand-in program."""
     out = tmp_path / f"build-{board}"
     out.mkdir()
-    program = out / ("vww_qemu_m4.elf" if board == "qemu_m4" else "vww_host")
+    program = out / {"qemu_m4": "vww_qemu_m4.elf", "sparkfun_edge": "vww_sparkfun_edge.axf"}.get(board, "vww_host")
     program.write_bytes(b"\x7fELF")
     info = dict(board=board, kernels="reference", program=str(program), model_dir=str(model_dir),
                 text=1, data=0, bss=0, model_bytes=1, arena_size=1, stack_bytes=0, flash_bytes=None,
@@ -128,6 +128,32 @@ def test_run_checks_the_board_and_counting(model_dir, tmp_path, capsys):
             "was built for host, not qemu_m4")
     refused(capsys, ["firmware", "run", "--build", str(build), "--image", str(raw),
                      "--count-instructions"], "counted under QEMU")
+
+
+def test_run_refuses_a_board_build_and_points_to_flash_and_monitor(model_dir, tmp_path, capsys):
+    # An Apollo3 program cannot run here (executing it would fail with "Exec format error").
+    build = fake_build(tmp_path, model_dir, "sparkfun_edge")
+    raw = tmp_path / "image.bin"
+    np.zeros((32, 32, 1), np.int8).tofile(raw)
+    line = refused(capsys, ["firmware", "run", "--build", str(build), "--image", str(raw)],
+                   "sparkfun_edge builds run on the board", f"vwwtorch firmware flash --build {build}",
+                   "vwwtorch firmware monitor --port")
+    assert "Traceback" not in line
+
+
+def test_help_names_every_board_and_the_edge_dependencies(capsys):
+    for command, phrases in ((["firmware", "build", "--help"], ("sparkfun_edge", "qemu_m4", "host")),
+                             (["firmware", "deps", "--help"], ("sparkfun_edge", "Ambiq SDK", "SparkFun"))):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(command)
+        assert exit_info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for phrase in phrases:
+            assert phrase in text, (command, phrase)
+    with pytest.raises(SystemExit):
+        cli_main(["firmware", "--help"])
+    overview = " ".join(capsys.readouterr().out.split())
+    assert "host, qemu_m4 or sparkfun_edge" in overview and "Ambiq SDK and SparkFun BSP" in overview
 
 
 @pytest.mark.parametrize("name, make, phrase", [

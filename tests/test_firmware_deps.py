@@ -137,6 +137,36 @@ def test_install_from_a_git_repository_takes_the_pinned_commit(source, isolated_
     assert stamp["verified"] and stamp["commit"] == commit and stamp["tree_sha256"] == dep.tree_sha256
 
 
+def test_git_archive_exports_only_the_kept_paths(source, monkeypatch):
+    repo, commit, _ = source
+    dep = make_dep(commit)
+    commands = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(command, *args, **kwargs):
+        commands.append(list(command))
+        return real_popen(command, *args, **kwargs)
+
+    monkeypatch.setattr(deps.subprocess, "Popen", recording_popen)
+    deps.Installer(quiet=True).install_local(dep, repo)
+    archive = [c for c in commands if "archive" in c]
+    assert len(archive) == 1 and archive[0][-4:] == ["--", "include", "src", "LICENSE"]
+    # A kept path the commit lacks: git's own complaint, in one line, and nothing installed.
+    odd = make_dep(commit, name="odd", keep=("include", "no-such-dir"))
+    with pytest.raises(UserError, match="git archive of odd failed: .*no-such-dir"):
+        deps.Installer(quiet=True).install_local(odd, repo)
+    assert deps.installed(odd) is None
+
+
+def test_archives_are_hashed_in_chunks(tmp_path):
+    import hashlib
+
+    data = os.urandom(100_000)
+    path = tmp_path / "blob.tar.gz"
+    path.write_bytes(data)
+    assert deps.file_sha256(path, chunk=4096) == deps.file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
 def test_install_from_archives_and_folders(source, tmp_path):
     _, commit, plain = source
     dep = make_dep(commit)
@@ -267,8 +297,35 @@ def test_download_is_verified_and_the_archive_digest_recorded(source, monkeypatc
 
 
 def test_missing_dependencies_name_the_command(source):
-    with pytest.raises(UserError, match=r"run `vwwtorch firmware deps`"):
+    with pytest.raises(UserError, match=r"run `vwwtorch firmware deps` \("):
         deps.require("qemu_m4", root=Path("/nonexistent"))
+    with pytest.raises(UserError, match=r"ambiq-sdk.*run `vwwtorch firmware deps --board sparkfun_edge`"):
+        deps.require("sparkfun_edge", root=Path("/nonexistent"))
+
+
+def test_board_specific_dependencies_only_with_their_board(source, monkeypatch, tmp_path, capsys):
+    """Without --board: what host and qemu_m4 need; a board's SDK only with --board or all."""
+    repo, commit, _ = source
+    common = make_dep(commit)
+    edge_only = make_dep(commit, name="vendor-sdk", boards=("sparkfun_edge",))
+    monkeypatch.setattr(deps, "DEPENDENCIES", {d.name: d for d in (common, edge_only)})
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ("libdemo", "vendor-sdk"):
+        (mirror / name).symlink_to(repo)
+    assert cli_main(["firmware", "deps", "--from-dir", str(mirror)]) == 0
+    assert "--board sparkfun_edge" in capsys.readouterr().out
+    assert deps.installed(common) and deps.installed(edge_only) is None
+    assert deps.require("qemu_m4") == {"libdemo": deps.deps_root() / "libdemo"}
+    with pytest.raises(UserError, match=r"vendor-sdk; run `vwwtorch firmware deps --board sparkfun_edge`"):
+        deps.require("sparkfun_edge")
+    assert cli_main(["firmware", "deps", "--board", "sparkfun_edge", "--from-dir", str(mirror)]) == 0
+    assert deps.installed(edge_only) and set(deps.require("sparkfun_edge")) == {"libdemo", "vendor-sdk"}
+    capsys.readouterr()
+    assert cli_main(["firmware", "deps", "--board", "all", "--from-dir", str(mirror)]) == 0
+    assert capsys.readouterr().out.count("already installed") == 2
+    assert cli_main(["firmware", "deps", "--board", "esp32"]) == 2
+    assert "choose one of: host, qemu_m4, sparkfun_edge, all" in capsys.readouterr().err
 
 
 def test_pins_cover_what_a_cortex_m_build_needs():

@@ -223,6 +223,39 @@ def test_refuses_a_model_too_big_for_the_board(models, tmp_path, capsys, model, 
                      str(tmp_path / "host"), "--board", "host"]) == 0
 
 
+def test_static_ram_is_counted_per_board(models, tmp_path, capsys):
+    """The Edge keeps the camera frame (79 KB) and its HAL in RAM besides the arena and the stack,
+    qemu_m4 only a few KB: an arena that fits the emulator's RAM can be too big for the board."""
+    from vwwtorch.firmware.boards import APOLLO3_SRAM, BOARDS
+
+    qemu, edge = BOARDS["qemu_m4"], BOARDS["sparkfun_edge"]
+    assert edge.static_ram_estimate >= 79 * 1024 + 10 * 1024 > qemu.static_ram_estimate
+    arena = APOLLO3_SRAM - qemu.stack_bytes - qemu.static_ram_estimate - 1024
+    args = ["firmware", "generate", "--tflite", str(models["tiny_int8"]), "--arena-size", str(arena)]
+    assert cli_main([*args, "--out", str(tmp_path / "qemu"), "--board", "qemu_m4"]) == 0
+    code, err = run_cli([*args, "--out", str(tmp_path / "edge"), "--board", "sparkfun_edge"], capsys)
+    _assert_refused(code, err, "too big for sparkfun_edge", f"~{edge.static_ram_estimate:,} B static data")
+    assert not (tmp_path / "edge").exists()
+
+
+def test_flash_limit_is_what_the_bootloader_can_flash():
+    """An image flashed over the UART bootloader is staged at 0x20000 (OTA header + app) and must
+    end below the OTA descriptor page at 0xFE000: less than the 1 MB - 48 KB application region."""
+    from vwwtorch.errors import UserError
+    from vwwtorch.firmware.apollo3_image import OTA_HEADER_SIZE, WIRE_LOAD_ADDRESS
+    from vwwtorch.firmware.boards import APOLLO3_APP_FLASH, APOLLO3_FLASH, BOARDS, check_fits
+
+    assert APOLLO3_APP_FLASH == 0xFE000 - WIRE_LOAD_ADDRESS - OTA_HEADER_SIZE == 909_184
+    assert APOLLO3_FLASH == 999_424
+    for name in ("qemu_m4", "sparkfun_edge"):
+        board = BOARDS[name]
+        assert board.flash_bytes == APOLLO3_APP_FLASH
+        fits = APOLLO3_APP_FLASH - board.code_flash_estimate
+        check_fits(board, fits, 1024)
+        with pytest.raises(UserError, match=f"too big for {name}.*909,184 B of flash"):
+            check_fits(board, fits + 1, 1024)
+
+
 def test_refuses_files_that_are_not_models(tmp_path, capsys):
     path = tmp_path / "model.tflite"
     path.write_bytes(np.arange(64, dtype=np.uint8).tobytes())

@@ -30,6 +30,26 @@ def test_without_dependencies_it_generates_and_says_what_to_run(tiny, tmp_path, 
     assert "skipped" in text and "firmware deps" in text
 
 
+def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):
+    import vwwtorch.firmware.build
+    import vwwtorch.firmware.deps
+    import vwwtorch.firmware.pipeline
+    from vwwtorch.errors import UserError
+
+    def broken_build(board, *args, **kwargs):
+        raise UserError(f"firmware build failed: {board} compiler crashed")
+
+    monkeypatch.setattr(vwwtorch.firmware.deps, "installed", lambda dep, root=None: {"commit": dep.commit})
+    monkeypatch.setattr(vwwtorch.firmware.pipeline, "_missing_tool", lambda board: None)
+    monkeypatch.setattr(vwwtorch.firmware.build, "build", broken_build)
+    outcome = firmware_stage(tiny, tmp_path / "fw", np.zeros((1, 32, 32, 1), np.uint8))
+    assert (outcome.model_dir / "model_data.cc").is_file()
+    assert all(b.failed and b.scores_match is None for b in outcome.boards)
+    assert outcome.problems() == ["host: firmware build failed: host compiler crashed",
+                                  "qemu_m4: firmware build failed: qemu_m4 compiler crashed"]
+    assert "firmware host     FAILED: firmware build failed" in "\n".join(outcome.lines())
+
+
 def test_with_dependencies_the_host_build_matches_the_runtime(tiny, tmp_path):
     require_tools("g++", "make")
     require_firmware_deps("host")

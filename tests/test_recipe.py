@@ -82,10 +82,10 @@ def test_tf_ema_decay_warmup():
 def test_ema_average_follows_tf_formula():
     from torch.optim.swa_utils import AveragedModel
 
-    from vwwtorch.training.ema import tf_ema_avg_fn
+    from vwwtorch.training.ema import tf_ema_multi_avg_fn
 
     net = torch.nn.Linear(1, 1, bias=False)
-    ema = AveragedModel(net, avg_fn=tf_ema_avg_fn(0.9999), use_buffers=True)
+    ema = AveragedModel(net, multi_avg_fn=tf_ema_multi_avg_fn(0.9999), use_buffers=True)
     expected = None
     for step, value in enumerate([1.0, 3.0, -2.0, 5.0]):
         with torch.no_grad():
@@ -94,3 +94,20 @@ def test_ema_average_follows_tf_formula():
         # First update copies; update n (n = updates so far) uses decay min(0.9999, (1+n)/(10+n)).
         expected = value if expected is None else expected * tf_ema_decay(0.9999, step) + value * (1 - tf_ema_decay(0.9999, step))
         assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ema_averages_batchnorm_statistics_and_copies_its_counter():
+    from torch.optim.swa_utils import AveragedModel
+
+    from vwwtorch.training.ema import tf_ema_multi_avg_fn
+
+    bn = torch.nn.BatchNorm1d(2)
+    ema = AveragedModel(bn, multi_avg_fn=tf_ema_multi_avg_fn(0.9999), use_buffers=True)
+    ema.update_parameters(bn)  # the first update copies
+    with torch.no_grad():
+        bn.running_mean.fill_(4.0)
+        bn.num_batches_tracked.fill_(7)
+    ema.update_parameters(bn)
+    d = tf_ema_decay(0.9999, 1)
+    assert torch.allclose(ema.module.running_mean, torch.full((2,), 4.0 * (1 - d)))
+    assert ema.module.num_batches_tracked.item() == 7

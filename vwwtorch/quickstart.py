@@ -1,8 +1,10 @@
 """`vwwtorch quickstart`: the whole pipeline on the built-in data, in one command.
 
 Generates the built-in dataset, trains the default model with `configs/quickstart.yaml`, validates
-the best checkpoint, exports it to int8 TFLite through the parity gate (`vwwtorch export`) and says
-where everything is. Later stages (firmware) hook in here.
+the best checkpoint, exports it to int8 TFLite through the parity gate (`vwwtorch export`), then
+turns the verified model into firmware: the generated model sources always, and, when the firmware
+dependencies and tools are there, host and qemu_m4 builds whose scores are checked against the
+TFLM runtime (`vwwtorch.firmware.pipeline`). Says where everything is.
 """
 
 from __future__ import annotations
@@ -20,15 +22,31 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Run the whole vwwtorch pipeline on the built-in dataset: generate data, train "
                     "MobileNetV1 0.25 (96x96 grayscale) with configs/quickstart.yaml, validate the best "
-                    "checkpoint, export it to ONNX and int8 TFLite and verify parity (export/). "
-                    "Everything is written under --out.")
-    p.add_argument("--out", required=True, help="output folder (data/, runs/, export/)")
+                    "checkpoint, export it to ONNX and int8 TFLite and verify parity (export/), then "
+                    "generate the firmware model sources and, when `vwwtorch firmware deps` and the "
+                    "compilers are installed, build and run the host and qemu_m4 firmware on validation "
+                    "images (firmware/). Everything is written under --out.")
+    p.add_argument("--out", required=True, help="output folder (data/, runs/, export/, firmware/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--config", default=str(QUICKSTART_CONFIG), help="training config")
     p.add_argument("--train-images", type=int, default=6000, help="size of the generated train split")
     p.add_argument("--no-export", dest="export", action="store_false",
-                   help="stop after validation (skip the int8 export and its parity gate)")
+                   help="stop after validation (skip the int8 export, its parity gate and the firmware)")
+    p.add_argument("--no-firmware", dest="firmware", action="store_false",
+                   help="stop after the export (skip generating, building and running the firmware)")
     p.set_defaults(func=_run)
+
+
+FIRMWARE_IMAGES = 8   # validation images the firmware builds run on
+
+
+def _firmware_stage(model: Path, out: Path, data_dir: Path, model_info: dict):
+    """Generate, build and run the firmware for the exported model; never fails for missing tools."""
+    from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
+
+    resolution, channels = model_info["resolution"], model_info["in_channels"]
+    pixels = dataset_pixels(data_dir, FIRMWARE_IMAGES, resolution, channels)
+    return firmware_stage(model, out, pixels)
 
 
 def _run(args) -> None:
@@ -43,8 +61,8 @@ def _run(args) -> None:
     if args.epochs is not None and args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     out = Path(args.out).resolve()
-    data_dir, runs_dir, export_dir = out / "data", out / "runs", out / "export"
-    steps = 4 if args.export else 3
+    data_dir, runs_dir, export_dir, firmware_dir = out / "data", out / "runs", out / "export", out / "firmware"
+    steps = (5 if args.firmware else 4) if args.export else 3
     started = time.monotonic()
 
     print(f"[1/{steps}] built-in dataset -> {data_dir}")
@@ -76,11 +94,24 @@ def _run(args) -> None:
 
         print(f"[4/{steps}] exporting to int8 TFLite and checking parity -> {export_dir}")
         try:
-            export(ExportOptions(ckpt=Path(best), data=data_dir, out=export_dir, overwrite=True))
+            exported = export(ExportOptions(ckpt=Path(best), data=data_dir, out=export_dir, overwrite=True))
             verified = True
         except GateFailed as exc:
             # The folder is complete but unverified; say so in the summary, then fail.
             verified = exc
+
+    firmware = None
+    if args.export and args.firmware:
+        print(f"[5/{steps}] firmware for the int8 model -> {firmware_dir}")
+        if verified is True:
+            stage_started = time.monotonic()
+            firmware = _firmware_stage(export_dir / "model_int8.tflite", firmware_dir, data_dir,
+                                       exported.report["model"])
+            for line in firmware.lines():
+                print(f"      {line}")
+            print(f"      ({time.monotonic() - stage_started:.0f} s)")
+        else:
+            print("      skipped: the int8 model did not pass the parity gate")
 
     minutes = (time.monotonic() - started) / 60
     print()
@@ -95,3 +126,11 @@ def _run(args) -> None:
     elif verified is not None:
         print(f"  int8 model        {export_dir / 'model_int8.tflite'}   NOT verified, see {export_dir / 'parity.md'}")
         raise verified
+    if firmware is not None:
+        status = ", ".join(f"{b.board} " + ("scores verified" if b.scores_match else
+                                             "FAILED" if b.failed or b.scores_match is False else "skipped")
+                           for b in firmware.boards)
+        print(f"  firmware          {firmware_dir}   ({status})")
+        problems = firmware.problems()
+        if problems:
+            raise GateFailed("firmware does not reproduce the verified model: " + " | ".join(problems))

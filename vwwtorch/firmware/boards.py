@@ -12,17 +12,16 @@ from vwwtorch.errors import UserError
 
 KB = 1024
 
-# Apollo3 Blue (SparkFun Edge): 1 MB flash of which the secure bootloader keeps the first 48 KB,
-# and 384 KB SRAM.
+# Apollo3 Blue (SparkFun Edge): 1 MB flash of which the secure bootloader keeps the first 48 KB
+# (the linker scripts' application region, from 0xC000), and 384 KB SRAM.
 APOLLO3_FLASH = 1024 * KB - 48 * KB
 APOLLO3_SRAM = 384 * KB
 
-# Before anything is compiled, `generate` checks a model against these: TFLM + app code measured
-# at 65 KB on qemu_m4 (CMSIS-NN, MobileNetV1's five ops; benchmarks/firmware.py); 110 KB keeps room
-# for more kernels. RAM beyond the arena and the stack (interpreter, resolver, logging buffers)
-# measured at under 3 KB.
-CODE_FLASH_ESTIMATE = 110 * KB
-STATIC_RAM_ESTIMATE = 8 * KB
+# What can really be flashed: `vwwtorch firmware flash` (the bootloader's wired update) stages the
+# OTA image (128-byte header + application) at 0x20000, and the bootloader keeps the OTA descriptor
+# in the last flash page, 0xFE000. The image must fit between the two, so the application is at
+# most 0xFE000 - 0x20000 - 128 = 909,184 bytes, not the 999,424 of the application region.
+APOLLO3_APP_FLASH = 0xFE000 - 0x20000 - 128
 
 INSTALL_ARM_GCC = ("install the Arm cross compiler: sudo apt-get install gcc-arm-none-eabi "
                    "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
@@ -34,7 +33,7 @@ INSTALL_HOST_GCC = "install a C++ compiler and make: sudo apt-get install g++ ma
 class Board:
     name: str
     title: str
-    flash_bytes: int | None       # None: no limit worth checking (the host)
+    flash_bytes: int | None       # what an application may use; None: no limit worth checking
     ram_bytes: int | None
     stack_bytes: int              # main stack reserved in RAM
     kernels: tuple[str, ...]      # kernel variants the build supports; the first is the default
@@ -42,6 +41,13 @@ class Board:
     install_hint: str
     emulator: str | None = None   # program that runs the image, if it is not native
     port_ready: bool = True       # False while the board's port lives in another change
+    # Before anything is compiled, `generate` checks a model against these estimates: flash for
+    # TFLM + the app (everything but the model), and RAM beyond the tensor arena and the stack.
+    code_flash_estimate: int = 0
+    static_ram_estimate: int = 0
+    # What to do instead of `firmware run` on a board that runs neither here nor emulated
+    # ({build}: the build folder).
+    run_instead: str = ""
 
     @property
     def default_kernels(self) -> str:
@@ -51,15 +57,28 @@ class Board:
     def cross(self) -> bool:
         return bool(self.toolchain_prefix)
 
+    @property
+    def runs_here(self) -> bool:
+        """`firmware run` can run its build: natively (host) or under an emulator."""
+        return not self.cross or self.emulator is not None
 
+
+# Estimates measured with MobileNetV1's five ops and CMSIS-NN (benchmarks/firmware.py), plus room
+# for more kernels: TFLM + app code is 66 KB on qemu_m4 and 76 KB on the Edge (the Ambiq HAL);
+# static RAM is under 3 KB on qemu_m4 (interpreter, resolver, log buffers) and 91 KB on the Edge,
+# where the camera's 324x244 frame buffer alone takes 79 KB.
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("host", "this Linux machine (x86-64, for checking scores)", None, None, 0,
           ("reference",), "", INSTALL_HOST_GCC),
     Board("qemu_m4", "emulated Cortex-M4F (qemu-system-arm -machine mps2-an386), Apollo3 budgets",
-          APOLLO3_FLASH, APOLLO3_SRAM, 16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-",
-          INSTALL_ARM_GCC, emulator="qemu-system-arm"),
-    Board("sparkfun_edge", "SparkFun Edge (Ambiq Apollo3, Cortex-M4F)", APOLLO3_FLASH, APOLLO3_SRAM,
-          16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-", INSTALL_ARM_GCC),
+          APOLLO3_APP_FLASH, APOLLO3_SRAM, 16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-",
+          INSTALL_ARM_GCC, emulator="qemu-system-arm",
+          code_flash_estimate=110 * KB, static_ram_estimate=8 * KB),
+    Board("sparkfun_edge", "SparkFun Edge (Ambiq Apollo3, Cortex-M4F)", APOLLO3_APP_FLASH, APOLLO3_SRAM,
+          16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-", INSTALL_ARM_GCC,
+          code_flash_estimate=120 * KB, static_ram_estimate=100 * KB,
+          run_instead="flash it with `vwwtorch firmware flash --build {build} --port PORT` and read "
+                      "its scores with `vwwtorch firmware monitor --port PORT`"),
 )}
 
 
@@ -72,14 +91,16 @@ def get_board(name: str) -> Board:
 
 def check_fits(board: Board, model_bytes: int, arena_bytes: int) -> None:
     """Refuse a model that cannot fit the board, before anything is compiled."""
-    if board.flash_bytes is not None and model_bytes + CODE_FLASH_ESTIMATE > board.flash_bytes:
+    code = board.code_flash_estimate
+    if board.flash_bytes is not None and model_bytes + code > board.flash_bytes:
         raise UserError(
-            f"model too big for {board.name}: {model_bytes:,} B of model + ~{CODE_FLASH_ESTIMATE:,} B "
-            f"of code exceed {board.flash_bytes:,} B of flash")
+            f"model too big for {board.name}: {model_bytes:,} B of model + ~{code:,} B "
+            f"of code exceed the {board.flash_bytes:,} B of flash an application can use")
     if board.ram_bytes is not None:
-        need = arena_bytes + board.stack_bytes + STATIC_RAM_ESTIMATE
+        static = board.static_ram_estimate
+        need = arena_bytes + board.stack_bytes + static
         if need > board.ram_bytes:
             raise UserError(
                 f"model too big for {board.name}: tensor arena {arena_bytes:,} B + stack "
-                f"{board.stack_bytes:,} B + ~{STATIC_RAM_ESTIMATE:,} B static data exceed "
+                f"{board.stack_bytes:,} B + ~{static:,} B static data exceed "
                 f"{board.ram_bytes:,} B of RAM")

@@ -59,9 +59,12 @@ def firmware_dir() -> Path:
                     "(pip install -e .) or set VWWTORCH_FIRMWARE_DIR")
 
 
-def program_name(board) -> str:
-    """What firmware/boards/<board>/board.mk calls PROGRAM."""
-    return f"vww_{board.name}" + (".elf" if board.cross else "")
+def program_name(make_args: list[str]) -> str:
+    """The file name the board's board.mk gives the linked program (PROGRAM)."""
+    done = subprocess.run(make_args + ["-s", "print-program"], capture_output=True, text=True)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise UserError(f"firmware/Makefile failed: {done.stderr.strip() or 'no PROGRAM'}")
+    return done.stdout.strip()
 
 
 def check_tools(board) -> None:
@@ -192,7 +195,7 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
     if status != 0:
         raise _explain_failure(output, board, out_dir / "build.log")
 
-    program = out_dir / program_name(board)
+    program = out_dir / program_name(make_args)
     text, data, bss, model_bytes = _sizes(program, board)
     result = BuildResult(
         board=board.name, kernels=kernels, program=str(program), model_dir=str(model_dir),
@@ -201,6 +204,11 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
         flash_bytes=text + data if board.flash_bytes else None,
         ram_bytes=data + bss if board.ram_bytes else None,
         flash_limit=board.flash_bytes, ram_limit=board.ram_bytes)
+    if result.flash_bytes is not None and result.flash_bytes > board.flash_bytes:
+        # The linker allows the whole application region; the bootloader's staging does not.
+        raise UserError(f"model too big for {board.name}: the image takes {result.flash_bytes:,} B of "
+                        f"flash, more than the {board.flash_bytes:,} B an application flashed through "
+                        "the bootloader can use (see vwwtorch/firmware/boards.py)")
     (out_dir / BUILD_INFO).write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result
 
@@ -219,11 +227,17 @@ def load_build(build_dir: str | Path) -> BuildResult:
 
 
 def size_report(r: BuildResult) -> list[str]:
+    from vwwtorch.firmware.boards import APOLLO3_APP_FLASH, APOLLO3_FLASH
+
     lines = [f"built {r.program} ({r.board}, {r.kernels} kernels)",
              f"  text {r.text:,}  data {r.data:,}  bss {r.bss:,} bytes"]
     if r.flash_limit:
         lines.append(f"  flash {r.flash_bytes:,} of {r.flash_limit:,} B ({100 * r.flash_bytes / r.flash_limit:.1f}%):"
                      f" model {r.model_bytes:,}, TFLM + app {r.code_bytes:,}")
+        if r.flash_limit == APOLLO3_APP_FLASH:
+            lines.append(f"        of the {APOLLO3_FLASH:,} B after the bootloader, {APOLLO3_APP_FLASH:,} B "
+                         "can be flashed: the bootloader stages the image at 0x20000, below its "
+                         "OTA descriptor page at 0xFE000")
     if r.ram_limit:
         other = r.ram_bytes - r.arena_size - r.stack_bytes
         lines.append(f"  RAM   {r.ram_bytes:,} of {r.ram_limit:,} B ({100 * r.ram_bytes / r.ram_limit:.1f}%):"
@@ -232,7 +246,10 @@ def size_report(r: BuildResult) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--board", required=True, help="host or qemu_m4")
+    parser.add_argument("--board", required=True,
+                        help="host (this machine), qemu_m4 (emulated Cortex-M4F) or sparkfun_edge "
+                             "(needs the Ambiq SDK and SparkFun BSP: `vwwtorch firmware deps --board "
+                             "sparkfun_edge`)")
     parser.add_argument("--model-dir", required=True, help="folder from `vwwtorch firmware generate`")
     parser.add_argument("--out", required=True, help="build folder (incremental: reuse it)")
     parser.add_argument("--kernels", choices=("cmsis_nn", "reference"),

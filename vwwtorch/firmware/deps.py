@@ -9,6 +9,9 @@ archives are made of), or a plain local copy of the tree. We also check the comm
 it depends on GitHub's compressor and cannot be computed offline; `deps` prints it after a download
 so it can be recorded in `archive_sha256`, which is then checked too.
 
+`vwwtorch firmware deps` alone fetches what the host and qemu_m4 builds need; the SparkFun Edge's
+Ambiq SDK and BSP (a large download) come with `--board sparkfun_edge` or `--board all`.
+
 Cache layout (`$VWWTORCH_CACHE`, default `~/.cache/vwwtorch`):
     firmware/deps/<name>/                 the kept part of the tree (see `Dependency.keep`)
     firmware/deps/<name>/.vwwtorch-dep.json   what was installed, from where, verified or not
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -117,6 +119,15 @@ def deps_root() -> Path:
 
 # --- tree digests -----------------------------------------------------------------------------
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file read in chunks (archives run to hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _kept(relpath: str, keep: tuple[str, ...]) -> bool:
     return not keep or any(relpath == k or relpath.startswith(k + "/") for k in keep)
 
@@ -136,7 +147,7 @@ def tree_digest(root: Path, keep: tuple[str, ...] = ()) -> str:
             if path.is_symlink():
                 lines.append(f"{rel}\t-> {os.readlink(path)}\n")
             else:
-                lines.append(f"{rel}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n")
+                lines.append(f"{rel}\t{file_sha256(path)}\n")
     if not lines:
         return ""
     return hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
@@ -217,6 +228,36 @@ def _copy_tree(source: Path, dest: Path, keep: tuple[str, ...]) -> None:
                 shutil.copyfile(path, target)
 
 
+def _git_archive(git_dir: Path, dep: Dependency, dest: Path) -> None:
+    """Extract the kept paths of `dep.commit` from a git repository into dest.
+
+    `git archive` writes the same tar stream GitHub serves (before compression: one top folder,
+    the commit id in a pax header); it is given the kept paths, so a large repository (the Ambiq
+    SDK) is not exported whole, and its output is extracted as it streams, never held in memory.
+    """
+    command = ["git", "--git-dir", str(git_dir), "archive", "--format=tar",
+               f"--prefix={dep.archive_name[:-len('.tar.gz')]}/", dep.commit]
+    if dep.keep:
+        command += ["--", *dep.keep]
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+        assert process.stdout is not None
+        unreadable = None
+        try:
+            _extract_tar(process.stdout, dest, dep.keep, dep.commit)
+        except tarfile.ReadError as exc:
+            unreadable = exc  # usually git failing before it wrote an archive: said below
+        finally:
+            process.stdout.close()
+            status = process.wait()
+        if status != 0:
+            errors.seek(0)
+            detail = errors.read().decode(errors="replace").strip().splitlines()
+            raise UserError(f"git archive of {dep.name} failed: {detail[-1] if detail else status}")
+        if unreadable is not None:
+            raise UserError(f"git archive of {dep.name} gave an unreadable tar stream ({unreadable})")
+
+
 class Installer:
     """Fills the cache; every install goes to a temporary folder renamed into place when verified."""
 
@@ -268,7 +309,7 @@ class Installer:
         return Path(tempfile.mkdtemp(prefix=f".{dep.name}-", dir=self.root))
 
     def install_archive(self, dep: Dependency, archive: Path, source: str | None = None) -> Path:
-        data_sha = hashlib.sha256(Path(archive).read_bytes()).hexdigest()
+        data_sha = file_sha256(Path(archive))
         if dep.archive_sha256 and data_sha != dep.archive_sha256:
             raise UserError(f"{archive} has sha256 {data_sha}, pinned {dep.archive_sha256}")
         staging = self._staging(dep)
@@ -300,12 +341,7 @@ class Installer:
                 if has.returncode != 0:
                     raise UserError(f"{path} does not contain {dep.name}'s pinned commit {dep.commit}; "
                                     "fetch it there first")
-                # The same tar stream GitHub serves (before compression): one top folder.
-                archive = subprocess.run(
-                    ["git", "--git-dir", str(git_dir), "archive", "--format=tar",
-                     f"--prefix={dep.archive_name[:-len('.tar.gz')]}/", dep.commit],
-                    capture_output=True, check=True).stdout
-                _extract_tar(io.BytesIO(archive), staging, dep.keep, dep.commit)
+                _git_archive(git_dir, dep, staging)
                 source = f"git {path} @ {dep.commit[:12]}"
             else:
                 _copy_tree(path, staging, dep.keep)
@@ -346,8 +382,29 @@ class Installer:
 
 # --- looking things up ------------------------------------------------------------------------
 
+# What `vwwtorch firmware deps` fetches without --board: the boards that build and run here. The
+# SparkFun Edge's SDK and BSP are large and only needed to build for the board itself.
+DEFAULT_BOARDS = ("host", "qemu_m4")
+ALL_BOARDS = "all"
+
+
 def needed(board: str | None) -> list[Dependency]:
+    """What building for `board` needs (None: every dependency), in install order."""
     return [d for d in DEPENDENCIES.values() if board is None or not d.boards or board in d.boards]
+
+
+def needed_by_default() -> list[Dependency]:
+    """What `vwwtorch firmware deps` without --board installs."""
+    names = {d.name for board in DEFAULT_BOARDS for d in needed(board)}
+    return [d for d in DEPENDENCIES.values() if d.name in names]
+
+
+def deps_command(board: str, missing: list[Dependency]) -> str:
+    """The exact command that installs `missing` for `board`."""
+    default = {d.name for d in needed_by_default()}
+    if all(d.name in default for d in missing):
+        return "vwwtorch firmware deps"
+    return f"vwwtorch firmware deps --board {board}"
 
 
 def installed(dep: Dependency, root: Path | None = None) -> dict | None:
@@ -363,17 +420,18 @@ def installed(dep: Dependency, root: Path | None = None) -> dict | None:
 def require(board: str, root: Path | None = None) -> dict[str, Path]:
     """Paths of the dependencies `board` needs; a UserError naming `firmware deps` if any is missing."""
     base = Path(root) if root else deps_root()
-    missing = [d.name for d in needed(board) if installed(d, base) is None]
+    missing = [d for d in needed(board) if installed(d, base) is None]
     if missing:
-        raise UserError(f"firmware dependencies missing from {base}: {', '.join(missing)}; "
-                        f"run `vwwtorch firmware deps` (or set VWWTORCH_CACHE)")
+        raise UserError(f"firmware dependencies missing from {base}: {', '.join(d.name for d in missing)}; "
+                        f"run `{deps_command(board, missing)}` (or set VWWTORCH_CACHE)")
     return {d.name: base / d.name for d in needed(board)}
 
 
 # --- command ----------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--board", help="only what this board needs (default: every board)")
+    parser.add_argument("--board", help="what this board needs: host, qemu_m4, sparkfun_edge (adds the "
+                        "Ambiq SDK and SparkFun BSP) or all (default: what host and qemu_m4 need)")
     parser.add_argument("--from-dir", metavar="DIR",
                         help="take each dependency from DIR/<name> (a git repository holding the "
                              "pinned commit, or a copy of the tree) or DIR/<GitHub archive name> "
@@ -389,17 +447,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args) -> int:
-    from vwwtorch.firmware.boards import get_board
+    if args.board is None:
+        deps = needed_by_default()
+    elif args.board == ALL_BOARDS:
+        deps = needed(None)
+    else:
+        from vwwtorch.firmware.boards import BOARDS
 
-    board = get_board(args.board).name if args.board else None
-    deps = needed(board)
+        if args.board not in BOARDS:
+            raise UserError(f"unknown board {args.board!r}; choose one of: {', '.join(BOARDS)}, {ALL_BOARDS}")
+        deps = needed(args.board)
+    # A tree given explicitly (--ambiq-sdk-dir ...) is installed whatever --board says.
+    chosen = {d.name for d in deps} | {d.name for d in DEPENDENCIES.values()
+                                       if getattr(args, f"dir_{d.name.replace('-', '_')}", None)}
+    deps = [d for d in DEPENDENCIES.values() if d.name in chosen]
     root = deps_root()
     if args.list:
         for dep in DEPENDENCIES.values():
             stamp = installed(dep, root)
             state = ("missing" if stamp is None else
                      "installed" + ("" if stamp.get("verified") else " (UNVERIFIED)"))
-            print(f"{dep.name:13s} {dep.commit[:12]}  {state:22s} {dep.archive_url}")
+            boards = ", ".join(dep.boards) if dep.boards else "every board"
+            print(f"{dep.name:13s} {dep.commit[:12]}  {state:22s} {boards:24s} {dep.archive_url}")
         print(f"cache: {root}")
         return 0
     installer = Installer(root, allow_unverified=args.allow_unverified)
@@ -423,4 +492,6 @@ def run_command(args) -> int:
         else:
             installer.download(dep)
     print(f"firmware dependencies ready in {root}")
+    if args.board is None and any(d not in deps for d in DEPENDENCIES.values()):
+        print("  (for the SparkFun Edge also run `vwwtorch firmware deps --board sparkfun_edge`)")
     return 0

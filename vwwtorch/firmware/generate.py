@@ -346,7 +346,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tflite", required=True, help="int8 model (e.g. model_int8.tflite)")
     parser.add_argument("--out", required=True, help="folder for the generated sources")
     parser.add_argument("--board", default="sparkfun_edge",
-                        help="board whose flash and RAM the model must fit")
+                        help="board whose flash and RAM the model must fit (host, qemu_m4, sparkfun_edge)")
     parser.add_argument("--labels", help="comma-separated label names, in output order "
                         "(default: labels.txt next to the model, else no_person,person)")
     parser.add_argument("--person-index", type=int,

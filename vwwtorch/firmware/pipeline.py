@@ -4,7 +4,8 @@
 dependencies are in the cache and the tools are installed, it also builds the host and qemu_m4
 firmware, runs both on the given images and checks their scores against the `tflite_micro`
 runtime. What cannot run is reported with the command that fixes it, never raised: quickstart
-must finish on a machine without the cross toolchain.
+must finish on a machine without the cross toolchain. A build or run that fails for another reason
+is reported too (`failed`), so the caller decides; `problems()` lists failures and mismatches.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class BoardOutcome:
     board: str
     build_dir: Path | None = None
     scores_match: bool | None = None     # None: not run
+    failed: bool = False                 # the build or the run failed (note says why)
     flash_bytes: int | None = None
     ram_bytes: int | None = None
     arena_used: int | None = None
@@ -43,13 +45,18 @@ class StageOutcome:
             text.append(f"firmware build    skipped: {self.skipped}")
         for b in self.boards:
             if b.scores_match is None:
-                text.append(f"firmware {b.board:<8} skipped: {b.note}")
+                text.append(f"firmware {b.board:<8} {'FAILED' if b.failed else 'skipped'}: {b.note}")
                 continue
             size = f", flash {b.flash_bytes:,} B, RAM {b.ram_bytes:,} B" if b.flash_bytes else ""
             arena = f", arena used {b.arena_used:,} B" if b.arena_used else ""
             verdict = "scores equal the TFLM runtime" if b.scores_match else "SCORES DIFFER from the TFLM runtime"
             text.append(f"firmware {b.board:<8} {verdict}{size}{arena}  ({b.build_dir})")
         return text
+
+    def problems(self) -> list[str]:
+        """Boards whose firmware failed or disagreed with the runtime (not those skipped)."""
+        return [f"{b.board}: {b.note}" if b.failed else f"{b.board}: scores differ from the TFLM runtime"
+                for b in self.boards if b.failed or b.scores_match is False]
 
 
 def _missing_tool(board) -> str | None:
@@ -63,7 +70,7 @@ def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
     """Generate into out/model; build out/<board>; run each on `pixels` (uint8, N x H x W x C)."""
     from vwwtorch.firmware.boards import get_board
     from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.deps import require
+    from vwwtorch.firmware.deps import deps_command, installed, needed
     from vwwtorch.firmware.generate import generate
     from vwwtorch.firmware.run import run_tensors
 
@@ -78,17 +85,21 @@ def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
         board = get_board(name)
         result = BoardOutcome(board=name)
         outcome.boards.append(result)
-        try:
-            require(name)
-        except UserError:
-            result.note = "TFLM is not in the cache; run `vwwtorch firmware deps`"
+        missing_deps = [d for d in needed(name) if installed(d) is None]
+        if missing_deps:
+            result.note = (f"{', '.join(d.name for d in missing_deps)} not in the cache; run "
+                           f"`{deps_command(name, missing_deps)}` to build and run it")
             continue
         missing = _missing_tool(board)
         if missing:
             result.note = missing
             continue
-        built = build(name, out / "model", out / name, jobs=jobs, quiet=True)
-        run = run_tensors(out / name, tensors, timeout=600)
+        try:
+            built = build(name, out / "model", out / name, jobs=jobs, quiet=True)
+            run = run_tensors(out / name, tensors, timeout=600)
+        except UserError as exc:
+            result.failed, result.note = True, str(exc)
+            continue
         result.build_dir = out / name
         result.scores_match = bool(np.array_equal([i.scores for i in run.images], expected))
         result.flash_bytes, result.ram_bytes = built.flash_bytes, built.ram_bytes

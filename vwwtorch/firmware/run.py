@@ -64,14 +64,25 @@ def parse_output(text: str) -> RunResult:
     return result
 
 
+def runnable_board(build_dir: str | Path, info):
+    """The board of a build that `firmware run` can run (here or emulated); a UserError otherwise."""
+    from vwwtorch.firmware.boards import get_board
+
+    board = get_board(info.board)
+    if not board.runs_here:
+        raise UserError(f"{board.name} builds run on the board, not on this machine: "
+                        + board.run_instead.format(build=build_dir))
+    return board
+
+
 def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 120.0,
                 count_instructions: bool = False) -> RunResult:
     """Run the build on int8 tensors (N, rows, cols, channels); one result per tensor."""
-    from vwwtorch.firmware.boards import INSTALL_QEMU, get_board
+    from vwwtorch.firmware.boards import INSTALL_QEMU
     from vwwtorch.firmware.build import load_build
 
     info = load_build(build_dir)
-    board = get_board(info.board)
+    board = runnable_board(build_dir, info)
     program = Path(info.program)
     if not program.is_file():
         raise UserError(f"{program} is missing; run `vwwtorch firmware build` again")
@@ -130,6 +141,7 @@ def run_files(build_dir: str | Path, images: list[str | Path], *, timeout: float
     if not images:
         raise UserError("give at least one image")
     info = load_build(build_dir)
+    runnable_board(build_dir, info)
     settings = load_settings(info.model_dir)
     tensors, names = [], []
     for image in images:
@@ -145,7 +157,8 @@ def run_files(build_dir: str | Path, images: list[str | Path], *, timeout: float
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", required=True, help="folder from `vwwtorch firmware build`")
-    parser.add_argument("--board", help="check that the build is for this board (host, qemu_m4)")
+    parser.add_argument("--board", help="check that the build is for this board (host or qemu_m4; "
+                        "a sparkfun_edge build runs on the board: `firmware flash`, `firmware monitor`)")
     parser.add_argument("--image", nargs="+", required=True, metavar="FILE",
                         help="images of the model's size (PNG, BMP, JPEG, PGM/PPM), .npy arrays "
                              "(uint8 pixels or int8 tensors) or raw int8 tensor files (.bin)")

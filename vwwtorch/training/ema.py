@@ -17,14 +17,23 @@ def tf_ema_decay(decay: float, num_updates: int) -> float:
     return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
 
 
-def tf_ema_avg_fn(decay: float):
-    """`avg_fn` for `torch.optim.swa_utils.AveragedModel` implementing TF's decay schedule."""
+def tf_ema_multi_avg_fn(decay: float):
+    """`multi_avg_fn` for `torch.optim.swa_utils.AveragedModel` implementing TF's decay schedule.
 
-    def ema(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        # Tensor arithmetic (no .item()) so a GPU run does not synchronise once per parameter.
+    AveragedModel calls it once per (device, dtype) group with lists of tensors, so the update is a
+    few fused foreach kernels rather than a Python loop over every tensor (which cost ~7% of a CPU
+    training step). Integer buffers (BatchNorm's batch counters) are copied, not averaged.
+    """
+
+    def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():
+            torch._foreach_copy_(averaged, current)
+            return
+        # Tensor arithmetic (no .item()) so a GPU run does not synchronise.
         n = num_averaged.to(torch.float64)
-        d = torch.clamp((1.0 + n) / (10.0 + n), max=decay).to(averaged.dtype)
-        return averaged * d + current * (1.0 - d)
+        d = torch.clamp((1.0 + n) / (10.0 + n), max=decay).to(averaged[0].dtype)
+        torch._foreach_mul_(averaged, d)
+        torch._foreach_add_(averaged, torch._foreach_mul(current, 1.0 - d))
 
     return ema
 
@@ -40,4 +49,4 @@ class TFWeightEMA(WeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
-        super().__init__(avg_fn=tf_ema_avg_fn(decay), use_buffers=True)
+        super().__init__(multi_avg_fn=tf_ema_multi_avg_fn(decay), use_buffers=True)

@@ -69,6 +69,9 @@ class VWWClassifier(pl.LightningModule):
                                      num_classes=num_classes, dropout=dropout, bn_momentum=bn_momentum)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        # NHWC activations: oneDNN's depthwise convolutions and BatchNorm run ~10-35% faster on CPU
+        # that way (and GPUs prefer it too). Weights stay the same values; exports are unaffected.
+        self.model.to(memory_format=torch.channels_last)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         metrics = lambda: torchmetrics.MetricCollection({  # noqa: E731
             "acc": torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro"),
@@ -84,7 +87,7 @@ class VWWClassifier(pl.LightningModule):
         self.bottleneck_fn: Optional[Callable[[torch.Tensor, bool], torch.Tensor]] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.bottleneck_fn is None:

@@ -37,20 +37,28 @@ class RMSpropTF(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
             lr, decay, momentum = group["lr"], group["decay"], group["momentum"]
             eps, wd = group["epsilon"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if wd:
-                    grad = grad.add(p, alpha=wd)
+            for p in params:
                 state = self.state[p]
                 if not state:
                     state["ms"] = torch.ones_like(p)  # TF initialises the accumulator to 1
                     state["mom"] = torch.zeros_like(p)
-                ms, mom = state["ms"], state["mom"]
-                ms.mul_(decay).addcmul_(grad, grad, value=1 - decay)
-                mom.mul_(momentum).addcdiv_(grad, ms.add(eps).sqrt_(), value=lr)
-                p.sub_(mom)
+            grads = [p.grad for p in params]
+            ms = [self.state[p]["ms"] for p in params]
+            mom = [self.state[p]["mom"] for p in params]
+            # One fused (foreach) kernel per operation over all tensors instead of a Python loop per
+            # tensor: on a 2-core CPU the per-tensor loop cost a fifth of a training step.
+            if wd:
+                grads = torch._foreach_add(grads, params, alpha=wd)
+            torch._foreach_mul_(ms, decay)
+            torch._foreach_addcmul_(ms, grads, grads, value=1 - decay)
+            denom = torch._foreach_add(ms, eps)
+            torch._foreach_sqrt_(denom)
+            torch._foreach_mul_(mom, momentum)
+            torch._foreach_addcdiv_(mom, grads, denom, value=lr)
+            torch._foreach_sub_(params, mom)
         return loss

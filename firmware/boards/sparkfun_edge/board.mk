@@ -3,8 +3,7 @@
 # Uses the Ambiq SDK's Apollo3 HAL and SparkFun's Edge BSP and HM01B0 driver from the dependency
 # cache (`vwwtorch firmware deps --board sparkfun_edge`); they are compiled with our flags into
 # $(TFLM_BUILD)/libambiq.a, next to the shared TFLM objects. Outputs in $(OUT):
-#   vww_sparkfun_edge.elf   the linked program (`firmware build` reads its sizes)
-#   vww_sparkfun_edge.axf   the same file under the name Ambiq's tools use
+#   vww_sparkfun_edge.axf   the linked program (ELF, under the name Ambiq's tools use)
 #   vww_sparkfun_edge.bin   raw image for 0xC000, what `vwwtorch firmware flash --build` sends
 #   vww_sparkfun_edge.map   linker map
 
@@ -20,7 +19,7 @@ OPT_AMBIQ := -Os
 BOARD_SRCS := startup.cc platform.cc main.cc hm01b0_camera.cc frame_reduce.cc image_provider.cc \
               detection_responder.cc
 BOARD_CORE_SRCS := tiny_format.cc
-PROGRAM := vww_sparkfun_edge.elf
+PROGRAM := vww_sparkfun_edge.axf
 EDGE_OUT := $(OUT)/vww_sparkfun_edge
 
 AMBIQ_SDK := $(DEPS)/ambiq-sdk
@@ -53,21 +52,16 @@ BOARD_LDFLAGS := -T $(BOARD_DIR)/apollo3.ld -nostartfiles --specs=nano.specs -Wl
 BOARD_LIBS := $(AMBIQ_LIB) -lm
 BOARD_LINK_DEPS := $(BOARD_DIR)/apollo3.ld $(AMBIQ_LIB)
 
-# The first rule in the makefile is the default goal: the Makefile adds the ELF to `all`.
-all: $(EDGE_OUT).bin $(EDGE_OUT).axf
+# Our board sources include the vendor headers (the Makefile adds these to board objects only).
+BOARD_DEFINES := $(AMBIQ_DEFINES)
+BOARD_INCLUDES := $(AMBIQ_INCLUDES)
+
+# The first rule in the makefile is the default goal: the Makefile adds the program to `all`.
+all: $(EDGE_OUT).bin
 
 $(EDGE_OUT).bin: $(OUT)/$(PROGRAM)
 	$(OBJCOPY) -O binary $< $@.tmp
 	mv -f $@.tmp $@
-
-$(EDGE_OUT).axf: $(OUT)/$(PROGRAM)
-	ln -f $< $@.tmp 2>/dev/null || cp -f $< $@.tmp
-	mv -f $@.tmp $@
-
-# Our board sources include the vendor headers; the Makefile sets INCLUDES and CXX_FLAGS later,
-# these pattern-specific values are added to them for the board objects only.
-$(OUT)/obj/board/%.o: INCLUDES += $(AMBIQ_INCLUDES)
-$(OUT)/obj/board/%.o: CXX_FLAGS += $(AMBIQ_DEFINES)
 
 $(AMBIQ_LIB): $(AMBIQ_OBJS)
 	rm -f $@.tmp && $(AR) rcs $@.tmp $^ && mv -f $@.tmp $@
