@@ -8,9 +8,9 @@ cause is not lost.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
+
+from vwwtorch.native_output import captured_native_output
 
 
 @contextlib.contextmanager
@@ -18,27 +18,15 @@ def quiet_output(enabled: bool = True):
     if not enabled:
         yield
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        failed = False
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            if failed:
-                log.seek(0)
-                tail = log.read()[-4000:].decode(errors="replace")
-                if tail.strip():
-                    print(tail, file=sys.stderr)
+    failed, captured = False, []
+    try:
+        with captured_native_output() as captured:
+            try:
+                yield
+            except BaseException:
+                failed = True
+                raise
+    finally:
+        tail = "".join(captured)[-4000:] if failed else ""
+        if tail.strip():
+            print(tail, file=sys.stderr)

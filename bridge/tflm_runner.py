@@ -7,16 +7,13 @@ is the figure a board's tensor arena must hold (plus per-target scratch, see vww
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-import tempfile
-
 import numpy as np
+
+from vwwtorch.firmware.arena import TOTAL_LINE
+from vwwtorch.native_output import captured_native_output
 
 # Big enough for any model the firmware could hold; the recording allocator reports what is used.
 DEFAULT_ARENA = 4 << 20
-_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 
 
 def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int = DEFAULT_ARENA) -> tuple[np.ndarray, int]:
@@ -36,22 +33,10 @@ def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int = DEFAULT_ARENA) 
 
 def arena_used_bytes(interpreter) -> int:
     """Parse the recording allocator's report, which the runtime only prints (to fd 1 or 2)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            interpreter.print_allocations()
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-        log.seek(0)
-        text = log.read().decode(errors="replace")
-    match = _TOTAL.search(text)
+    with captured_native_output() as captured:
+        interpreter.print_allocations()
+    text = captured[0]
+    match = TOTAL_LINE.search(text)
     if not match:
         raise RuntimeError(f"the TFLM runtime did not report its arena use: {text[:200]!r}")
     return int(match.group(1))

@@ -17,14 +17,10 @@ arena it really uses at start-up (`vwwtorch firmware run` shows it).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import re
-import sys
-import tempfile
 
 from vwwtorch.errors import UserError
+from vwwtorch.native_output import captured_native_output
 
 ALIGN = 16
 ARENA_MARGIN_FRACTION = 0.05   # of the measured size
@@ -34,34 +30,11 @@ MEASURE_ARENA = 64 << 20       # the generous arena the measurement allocates in
 TOTAL_LINE = re.compile(r"Arena allocation total (\d+) bytes")
 
 
-@contextlib.contextmanager
-def _capture_fds():
-    """Collect what native code writes to stdout and stderr (C stdio included) into a file."""
-    libc = ctypes.CDLL(None)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    captured: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            yield captured
-        finally:
-            libc.fflush(None)
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            sink.seek(0)
-            captured.append(sink.read().decode(errors="replace"))
-
-
 def measure_arena(model: bytes) -> int:
     """The arena bytes the TFLM runtime allocates for the model (a multiple of 16)."""
     from tflite_micro.python.tflite_micro import runtime
 
-    with _capture_fds() as captured:
+    with captured_native_output() as captured:
         try:
             interpreter = runtime.Interpreter.from_bytes(model, arena_size=MEASURE_ARENA)
             interpreter.print_allocations()
