@@ -162,6 +162,8 @@ def vector_app(sp=0x10010000, reset=0xC201, size=4096) -> bytes:
     (vector_app(reset=0x201), "linked for another address"),
     (vector_app(reset=0xC200), "linked for another address"),       # not a Thumb address
     (b"\0" * 4, "too small"),
+    (vector_app(size=909_184), None),                                # the largest installable app
+    (vector_app(size=909_188), "more than the 909,184 the bootloader can install"),
 ])
 def test_app_sanity_check(data, expected):
     problem = img.describe_app_problem(data)

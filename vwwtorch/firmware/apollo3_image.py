@@ -28,6 +28,7 @@ SRAM_START = 0x10000000
 SRAM_SIZE = 384 * 1024
 
 OTA_MAGIC_NONSECURE = 0xCB
+OTA_DESCRIPTOR_ADDRESS = 0xFE000   # last flash page: the bootloader's OTA descriptor
 OTA_HEADER_SIZE = 128              # header size of 0xCB/0xCC/0xC1/0xCF images
 WIRE_HEADER_SIZE = 96
 
@@ -40,6 +41,10 @@ FLASH_PROGRAM_KEY = 0x12344321     # the HAL's flash program key; the SBL wants 
 INFO_PROGRAM_KEY = 0xD894E09E      # the INFO0 key, used only by INFO0_NOOTA blobs
 
 DEFAULT_KEY_INDEX = 8              # key-table index the scripts default to even with security off
+
+# A wired update stages the OTA image (header + app) at WIRE_LOAD_ADDRESS, below the OTA descriptor
+# page, so that is the largest application the bootloader can install (909,184 bytes).
+MAX_APP_SIZE = OTA_DESCRIPTOR_ADDRESS - WIRE_LOAD_ADDRESS - OTA_HEADER_SIZE
 
 _BLOB_SIZE_MASK = 0xFFFFF          # w0 bits 19..0 hold the blob size
 
@@ -210,6 +215,10 @@ def describe_app_problem(app: bytes, load_address: int = APP_LOAD_ADDRESS) -> st
     """
     if len(app) < 8:
         return f"file is only {len(app)} bytes, too small for a Cortex-M vector table"
+    if len(app) > MAX_APP_SIZE:
+        return (f"{len(app):,} bytes is more than the {MAX_APP_SIZE:,} the bootloader can install "
+                f"(it stages the image at 0x{WIRE_LOAD_ADDRESS:X}, below its OTA descriptor at "
+                f"0x{OTA_DESCRIPTOR_ADDRESS:X})")
     if app[:4] == b"\x7fELF":
         return "file is an ELF executable (.axf/.elf); pass the raw .bin made by objcopy -O binary"
     w0, w1 = struct.unpack_from("<II", app, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vwwtorch.errors import UserError
+from vwwtorch.firmware.apollo3_image import MAX_APP_SIZE
 
 KB = 1024
 
@@ -20,8 +21,8 @@ APOLLO3_SRAM = 384 * KB
 # What can really be flashed: `vwwtorch firmware flash` (the bootloader's wired update) stages the
 # OTA image (128-byte header + application) at 0x20000, and the bootloader keeps the OTA descriptor
 # in the last flash page, 0xFE000. The image must fit between the two, so the application is at
-# most 0xFE000 - 0x20000 - 128 = 909,184 bytes, not the 999,424 of the application region.
-APOLLO3_APP_FLASH = 0xFE000 - 0x20000 - 128
+# most 909,184 bytes, not the 999,424 of the application region.
+APOLLO3_APP_FLASH = MAX_APP_SIZE
 
 INSTALL_ARM_GCC = ("install the Arm cross compiler: sudo apt-get install gcc-arm-none-eabi "
                    "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
