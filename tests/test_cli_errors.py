@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_dataset
+from cli_asserts import assert_one_line_error
 from vwwtorch.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,15 +21,6 @@ def run_cli(capsys, *argv):
     code = main(list(argv))
     err = capsys.readouterr().err
     return code, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("vwwtorch: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def validate(capsys, data_dir, *extra):

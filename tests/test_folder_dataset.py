@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from cli_asserts import assert_one_line_error
 from vwwtorch.cli import main
 from vwwtorch.data.folder import assign_split, build_folder_dataset, list_images
 from vwwtorch.data.format import open_split, read_meta
@@ -48,14 +49,6 @@ def run_cli(capsys, *argv):
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("vwwtorch: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_hash_split_is_stable_when_files_are_added(tmp_path):

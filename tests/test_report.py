@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+from cli_asserts import assert_one_line_error
 from test_folder_dataset import CLASSES, write_class_folders
 from vwwtorch.cli import main
 from vwwtorch.data.datamodule import VWWDataModule
@@ -227,14 +228,6 @@ def test_int8_report_agrees_with_the_parity_tool(trained, tmp_path, capsys):
     assert np.abs(int8_probs - float_probs).max(1).max() == pytest.approx(seam["max_abs_diff"], abs=2e-6)
     # int8 softmax output (scale 1/256, zero point -128), dequantized: multiples of 1/256.
     np.testing.assert_allclose(int8_probs * 256, np.round(int8_probs * 256), atol=1e-3)
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("vwwtorch: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_bad_input_is_one_clear_line(trained, tmp_path, capsys):
