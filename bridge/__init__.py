@@ -4,7 +4,7 @@
     convert         onnx2tf -> Keras NHWC -> TFLite float32 / full-integer int8
     depthwise       one-input-channel convs (the grayscale first layer) as depthwise convs
     calibration     dataset images through the training eval preprocessing
-    slim            drop converter tensor names (flash) from a .tflite
+    slim            drop tensor names and RESHAPE's shape tensor (flash, arena)
     tflite_inspect  op histogram and quantization read from the flatbuffer
     quant_checks    static gates: input/output quantization, op set, per-channel weights
     tflite_runner   run a .tflite with ai_edge_litert (`run_tflite`)

@@ -119,7 +119,7 @@ def export(opts: ExportOptions) -> Outcome:
     from bridge.onnx_export import export_onnx
     from bridge.parity import run_parity
     from bridge.report import build_report, print_table, write_reports
-    from bridge.slim import strip_tensor_names
+    from bridge.slim import slim_tflite
     from bridge.tflite_inspect import inspect_tflite
     from bridge.tflite_runner import TFLiteModel
 
@@ -152,14 +152,14 @@ def export(opts: ExportOptions) -> Outcome:
         from bridge.convert import onnx_to_keras, to_float32_tflite, to_int8_tflite
 
         keras_model = onnx_to_keras(onnx_path, calib.images, opts.verbose)
-        float_model = strip_tensor_names(to_float32_tflite(keras_model, opts.verbose))
+        float_model = slim_tflite(to_float32_tflite(keras_model, opts.verbose))
         (tmp / "model_float32.tflite").write_bytes(float_model)
         timings["conversion"] = time.monotonic() - t
 
         _stage(p, f"[4/5] int8 quantization calibrated on {len(calib)} {calib_split} images")
         t = time.monotonic()
         calib_images, pinned = pin_input_range(calib.images)
-        int8_model = strip_tensor_names(to_int8_tflite(keras_model, calib_images, opts.verbose))
+        int8_model = slim_tflite(to_int8_tflite(keras_model, calib_images, opts.verbose))
         (tmp / "model_int8.tflite").write_bytes(int8_model)
         timings["calibration"] = time.monotonic() - t
         del keras_model
