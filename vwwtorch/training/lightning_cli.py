@@ -67,13 +67,18 @@ TRAINER_DEFAULTS = {
 
 
 def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
-    return VWWLightningCLI(
-        VWWClassifier,
-        VWWDataModule,
-        seed_everything_default=0,
-        trainer_defaults=TRAINER_DEFAULTS,
-        save_config_kwargs={"overwrite": True},
-        # Passing args equal to sys.argv would only trigger LightningCLI's "args given twice" warning.
-        args=None if argv == sys.argv[1:] else argv,
-        parser_kwargs={"prog": "vwwtorch"},
-    )
+    # LightningCLI warns when it gets `args` while sys.argv holds other arguments (quickstart, tests),
+    # and its DDP launcher re-runs sys.argv in each worker; so argv is presented as the command line.
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "vwwtorch", *argv]
+    try:
+        return VWWLightningCLI(
+            VWWClassifier,
+            VWWDataModule,
+            seed_everything_default=0,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "vwwtorch"},
+        )
+    finally:
+        sys.argv = saved
