@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.boards import BOARDS
 from vwwtorch.firmware.build import build
 from vwwtorch.firmware.deps import require

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 SELECTION_SEED = 0
 
@@ -34,9 +34,10 @@ class EvalImages:
         return np.rint((self.images.astype(np.float64) + 1.0) * 127.5).astype(np.uint8)
 
 
-def check_dataset(data_dir: str | Path, channels: int, resolution: int, num_classes: int) -> dict:
+def check_dataset(data_dir: str | Path, channels: int, resolution: int, num_classes: int,
+                  class_names: list[str] | None = None) -> dict:
     """meta.json of a dataset that fits the model; a one-line UserError otherwise."""
-    from vwwtorch.data.format import read_meta
+    from vwwtorch.data.format import check_model_classes, read_meta
 
     meta = read_meta(data_dir)
     if meta["channels"] != channels:
@@ -46,9 +47,7 @@ def check_dataset(data_dir: str | Path, channels: int, resolution: int, num_clas
     if min(height, width) < resolution:
         raise UserError(f"dataset {data_dir} holds {height}x{width} images, smaller than the model's "
                         f"{resolution}x{resolution} input")
-    if len(meta["classes"]) != num_classes:
-        raise UserError(f"dataset {data_dir} has {len(meta['classes'])} classes but the model predicts "
-                        f"{num_classes}")
+    check_model_classes(class_names, num_classes, meta["classes"], "the model")
     return meta
 
 

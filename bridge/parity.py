@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from bridge.calibration import EvalImages
+from vwwtorch.contract.errors import UserError
 from bridge.isolated import Isolated, RuntimeCrashed
 from bridge.quant_checks import Check, static_checks
 from bridge.tflite_inspect import TFLiteInfo
@@ -32,6 +33,15 @@ class Thresholds:
     float_max_diff: float = 1e-4         # torch vs TFLite float32, max |probability difference|
     min_top1_agreement: float = 0.99     # torch vs TFLite int8, fraction of images
     max_accuracy_drop: float = 1.0       # torch vs TFLite int8, accuracy points
+
+    def check(self) -> None:
+        """A threshold outside its range is a wrong flag (exit 2), never a failed gate."""
+        ranges = (("--max-onnx-diff", self.onnx_max_diff, 0.0, 1.0), ("--max-float-diff", self.float_max_diff, 0.0, 1.0),
+                  ("--min-agreement", self.min_top1_agreement, 0.0, 1.0),
+                  ("--max-accuracy-drop", self.max_accuracy_drop, 0.0, 100.0))
+        for flag, value, low, high in ranges:
+            if not low <= value <= high:  # NaN fails both comparisons
+                raise UserError(f"{flag} must be in [{low:g}, {high:g}], got {value}")
 
 
 @dataclass

@@ -10,16 +10,15 @@ folder (to inspect) but without the "verified" marker, and the command exits 1.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bridge.errors import GateFailed
+from vwwtorch.contract.errors import GateFailed
 from bridge.parity import Thresholds
 from bridge.quant_checks import MOBILENET_OPS
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import check_folder, staged_folder, written_as_user_error
 
 FILES = ("model.onnx", "model_float32.tflite", "model_int8.tflite", "labels.txt", "parity.json", "parity.md")
 
@@ -64,39 +63,6 @@ def _load_model(ckpt: Path):
     return load_classifier(ckpt)
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
-    """Check `out` can be written; return the fresh temporary sibling folder to build it in."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"output folder {out} is not empty (pass --overwrite to replace it)")
-    tmp = out.parent / f".{out.name}.partial"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)  # left by an interrupted run
-        tmp.mkdir()
-        probe = tmp / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write the output folder {out}: {exc.strerror or exc}") from None
-    return tmp
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Swap the finished folder into place; an old `out` is removed only after the new one is complete."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -124,16 +90,17 @@ def export(opts: ExportOptions) -> Outcome:
     from bridge.tflite_runner import TFLiteModel
 
     _check_counts(opts.num_calibration, opts.num_parity)
+    opts.thresholds.check()
     timings: dict[str, float] = {}
     started = time.monotonic()
+    out = check_folder(opts.out, overwrite=opts.overwrite)
     module = _load_model(opts.ckpt)
     hp = module.hparams
-    meta = check_dataset(opts.data, hp.in_channels, hp.resolution, hp.num_classes)
+    meta = check_dataset(opts.data, hp.in_channels, hp.resolution, hp.num_classes, module.class_names)
     calib_split = pick_split(meta, ("train", "val"), opts.data, "calibration")
     parity_split = pick_split(meta, ("val", "test"), opts.data, "the parity check")
-    tmp = _prepare_out(opts.out, opts.overwrite)
     p = opts.progress
-    try:
+    with staged_folder(out, checked=True) as tmp:
         _stage(p, f"[1/5] ONNX export of {opts.ckpt} (EMA weights, 1x{hp.in_channels}x{hp.resolution}x{hp.resolution})")
         t = time.monotonic()
         onnx_path = export_onnx(module.model, tmp / "model.onnx", hp.in_channels, hp.resolution, opts.verbose)
@@ -191,10 +158,6 @@ def export(opts: ExportOptions) -> Outcome:
         }
         report = build_report(result, context)
         write_reports(tmp, report)
-        _publish(tmp, opts.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     timings["total"] = time.monotonic() - started
     if p:
         print_table(report)
@@ -225,7 +188,10 @@ def parity(opts: ParityOptions) -> Outcome:
     from bridge.tflite_inspect import inspect_tflite
 
     _check_counts(None, opts.num_parity)
+    opts.thresholds.check()
     started = time.monotonic()
+    if opts.out is not None:
+        opts.out = check_folder(opts.out, overwrite=True)
     if not opts.tflite.is_file():
         raise UserError(f"TFLite model {opts.tflite} does not exist")
     int8_model = opts.tflite.read_bytes()
@@ -239,13 +205,8 @@ def parity(opts: ParityOptions) -> Outcome:
     if info.input.shape != shape or info.output.shape[-1:] != (hp.num_classes,):
         raise UserError(f"{opts.tflite} takes {list(info.input.shape)} -> {list(info.output.shape)} but the "
                         f"checkpoint's model takes {list(shape)} -> [1, {hp.num_classes}]")
-    meta = check_dataset(opts.data, hp.in_channels, hp.resolution, hp.num_classes)
+    meta = check_dataset(opts.data, hp.in_channels, hp.resolution, hp.num_classes, module.class_names)
     split = pick_split(meta, ("val", "test"), opts.data, "the parity check")
-    if opts.out is not None:
-        try:
-            opts.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot write the output folder {opts.out}: {exc.strerror or exc}") from None
     data = load_eval_images(opts.data, split, opts.num_parity, hp.in_channels, hp.resolution, meta,
                             progress=opts.progress)
     torch_probs = torch_probabilities(module.model, data.images, progress=opts.progress)
@@ -261,7 +222,9 @@ def parity(opts: ParityOptions) -> Outcome:
     }
     report = build_report(result, context)
     if opts.out is not None:
-        write_reports(opts.out, report)
+        with written_as_user_error(opts.out):
+            opts.out.mkdir(parents=True, exist_ok=True)
+            write_reports(opts.out, report)
     timings = {"total": time.monotonic() - started}
     if opts.progress:
         print_table(report)

@@ -7,10 +7,10 @@ run writes the same content without it (and with `"passed": false` and the list 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from bridge.parity import ParityResult
+from vwwtorch.contract.outputs import write_file
 
 REFERENCE = {"int8_bytes": 300_568, "tflm_arena_bytes": 85_264}  # TFLM person_detect.tflite
 
@@ -114,13 +114,7 @@ def print_table(report: dict) -> None:
     console.print(foot)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_reports(folder: Path, report: dict) -> None:
     """parity.json and parity.md in `folder`, each written to a temporary name then renamed."""
-    write_text_atomic(folder / "parity.md", to_markdown(report))
-    write_text_atomic(folder / "parity.json", json.dumps(report, indent=2) + "\n")
+    write_file(folder / "parity.md", to_markdown(report), checked=True)
+    write_file(folder / "parity.json", json.dumps(report, indent=2) + "\n", checked=True)

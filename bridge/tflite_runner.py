@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 # The reference input quantization: a camera byte b maps to int8 b - 128.
 INPUT_SCALE = 1 / 127.5

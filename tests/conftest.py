@@ -9,9 +9,12 @@ from vwwtorch.data.synthetic import generate
 
 @pytest.fixture(scope="session")
 def synthetic_small(tmp_path_factory):
-    """The built-in dataset, small: enough to learn, quick to make."""
+    """The built-in dataset, small: enough to learn well past 0.9 on any CPU, quick to make (~5 s).
+
+    6,000 training scenes: with 2,400 the default model plateaus near 0.92 at 64x64, too close to a
+    0.9 gate for CPUs whose kernels take other numerical paths."""
     out = tmp_path_factory.mktemp("data") / "synthetic"
-    return generate(str(out), train=2400, val=400, test=200, seed=1, progress=False)
+    return generate(str(out), train=6000, val=400, test=200, seed=1, progress=False)
 
 
 def write_dataset(root, n=16, size=32, channels=1, classes=("a", "b"), splits=("train", "val")):

@@ -23,45 +23,50 @@ def run_cli(capsys, *argv):
     return code, err
 
 
-def validate(capsys, data_dir, *extra):
-    # default_root_dir: LightningCLI writes its config.yaml there.
-    return run_cli(capsys, "validate", "--config", QUICKSTART, "--data.data_dir", str(data_dir),
-                   "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-                   "--trainer.default_root_dir", str(Path(data_dir).parent / "run"), *extra)
+@pytest.fixture
+def validate(capsys, trained_checkpoint):
+    """`vwwtorch validate` of a good checkpoint on the given dataset: its errors are the dataset's."""
+    def run(data_dir, *extra):
+        ckpt = [] if "--ckpt_path" in extra else ["--ckpt_path", str(trained_checkpoint)]
+        # default_root_dir: LightningCLI writes its config.yaml there.
+        return run_cli(capsys, "validate", "--config", QUICKSTART, "--data.data_dir", str(data_dir),
+                       "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                       "--trainer.default_root_dir", str(Path(data_dir).parent / "run"), *ckpt, *extra)
+    return run
 
 
-def test_dataset_folder_missing(capsys, tmp_path):
-    assert_one_line_error(*validate(capsys, tmp_path / "nope"), "does not exist")
+def test_dataset_folder_missing(validate, capsys, tmp_path):
+    assert_one_line_error(*validate(tmp_path / "nope"), "does not exist")
 
 
-def test_dataset_folder_empty(capsys, tmp_path):
+def test_dataset_folder_empty(validate, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(*validate(capsys, tmp_path / "empty"), "is empty")
+    assert_one_line_error(*validate(tmp_path / "empty"), "is empty")
 
 
-def test_meta_json_missing(capsys, tmp_path):
+def test_meta_json_missing(validate, capsys, tmp_path):
     root = Path(write_dataset(tmp_path / "d"))
     (root / "meta.json").unlink()
-    assert_one_line_error(*validate(capsys, root), "meta.json is missing")
+    assert_one_line_error(*validate(root), "meta.json is missing")
 
 
 @pytest.mark.parametrize("content, needle", [("{not json", "not valid JSON"),
                                              ('{"format": "vwwtorch-dataset", "version": 1}', "classes")])
-def test_meta_json_malformed(capsys, tmp_path, content, needle):
+def test_meta_json_malformed(validate, capsys, tmp_path, content, needle):
     root = Path(write_dataset(tmp_path / "d"))
     (root / "meta.json").write_text(content)
-    assert_one_line_error(*validate(capsys, root), needle)
+    assert_one_line_error(*validate(root), needle)
 
 
-def test_image_and_label_counts_differ(capsys, tmp_path):
+def test_image_and_label_counts_differ(validate, capsys, tmp_path):
     root = Path(write_dataset(tmp_path / "d", size=128))
     np.save(root / "val" / "labels.npy", np.zeros(15, dtype=np.int64))
-    assert_one_line_error(*validate(capsys, root), "16 images, 15 labels")
+    assert_one_line_error(*validate(root), "16 images, 15 labels")
 
 
-def test_rgb_data_for_grayscale_model_needs_a_flag(capsys, tmp_path):
+def test_rgb_data_for_grayscale_model_needs_a_flag(validate, capsys, tmp_path):
     root = write_dataset(tmp_path / "d", size=128, channels=3)
-    assert_one_line_error(*validate(capsys, root), "convert_channels")
+    assert_one_line_error(*validate(root), "convert_channels")
 
 
 def test_unreadable_image_in_a_folder(capsys, tmp_path, trained_checkpoint):
@@ -73,8 +78,8 @@ def test_unreadable_image_in_a_folder(capsys, tmp_path, trained_checkpoint):
     assert_one_line_error(code, err, "broken.jpg")
 
 
-def test_checkpoint_of_a_different_architecture(capsys, trained_checkpoint, synthetic_small):
-    code, err = validate(capsys, synthetic_small, "--model.width", "0.5", "--ckpt_path", str(trained_checkpoint))
+def test_checkpoint_of_a_different_architecture(validate, capsys, trained_checkpoint, synthetic_small):
+    code, err = validate(synthetic_small, "--model.width", "0.5", "--ckpt_path", str(trained_checkpoint))
     assert_one_line_error(code, err, "different architecture", "width=0.25")
 
 

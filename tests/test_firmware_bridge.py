@@ -36,7 +36,7 @@ def firmware_ready():
 @pytest.fixture(scope="module")
 def exported(firmware_ready, trained_checkpoint, synthetic_small, tmp_path_factory):
     # firmware_ready comes first: without the dependencies, skip before training anything.
-    from bridge.errors import GateFailed
+    from vwwtorch.contract.errors import GateFailed
     from bridge.pipeline import ExportOptions, export
 
     out = tmp_path_factory.mktemp("export") / "model"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from firmware_models import write_models
 from vwwtorch.cli import main as cli_main
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.build import BUILD_INFO
 from vwwtorch.firmware.images import load_tensors
 from vwwtorch.firmware.run import parse_output

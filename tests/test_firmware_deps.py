@@ -19,7 +19,7 @@ import pytest
 
 import vwwtorch.firmware.deps as deps
 from vwwtorch.cli import main as cli_main
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.patching import PatchError, apply_patch
 
 TREE = {

@@ -241,7 +241,7 @@ def test_static_ram_is_counted_per_board(models, tmp_path, capsys):
 def test_flash_limit_is_what_the_bootloader_can_flash():
     """An image flashed over the UART bootloader is staged at 0x20000 (OTA header + app) and must
     end below the OTA descriptor page at 0xFE000: less than the 1 MB - 48 KB application region."""
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
     from vwwtorch.firmware.apollo3_image import OTA_HEADER_SIZE, WIRE_LOAD_ADDRESS
     from vwwtorch.firmware.boards import APOLLO3_APP_FLASH, APOLLO3_FLASH, BOARDS, check_fits
 

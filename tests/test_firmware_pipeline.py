@@ -34,7 +34,7 @@ def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):
     import vwwtorch.firmware.build
     import vwwtorch.firmware.deps
     import vwwtorch.firmware.pipeline
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
 
     def broken_build(board, *args, **kwargs):
         raise UserError(f"firmware build failed: {board} compiler crashed")

@@ -25,7 +25,7 @@ from PIL import Image
 from firmware_models import (camera_bytes_to_int8, reference_scores, require_firmware_deps,
                              require_tools, tiny_classifier, write_models, convert_keras)
 from vwwtorch.cli import main as cli_main
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.build import build, load_build
 from vwwtorch.firmware.generate import generate, load_settings, render_makefile, render_ops
 from vwwtorch.firmware.ops import SUPPORTED_OPS, kernel_sources

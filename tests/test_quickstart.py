@@ -14,7 +14,7 @@ GENERATED = {"model_data.cc", "model_data.h", "model_settings.cc", "model_settin
 
 def _can_build(board: str) -> bool:
     """Whether the firmware stage can build and run `board` here (dependencies cached, tools installed)."""
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
     from vwwtorch.firmware.boards import get_board
     from vwwtorch.firmware.deps import require
 

@@ -17,7 +17,7 @@ def test_deterministic_by_seed_and_split():
 def test_written_dataset_is_balanced_and_readable(synthetic_small):
     meta = read_meta(synthetic_small)
     assert meta["classes"] == ["no_person", "person"]
-    assert meta["splits"]["train"]["per_class"] == {"no_person": 1200, "person": 1200}
+    assert meta["splits"]["train"]["per_class"] == {"no_person": 3000, "person": 3000}
     split = open_split(synthetic_small, "val", meta)
     assert split.images.shape == (400, 128, 128, 1) and split.images.dtype == np.uint8
 

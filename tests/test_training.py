@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from vwwtorch.data.datamodule import VWWDataModule
 from vwwtorch.data.transforms import Augmentation
@@ -24,22 +24,27 @@ def make_trainer(root, **kwargs):
     return pl.Trainer(**{**defaults, **kwargs})
 
 
+@pytest.mark.learning
 def test_short_training_run_learns(synthetic_small, tmp_path):
-    """The default architecture at 64x64 on 2,400 built-in images: from chance (0.5) to >= 0.9.
+    """The default architecture at 64x64 on 6,000 built-in images: from chance (0.5) to >= 0.9.
 
-    11 epochs take about 55 s on the 2-core machine; the run is bounded by epochs, not by a clock, so
-    a busy machine makes it slower but cannot make it fail. A short run needs a higher learning rate
-    than the book's 0.045 (which reaches 0.89 in the same steps).
+    oneDNN and ATen choose kernels per CPU, so training follows another path on another machine. The
+    margin is therefore built into the design, not the gate: this data takes the model to about 0.95
+    (0.91 after 3 epochs on an AMD EPYC); validation runs after every epoch and training stops once it
+    reaches 0.9, within a bound of 10 epochs, more than three times what it needs. The bound is in
+    epochs, not seconds, so a busy machine is slower but cannot fail it. A short run needs a higher
+    learning rate than the book's 0.045.
     """
     pl.seed_everything(0)
     model = VWWClassifier(resolution=64, bn_momentum=0.1, learning_rate=0.15, image_log_every_n_steps=0)
     data = VWWDataModule(synthetic_small, batch_size=64, num_workers=0, resolution=64,
                          augmentation=Augmentation(crop_area=(0.5, 1.0)))
-    trainer = make_trainer(tmp_path, max_epochs=11, num_sanity_val_steps=0, check_val_every_n_epoch=11,
-                           callbacks=[TFWeightEMA(0.9999)], enable_checkpointing=False)
+    reached = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=0.9, patience=10)
+    trainer = make_trainer(tmp_path, max_epochs=10, num_sanity_val_steps=0,
+                           callbacks=[TFWeightEMA(0.9999), reached], enable_checkpointing=False)
     trainer.fit(model, data)
-    result = trainer.validate(model, data, verbose=False)[0]
-    assert result["val/acc"] >= 0.9, result
+    final = float(trainer.callback_metrics["val/acc"])  # EarlyStopping stops on it without recording it
+    assert final >= 0.9, f"val/acc {final:.3f} after {trainer.current_epoch} epochs (bound: 10)"
 
 
 def _resume_setup(root, data_dir, **trainer_kwargs):

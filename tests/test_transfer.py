@@ -16,7 +16,7 @@ from vwwtorch.cli import main
 from vwwtorch.data.datamodule import VWWDataModule
 from vwwtorch.data.format import DatasetWriter
 from vwwtorch.data.transforms import Augmentation
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.training.bottleneck import BottleneckTraining, backbone_key
 from vwwtorch.training.checkpoint import load_classifier, read_checkpoint
 from vwwtorch.training.ema import TFWeightEMA

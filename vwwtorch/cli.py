@@ -4,16 +4,21 @@
 commands are plain argparse. Each command module exposes `register(subparsers)` and sets
 `func=<callable taking the parsed args>`; heavy imports stay inside those callables so
 `vwwtorch --help` is quick.
+
+Exit codes: 0 done, 1 a verification gate failed, 2 the input was wrong (one `vwwtorch: error:`
+line, never a traceback), 130 Ctrl-C, 143 SIGTERM. Interrupted outputs are never left
+half-written; an interrupted `fit` saves a resumable `last.ckpt` and says how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-from vwwtorch.errors import UserError
+from vwwtorch.console import quiet_console
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.stopping import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, signals_as_exceptions
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (LightningCLI; see `vwwtorch fit --help`)",
@@ -31,13 +36,13 @@ COMMAND_MODULES = (
     "vwwtorch.firmware.cli",
 )
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vwwtorch",
         description="Train tiny Visual Wake Words models in PyTorch and ship them, int8 and verified, "
                     "to TensorFlow Lite Micro.",
-    )
+        epilog="exit codes: 0 done, 1 a verification gate failed, 2 wrong input (one error line), "
+               "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in LIGHTNING_COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
@@ -46,25 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(argv: list[str]) -> int:
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from vwwtorch.training.lightning_cli import run_lightning_cli
+
+        run_lightning_cli(argv)
+        return 0
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # TensorBoard imports TensorFlow when present; keep its C++ start-up chatter out of our output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_console()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in LIGHTNING_COMMANDS:
-            from vwwtorch.training.lightning_cli import run_lightning_cli
-
-            run_lightning_cli(argv)
-            return 0
-        args = build_parser().parse_args(argv)
-        result = args.func(args)
-        return int(result or 0)
+        with signals_as_exceptions():
+            return _run(argv)
     except UserError as exc:
-        print(f"vwwtorch: error: {exc}", file=sys.stderr)
+        print(f"vwwtorch: {exc.label}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("vwwtorch: interrupted", file=sys.stderr)
-        return 130
+        print("vwwtorch: interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("vwwtorch: terminated (SIGTERM); nothing half-written was kept", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
+from vwwtorch.contract.names import printable
+from vwwtorch.contract.outputs import check_file, staged_file
+
 
 
 def register(subparsers) -> None:
@@ -30,7 +31,8 @@ def register(subparsers) -> None:
 
 
 def collect_images(paths: list[str]) -> list[Path]:
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
+    from vwwtorch.contract.images import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for raw in paths:
@@ -38,32 +40,22 @@ def collect_images(paths: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
-                raise UserError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise UserError(f"folder {printable(path)} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise UserError(f"{path} does not exist")
+            raise UserError(f"{printable(path)} does not exist")
     return files
 
 
 def read_image(path: Path, channels: int):
     """uint8 CHW tensor, converted to the model's channel count (gray or RGB)."""
-    import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
 
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.images import read_pixels
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from None
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return torch.from_numpy(read_pixels(path, channels)).permute(2, 0, 1)
 
 
 def _run(args) -> None:
@@ -71,11 +63,13 @@ def _run(args) -> None:
     from tqdm import tqdm
 
     from vwwtorch.data.transforms import eval_transform
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
     from vwwtorch.training.checkpoint import load_classifier
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if args.output:
+        args.output = check_file(args.output, flag="--output")
     if args.tflite:
         return _run_tflite(args)
     model = load_classifier(args.ckpt_path)
@@ -94,17 +88,15 @@ def _run(args) -> None:
             probs = torch.softmax(model(torch.stack(batch)), dim=1)
             for path, p in zip(files[start:start + args.batch_size], probs):
                 label = int(p.argmax())
-                rows.append((str(path), model.class_names[label], float(p[label]), p.tolist()))
-    width = max(len(r[0]) for r in rows)
-    for path, label, score, _ in rows:
-        print(f"{path:<{width}}  {label:<12} {score:.4f}")
+                rows.append((printable(path), model.class_names[label], float(p[label]), p.tolist()))
+    _print_rows(rows)
     if args.output:
         _write_csv(args.output, rows, model.class_names)
-        print(f"wrote {args.output}")
+        print(f"wrote {printable(args.output)}")
 
 
 def _tflite_labels(args, num_classes: int) -> list[str]:
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
 
     path = Path(args.labels) if args.labels else Path(args.tflite).with_name("labels.txt")
     if not path.is_file():
@@ -135,7 +127,7 @@ def _run_tflite(args) -> None:
     import numpy as np
 
     from bridge.tflite_runner import TFLiteModel
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
 
     model = TFLiteModel(args.tflite)
     if not model.is_int8:
@@ -151,27 +143,22 @@ def _run_tflite(args) -> None:
     rows = []
     for path, p in zip(files, probs):
         label = int(p.argmax())
-        rows.append((str(path), names[label], float(p[label]), p.tolist()))
-    width_col = max(len(r[0]) for r in rows)
-    for path, label, score, _ in rows:
-        print(f"{path:<{width_col}}  {label:<12} {score:.4f}")
+        rows.append((printable(path), names[label], float(p[label]), p.tolist()))
+    _print_rows(rows)
     if args.output:
         _write_csv(args.output, rows, names)
-        print(f"wrote {args.output}")
+        print(f"wrote {printable(args.output)}")
 
 
-def _write_csv(path: str, rows, class_names) -> None:
-    from vwwtorch.errors import UserError
+def _print_rows(rows) -> None:
+    width = max(len(r[0]) for r in rows)
+    for path, label, score, _ in rows:
+        print(f"{path:<{width}}  {label:<12} {score:.4f}")
 
-    out = Path(path)
-    tmp = out.with_name(out.name + ".partial")
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "label", "score", *[f"p_{c}" for c in class_names]])
-            for file, label, score, probs in rows:
-                writer.writerow([file, label, f"{score:.6f}", *[f"{p:.6f}" for p in probs]])
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+
+def _write_csv(path, rows, class_names) -> None:
+    with staged_file(path, "w", newline="", encoding="utf-8", checked=True, flag="--output") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "score", *[f"p_{c}" for c in class_names]])
+        for file, label, score, probs in rows:
+            writer.writerow([file, label, f"{score:.6f}", *[f"{p:.6f}" for p in probs]])

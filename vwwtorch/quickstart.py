@@ -50,9 +50,10 @@ def _firmware_stage(model: Path, out: Path, data_dir: Path, model_info: dict):
 
 
 def _run(args) -> None:
+    from vwwtorch.contract.outputs import check_folder
     from vwwtorch.data.format import read_meta
     from vwwtorch.data.synthetic import generate
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
     from vwwtorch.training.lightning_cli import run_lightning_cli
 
     config = Path(args.config)
@@ -60,7 +61,7 @@ def _run(args) -> None:
         raise UserError(f"config {config} not found (quickstart runs from a source checkout of vwwtorch)")
     if args.epochs is not None and args.epochs < 1:
         raise UserError("--epochs must be at least 1")
-    out = Path(args.out).resolve()
+    out = check_folder(args.out, overwrite=True)  # an earlier quickstart's folder is reused
     data_dir, runs_dir, export_dir, firmware_dir = out / "data", out / "runs", out / "export", out / "firmware"
     steps = (5 if args.firmware else 4) if args.export else 3
     started = time.monotonic()
@@ -89,7 +90,7 @@ def _run(args) -> None:
 
     verified = None
     if args.export:
-        from bridge.errors import GateFailed
+        from vwwtorch.contract.errors import GateFailed
         from bridge.pipeline import ExportOptions, export
 
         print(f"[4/{steps}] exporting to int8 TFLite and checking parity -> {export_dir}")

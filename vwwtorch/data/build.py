@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,9 @@ import numpy as np
 from vwwtorch.data import chunks as chunkio
 from vwwtorch.data.coco_vww import LABEL_RULE, SPLIT_RULES, VwwPlan, make_plan
 from vwwtorch.data.format import DatasetWriter
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import Stopped, UserError
+from vwwtorch.contract.outputs import check_folder, written_as_user_error
+from vwwtorch.contract.stopping import SIGNAL_EXIT_CODES, Terminated
 
 PLAN_FILE = "plan.json"
 REPORT_FILE = "report.json"
@@ -215,10 +216,15 @@ def _assemble(classes: list[str], split_names: list[str], tasks, out: Path, *, s
     `images.npy` is written with plain appends after its header rather than through a memory map,
     so the pages written do not pile up in this process's resident memory.
     """
+    with DatasetWriter(out, classes=classes, image_size=(size, size), channels=channels,
+                       provenance=provenance, overwrite=overwrite) as writer, written_as_user_error(out):
+        return _assemble_into(writer, split_names, tasks, size=size, channels=channels, report=report)
+
+
+def _assemble_into(writer: DatasetWriter, split_names: list[str], tasks, *, size: int, channels: int,
+                   report: dict) -> dict[str, dict[str, int]]:
     from numpy.lib import format as npy
 
-    writer = DatasetWriter(out, classes=classes, image_size=(size, size), channels=channels,
-                           provenance=provenance, overwrite=overwrite)
     for split in split_names:
         split_tasks = [t for t in tasks if t[0] == split]
         summaries = [chunkio.read_chunk_summary(path) for _, path, _ in split_tasks]
@@ -261,8 +267,7 @@ def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", th
         raise UserError("--chunk-size and --workers must be at least 1")
     if not 0 <= max_bad_fraction <= 1:
         raise UserError(f"--max-bad-fraction must be in [0, 1], got {max_bad_fraction}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UserError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
+    out = check_folder(out, overwrite=overwrite)
 
     plan = make_plan(sources, class_name=class_name, threshold=threshold, split=split,
                      minival_ids=Path(minival_ids) if minival_ids is not None else None)
@@ -286,11 +291,11 @@ def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", th
                                   channels=channels, fast=fast_decode, progress=progress,
                                   max_bad_fraction=max_bad_fraction, work=work, tasks=tasks,
                                   desc=f"decoding COCO ({plan.class_name})", on_chunk=on_chunk)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         committed = sum(1 for t in tasks if t[1].exists())
-        print(f"stopped with {committed} of {len(tasks)} chunks committed in {work}; "
-              "run the same command again to resume", file=sys.stderr)
-        raise
+        signal_name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        raise Stopped(f"stopped by {signal_name} with {committed} of {len(tasks)} chunks committed in {work}; "
+                      "run the same command again to resume", SIGNAL_EXIT_CODES[signal_name]) from None
     seconds = time.perf_counter() - start
     report = _bad_report(tasks, listed)
     if _too_many_bad(report["bad_count"], listed, max_bad_fraction):

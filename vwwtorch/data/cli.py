@@ -31,10 +31,7 @@ def register(subparsers) -> None:
 
 def _synthetic(args) -> None:
     from vwwtorch.data.synthetic import generate
-    from vwwtorch.errors import UserError
 
-    if min(args.train, args.val) <= 0 or args.test < 0:
-        raise UserError("--train and --val must be positive and --test non-negative")
     out = generate(args.out, train=args.train, val=args.val, test=args.test, seed=args.seed,
                    overwrite=args.overwrite)
     print(f"wrote built-in dataset to {out} (train {args.train}, val {args.val}, test {args.test})")
@@ -172,7 +169,7 @@ def _register_verify(sub) -> None:
 
 def _verify(args) -> None:
     from vwwtorch.data.verify import print_summary, verify_dataset
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
 
     report = verify_dataset(args.dataset)
     print_summary(report)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 DEFAULT_THRESHOLD = 0.005
 SPLIT_CONVENTIONS = ("book", "minival")

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vwwtorch.data.format import open_split, read_meta
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import check_file, staged_file
 
 FRAME = 3
 CAPTION = 14
@@ -37,6 +38,7 @@ def write_contact_sheet(root: str | os.PathLike, out: str | os.PathLike, *, n: i
     extensions = Image.registered_extensions()
     if out.suffix.lower() not in extensions:
         raise UserError(f"cannot tell the image format from {out.name!r}; use a .png or .jpg name")
+    out = check_file(out)
     meta = read_meta(root)
     split = split or ("val" if "val" in meta["splits"] else next(iter(meta["splits"])))
     arrays = open_split(root, split, meta)
@@ -62,8 +64,6 @@ def write_contact_sheet(root: str | os.PathLike, out: str | os.PathLike, *, n: i
         name = classes[label] if 0 <= label < len(classes) else f"label {label}"
         draw.text((x + FRAME, y + side + 2 * FRAME), f"{name} #{arrays.ids[index]}", fill=colour, font=font)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
-    sheet.save(tmp, format=extensions[out.suffix.lower()])
-    os.replace(tmp, out)
+    with staged_file(out, "wb", checked=True) as handle:
+        sheet.save(handle, format=extensions[out.suffix.lower()])
     return out, len(chosen), split

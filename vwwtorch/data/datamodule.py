@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vwwtorch.data.format import SplitArrays, open_split, read_meta
 from vwwtorch.data.transforms import Augmentation, eval_transform, train_transform
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 
 class SplitDataset(Dataset):
@@ -117,6 +117,10 @@ class VWWDataModule(pl.LightningDataModule):
                  augmentation: Optional[Augmentation] = None, train_split: str = "train",
                  val_split: str = "val", test_split: str = "test", seed: int = 0):
         super().__init__()
+        if batch_size < 1:
+            raise UserError(f"--data.batch_size must be at least 1, got {batch_size}")
+        if num_workers < 0:
+            raise UserError(f"--data.num_workers must be 0 or more, got {num_workers}")
         self.data_dir, self.batch_size, self.num_workers = data_dir, batch_size, num_workers
         self.resolution, self.channels, self.convert_channels = resolution, channels, convert_channels
         self.augmentation = augmentation or Augmentation()

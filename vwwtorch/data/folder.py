@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.data.format import DatasetWriter
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.names import printable
+from vwwtorch.contract.outputs import check_folder, written_as_user_error
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
 NOHASH = "_nohash_"
@@ -73,15 +75,17 @@ def list_images(image_dir: Path, validation_percentage: float, testing_percentag
         raise UserError(f"image folder {image_dir} does not exist")
     if not image_dir.is_dir():
         raise UserError(f"{image_dir} is not a folder")
-    classes = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted((p for p in image_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: printable(p.name))
+    classes = [printable(p.name) for p in folders]
     if len(classes) < 2:
         found = f"only the class folder {classes[0]!r}" if classes else "no class folders"
         raise UserError(f"{image_dir} has {found}; put each class's images in its own sub-folder "
                         "(at least two classes)")
     listing = Listing(classes=classes, files={s: [] for s in SPLIT_ORDER})
-    for label, name in enumerate(classes):
-        for path in sorted((image_dir / name).rglob("*")):
-            relative = path.relative_to(image_dir / name).as_posix()
+    for label, (folder, name) in enumerate(zip(folders, classes)):
+        for path in sorted(folder.rglob("*")):
+            relative = printable(path.relative_to(folder).as_posix())
             # OS metadata (.DS_Store, ._foo.jpg, hidden folders) is noise, not a user's mistake.
             if any(part.startswith(".") for part in Path(relative).parts) or not path.is_file():
                 continue
@@ -133,30 +137,27 @@ def build_folder_dataset(image_dir: str | os.PathLike, out: str | os.PathLike, *
                          testing_percentage: float = 10, image_size: int = 128, channels: int = 1,
                          min_per_class: int = 10, workers: int = 1, overwrite: bool = False,
                          progress: bool = True) -> FolderResult:
-    image_dir, out = Path(image_dir), Path(out)
+    image_dir = Path(image_dir)
     _check_settings(validation_percentage, testing_percentage, image_size, channels, min_per_class, workers)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UserError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
+    out = check_folder(out, overwrite=overwrite)
     listing = list_images(image_dir, validation_percentage, testing_percentage)
     _check_counts(listing, image_dir, min_per_class, "image files")
 
-    writer = DatasetWriter(out, classes=listing.classes, image_size=(image_size, image_size), channels=channels,
-                           provenance=_provenance(image_dir, validation_percentage, testing_percentage, image_size,
-                                                  channels), overwrite=overwrite)
-    try:
-        good = _decode_splits(listing, writer.tmp, image_size, channels, workers, progress)
+    with DatasetWriter(out, classes=listing.classes, image_size=(image_size, image_size), channels=channels,
+                       provenance=_provenance(image_dir, validation_percentage, testing_percentage, image_size,
+                                              channels), overwrite=overwrite) as writer:
+        with written_as_user_error(out):
+            good = _decode_splits(listing, writer.tmp, image_size, channels, workers, progress)
         _check_counts(listing, image_dir, min_per_class, "readable images", good)
         for split in SPLIT_ORDER:
             if split in good:
                 writer.add_split_meta(split, good[split])
-        (writer.tmp / LABELS_FILE).write_text("".join(f"{c}\n" for c in listing.classes))
-        report = {"image_dir": str(image_dir), "skipped_count": len(listing.skipped),
+        report = {"image_dir": printable(image_dir), "skipped_count": len(listing.skipped),
                   "skipped": sorted(listing.skipped, key=lambda s: s["file"])}
-        (writer.tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        with written_as_user_error(out):
+            (writer.tmp / LABELS_FILE).write_text("".join(f"{c}\n" for c in listing.classes), encoding="utf-8")
+            (writer.tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         writer.finish()
-    except BaseException:
-        shutil.rmtree(writer.tmp, ignore_errors=True)  # never leave a half-built dataset behind
-        raise
     counts = {split: info["per_class"] for split, info in writer.meta["splits"].items()}
     return FolderResult(out=out, classes=listing.classes, counts=counts, skipped=listing.skipped)
 
@@ -258,7 +259,7 @@ def _provenance(image_dir: Path, val: float, test: float, size: int, channels: i
     return {
         "source": "folder",
         "builder": __name__,
-        "image_dir": str(image_dir.resolve()),
+        "image_dir": printable(image_dir.resolve()),
         "labels": "class = sub-folder name; labels in sorted name order (labels.txt)",
         "validation_percentage": val,
         "testing_percentage": test,

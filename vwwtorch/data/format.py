@@ -21,7 +21,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import (check_folder, os_error_text, publish_folder, staging_path,
+                                       written_as_user_error)
 
 FORMAT_NAME = "vwwtorch-dataset"
 FORMAT_VERSION = 1
@@ -53,10 +55,15 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
         if not any(root.iterdir()):
             raise UserError(f"dataset folder {root} is empty (build one with `vwwtorch data ...`)")
         raise UserError(f"{meta_path} is missing: {root} is not a vwwtorch dataset")
+    if meta_path.is_dir():
+        raise UserError(f"{meta_path} is a folder, not a file: {root} is damaged")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{meta_path} is not valid JSON: {exc}") from None
+        what = "empty" if meta_path.stat().st_size == 0 else f"not valid JSON ({exc})"
+        raise UserError(f"{meta_path} is {what}: {root} is damaged") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {meta_path}: {os_error_text(exc)}") from None
     _check_meta(meta, meta_path)
     return meta
 
@@ -99,10 +106,15 @@ def open_split(root: str | os.PathLike, split: str, meta: dict[str, Any] | None 
         path = folder / name
         if not path.exists():
             raise UserError(f"{path} is missing")
+        if path.is_dir():
+            raise UserError(f"{path} is a folder, not an array file: {root} is damaged")
         try:
             arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise UserError(f"{path} is not a readable .npy array: {exc}") from None
+        except (ValueError, EOFError) as exc:
+            what = "empty" if path.stat().st_size == 0 else f"not a readable .npy array ({exc})"
+            raise UserError(f"{path} is {what}: {root} is damaged") from None
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {os_error_text(exc)}") from None
     images, labels, ids = (arrays[n] for n in ARRAY_FILES)
     h, w = meta["image_size"]
     c = meta["channels"]
@@ -122,26 +134,38 @@ def open_split(root: str | os.PathLike, split: str, meta: dict[str, Any] | None 
     return SplitArrays(images=images, labels=labels, ids=ids)
 
 
+def check_model_classes(model_classes: list[str] | None, num_model_classes: int, data_classes: list[str],
+                        source: str) -> None:
+    """A model evaluated or calibrated on a dataset must predict the dataset's classes, in its order."""
+    if num_model_classes != len(data_classes):
+        raise UserError(f"{source} has {num_model_classes} classes but the dataset has {len(data_classes)} "
+                        f"({', '.join(data_classes)})")
+    named = model_classes and list(model_classes) != [str(i) for i in range(num_model_classes)]
+    if named and list(model_classes) != list(data_classes):
+        raise UserError(f"{source} was trained on classes {', '.join(model_classes)}, the dataset has "
+                        f"{', '.join(data_classes)}")
+
+
 def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist()
 
 
 class DatasetWriter:
-    """Write a dataset atomically: everything goes to `<out>.partial/` and is renamed at the end.
+    """Write a dataset atomically: everything goes to a hidden `.<out>.partial/`, renamed at the end.
 
-    A crash leaves only the `.partial` folder, never a folder that looks complete.
+    The target is checked when the writer is made, before any work. Use it as a context manager: an
+    exception, Ctrl-C or SIGTERM inside the block removes the staging folder, and a full disk is one
+    clear line. A run killed outright leaves only the staging folder, which the next run replaces.
     """
 
     def __init__(self, out: str | os.PathLike, *, classes: list[str], image_size: tuple[int, int],
                  channels: int, provenance: dict[str, Any], overwrite: bool = False):
-        self.out = Path(out)
-        occupied = self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir()))
-        if occupied and not overwrite:
-            raise UserError(f"{self.out} already exists and is not empty (pass --overwrite to replace it)")
-        self.tmp = self.out.with_name(self.out.name + ".partial")
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir(parents=True)
+        self.out = check_folder(out, overwrite=overwrite)
+        self.tmp = staging_path(self.out)
+        with written_as_user_error(self.out):
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir()
         self.meta: dict[str, Any] = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -152,19 +176,43 @@ class DatasetWriter:
             "provenance": provenance,
         }
 
-    def write_split(self, split: str, images: np.ndarray, labels: Iterable[int], ids: Iterable) -> None:
-        images = np.asarray(images)
-        labels = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels, dtype=np.int64)
-        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
-        h, w = self.meta["image_size"]
-        c = self.meta["channels"]
-        assert images.dtype == np.uint8 and images.shape[1:] == (h, w, c), images.shape
-        assert len(images) == len(labels) == len(ids)
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def split_folder(self, split: str) -> Path:
         folder = self.tmp / split
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "images.npy", images)
-        np.save(folder / "labels.npy", labels)
-        np.save(folder / "ids.npy", ids)
+        return folder
+
+    def open_images(self, split: str, count: int) -> np.ndarray:
+        """A writable memory map for `count` images of `split` (filled by the caller, never all in RAM)."""
+        h, w = self.meta["image_size"]
+        with written_as_user_error(self.out):
+            return np.lib.format.open_memmap(self.split_folder(split) / "images.npy", mode="w+", dtype=np.uint8,
+                                             shape=(count, h, w, self.meta["channels"]))
+
+    def write_split(self, split: str, images: np.ndarray | None, labels: Iterable[int], ids: Iterable) -> None:
+        """Write a split's arrays; `images=None` when they were filled through `open_images`."""
+        labels = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels, dtype=np.int64)
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        folder = self.split_folder(split)
+        with written_as_user_error(self.out):
+            if images is not None:
+                images = np.asarray(images)
+                h, w = self.meta["image_size"]
+                c = self.meta["channels"]
+                assert images.dtype == np.uint8 and images.shape[1:] == (h, w, c), images.shape
+                assert len(images) == len(labels) == len(ids)
+                np.save(folder / "images.npy", images)
+            np.save(folder / "labels.npy", labels)
+            np.save(folder / "ids.npy", ids)
         self.add_split_meta(split, labels)
 
     def add_split_meta(self, split: str, labels: np.ndarray) -> None:
@@ -176,8 +224,7 @@ class DatasetWriter:
         }
 
     def finish(self) -> Path:
-        (self.tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)
+        with written_as_user_error(self.out):
+            (self.tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
+            publish_folder(self.tmp, self.out)
         return self.out

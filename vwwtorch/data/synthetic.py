@@ -12,11 +12,16 @@ Scenes are a pure function of (seed, split, index), so a dataset is reproducible
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import check_folder
 from vwwtorch.data.format import DatasetWriter
 
 CLASSES = ["no_person", "person"]
@@ -131,9 +136,11 @@ def render_scene(seed: int, split: str, index: int, person: bool) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def render_split(seed: int, split: str, count: int, on_image=None) -> tuple[np.ndarray, np.ndarray]:
-    """Balanced split: even indices are person-free, odd ones hold a person."""
-    images = np.empty((count, SIZE, SIZE, 1), dtype=np.uint8)
+def render_split(seed: int, split: str, count: int, on_image=None, out: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced split: even indices are person-free, odd ones hold a person. Renders into `out` when
+    given (a memory map of the split's images.npy), else into a new array."""
+    images = out if out is not None else np.empty((count, SIZE, SIZE, 1), dtype=np.uint8)
     labels = np.arange(count, dtype=np.int64) % 2
     for i in range(count):
         images[i, :, :, 0] = render_scene(seed, split, i, bool(labels[i]))
@@ -142,18 +149,37 @@ def render_split(seed: int, split: str, count: int, on_image=None) -> tuple[np.n
     return images, labels
 
 
+def check_request(train: int, val: int, test: int, seed: int, out: str | os.PathLike, overwrite: bool) -> Path:
+    """The checked output folder; impossible requests are refused before anything is allocated or written."""
+    target = check_folder(out, overwrite=overwrite)
+    if min(train, val) <= 0 or test < 0:
+        raise UserError("--train and --val must be positive and --test non-negative")
+    if not 0 <= seed < 2 ** 63:
+        raise UserError(f"--seed must be a non-negative integer below 2**63, got {seed}")
+    need = (train + val + test) * SIZE * SIZE + (1 << 20)
+    free = shutil.disk_usage(target.parent).free
+    if need > free:
+        raise UserError(f"{train + val + test:,} images need {need / 1e9:,.1f} GB but {target.parent} has "
+                        f"{free / 1e9:,.1f} GB free; ask for fewer images")
+    return target
+
+
 def generate(out: str, *, train: int = 6000, val: int = 1000, test: int = 1000, seed: int = 0,
              overwrite: bool = False, progress: bool = True) -> str:
     """Write the built-in dataset to `out` in the vwwtorch dataset format."""
     from tqdm import tqdm
 
-    writer = DatasetWriter(out, classes=CLASSES, image_size=(SIZE, SIZE), channels=1, overwrite=overwrite,
-                           provenance={"source": "synthetic", "seed": seed, "generator": __name__})
+    out = check_request(train, val, test, seed, out, overwrite)
     splits = {"train": train, "val": val, "test": test}
-    with tqdm(total=sum(splits.values()), desc="rendering scenes", unit="img", disable=not progress) as bar:
+    with DatasetWriter(out, classes=CLASSES, image_size=(SIZE, SIZE), channels=1, overwrite=overwrite,
+                       provenance={"source": "synthetic", "seed": seed, "generator": __name__}) as writer, \
+            tqdm(total=sum(splits.values()), desc="rendering scenes", unit="img", disable=not progress) as bar:
         for split, count in splits.items():
             if count <= 0:
                 continue
-            images, labels = render_split(seed, split, count, on_image=bar.update)
-            writer.write_split(split, images, labels, ids=np.arange(count, dtype=np.int64))
-    return str(writer.finish())
+            images = writer.open_images(split, count)
+            _, labels = render_split(seed, split, count, on_image=bar.update, out=images)
+            images.flush()
+            del images
+            writer.write_split(split, None, labels, ids=np.arange(count, dtype=np.int64))
+        return str(writer.finish())

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vwwtorch.data.format import class_counts, open_split, read_meta
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 SAMPLE_PER_SPLIT = 512
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.native_output import captured_native_output
 
 ALIGN = 16

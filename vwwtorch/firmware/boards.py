@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.apollo3_image import MAX_APP_SIZE
 
 KB = 1024

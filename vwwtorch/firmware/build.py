@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 BUILD_INFO = "build.json"
 

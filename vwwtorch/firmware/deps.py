@@ -31,7 +31,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 STAMP = ".vwwtorch-dep.json"
 
@@ -109,6 +109,11 @@ DEPENDENCIES: dict[str, Dependency] = {dep.name: dep for dep in (
 )}
 
 
+def dir_flag(dep: Dependency) -> str:
+    """The command-line flag that installs `dep` from a local copy."""
+    return "--tflm-dir" if dep.name == "tflite-micro" else f"--{dep.name}-dir"
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("VWWTORCH_CACHE") or Path.home() / ".cache" / "vwwtorch")
 
@@ -155,15 +160,18 @@ def tree_digest(root: Path, keep: tuple[str, ...] = ()) -> str:
 
 # --- installing -------------------------------------------------------------------------------
 
-def _extract_tar(fileobj, dest: Path, keep: tuple[str, ...], expect_commit: str | None) -> None:
-    """Extract a one-top-folder tarball (GitHub's layout) into dest, dropping that folder."""
+def _extract_tar(fileobj, dest: Path, keep: tuple[str, ...], expect_commit: str | None,
+                 other_commit_ok: bool = False) -> str | None:
+    """Extract a one-top-folder tarball (GitHub's layout) into dest, dropping that folder; returns
+    the commit `git archive` recorded in its header (None when it has none)."""
+    recorded = None
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
         commit_checked = False
         for member in tar:
             if not commit_checked:
                 commit_checked = True
                 recorded = (tar.pax_headers or {}).get("comment")
-                if expect_commit and recorded and recorded != expect_commit:
+                if expect_commit and recorded and recorded != expect_commit and not other_commit_ok:
                     raise UserError(f"archive holds commit {recorded}, expected {expect_commit}")
             parts = PurePosixPath(member.name).parts
             if len(parts) < 2:
@@ -185,6 +193,7 @@ def _extract_tar(fileobj, dest: Path, keep: tuple[str, ...], expect_commit: str 
                 source = tar.extractfile(member)
                 with open(target, "wb") as out:
                     shutil.copyfileobj(source, out)
+    return recorded
 
 
 def _extract_zip(path: Path, dest: Path, keep: tuple[str, ...]) -> None:
@@ -270,7 +279,9 @@ class Installer:
         if not self.quiet:
             print(text)
 
-    def _finish(self, dep: Dependency, staging: Path, source: str, archive_sha256: str | None) -> Path:
+    def _finish(self, dep: Dependency, staging: Path, source: str, archive_sha256: str | None,
+                commit: str | None) -> Path:
+        """`commit`: what was installed as far as the source tells (None: a plain tree, unknown)."""
         digest = tree_digest(staging, dep.keep)
         verified = digest == dep.tree_sha256
         if not verified and not self.allow_unverified:
@@ -292,16 +303,17 @@ class Installer:
             except PatchError as exc:
                 raise UserError(f"{holder}'s patch does not apply to {dep.name}: {exc}") from None
             patch_sha = hashlib.sha256(text.encode()).hexdigest()
-        stamp = {"name": dep.name, "commit": dep.commit, "tree_sha256": digest,
-                 "verified": verified, "source": source, "archive_sha256": archive_sha256,
-                 "patch_sha256": patch_sha}
+        stamp = {"name": dep.name, "commit": dep.commit if verified else commit, "pinned_commit": dep.commit,
+                 "tree_sha256": digest, "verified": verified, "source": source,
+                 "archive_sha256": archive_sha256, "patch_sha256": patch_sha}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         final = self.root / dep.name
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
         state = "verified" if verified else "UNVERIFIED"
-        self._say(f"{dep.name}: {dep.commit[:12]} {state} ({source}) -> {final}")
+        shown = (stamp["commit"] or "unknown commit")[:12]
+        self._say(f"{dep.name}: {shown} {state} ({source}) -> {final}")
         return final
 
     def _staging(self, dep: Dependency) -> Path:
@@ -314,12 +326,13 @@ class Installer:
             raise UserError(f"{archive} has sha256 {data_sha}, pinned {dep.archive_sha256}")
         staging = self._staging(dep)
         try:
+            commit = None
             if str(archive).endswith(".zip"):
                 _extract_zip(Path(archive), staging, dep.keep)
             else:
                 with open(archive, "rb") as handle:
-                    _extract_tar(handle, staging, dep.keep, dep.commit)
-            return self._finish(dep, staging, source or str(archive), data_sha)
+                    commit = _extract_tar(handle, staging, dep.keep, dep.commit, self.allow_unverified)
+            return self._finish(dep, staging, source or str(archive), data_sha, commit)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -342,11 +355,11 @@ class Installer:
                     raise UserError(f"{path} does not contain {dep.name}'s pinned commit {dep.commit}; "
                                     "fetch it there first")
                 _git_archive(git_dir, dep, staging)
-                source = f"git {path} @ {dep.commit[:12]}"
+                source, commit = f"git {path} @ {dep.commit[:12]}", dep.commit
             else:
                 _copy_tree(path, staging, dep.keep)
-                source = str(path)
-            return self._finish(dep, staging, source, None)
+                source, commit = str(path), None
+            return self._finish(dep, staging, source, None, commit)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -364,7 +377,7 @@ class Installer:
                     response = urllib.request.urlopen(url, timeout=60)
                 except OSError as exc:
                     raise UserError(f"cannot download {url}: {exc}; without network, pass a local "
-                                    f"copy with --{dep.name}-dir or --from-dir") from None
+                                    f"copy with {dir_flag(dep)} or --from-dir") from None
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with response, tqdm(total=total, unit="B", unit_scale=True, desc=dep.name,
                                     disable=True if self.quiet else None) as bar:
@@ -414,7 +427,8 @@ def installed(dep: Dependency, root: Path | None = None) -> dict | None:
         stamp = json.loads(stamp_file.read_text())
     except (OSError, ValueError):
         return None
-    return stamp if stamp.get("commit") == dep.commit else None
+    # Installed for this pin: verified, or accepted with --allow-unverified (which records what it got).
+    return stamp if stamp.get("pinned_commit", stamp.get("commit")) == dep.commit else None
 
 
 def require(board: str, root: Path | None = None) -> dict[str, Path]:
@@ -437,8 +451,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "pinned commit, or a copy of the tree) or DIR/<GitHub archive name> "
                              "instead of downloading; names: " + ", ".join(DEPENDENCIES))
     for dep in DEPENDENCIES.values():
-        flag = "--tflm-dir" if dep.name == "tflite-micro" else f"--{dep.name}-dir"
-        parser.add_argument(flag, dest=f"dir_{dep.name.replace('-', '_')}", metavar="PATH",
+        parser.add_argument(dir_flag(dep), dest=f"dir_{dep.name.replace('-', '_')}", metavar="PATH",
                             help=f"{dep.title}: a git repository, source tree or archive to use")
     parser.add_argument("--allow-unverified", action="store_true",
                         help="accept a local tree that is not the pinned one (marked UNVERIFIED)")
@@ -457,10 +470,8 @@ def run_command(args) -> int:
         if args.board not in BOARDS:
             raise UserError(f"unknown board {args.board!r}; choose one of: {', '.join(BOARDS)}, {ALL_BOARDS}")
         deps = needed(args.board)
-    # A tree given explicitly (--ambiq-sdk-dir ...) is installed whatever --board says.
-    chosen = {d.name for d in deps} | {d.name for d in DEPENDENCIES.values()
-                                       if getattr(args, f"dir_{d.name.replace('-', '_')}", None)}
-    deps = [d for d in DEPENDENCIES.values() if d.name in chosen]
+    explicit = {d.name: getattr(args, f"dir_{d.name.replace('-', '_')}") for d in DEPENDENCIES.values()
+                if getattr(args, f"dir_{d.name.replace('-', '_')}", None)}
     root = deps_root()
     if args.list:
         for dep in DEPENDENCIES.values():
@@ -475,13 +486,28 @@ def run_command(args) -> int:
     from_dir = Path(args.from_dir).expanduser() if args.from_dir else None
     if from_dir is not None and not from_dir.is_dir():
         raise UserError(f"--from-dir {from_dir} is not a folder")
+    if explicit and from_dir is None:
+        # Trees given one by one (offline): install exactly those, whatever --board says; download
+        # nothing, and say what is still missing and how to get it.
+        for dep in DEPENDENCIES.values():  # dict order installs a patch's holder before the patched one
+            if dep.name in explicit:
+                installer.install_local(dep, Path(explicit[dep.name]))
+        missing = [d for d in deps if installed(d, root) is None]
+        if missing:
+            print("still missing: " + "; ".join(
+                f"{d.name} ({dir_flag(d)} PATH, or `{deps_command(args.board or DEFAULT_BOARDS[-1], [d])}` "
+                "to download it)" for d in missing))
+        else:
+            print(f"firmware dependencies ready in {root}")
+        return 0
+    deps = [d for d in DEPENDENCIES.values() if d in deps or d.name in explicit]
     for dep in deps:  # dict order installs a patch's holder before the patched dependency
-        explicit = getattr(args, f"dir_{dep.name.replace('-', '_')}")
-        if installed(dep, root) and not args.force and not explicit:
+        given = explicit.get(dep.name)
+        if installed(dep, root) and not args.force and not given:
             print(f"{dep.name}: already installed ({dep.commit[:12]})")
             continue
-        if explicit:
-            installer.install_local(dep, Path(explicit))
+        if given:
+            installer.install_local(dep, Path(given))
         elif from_dir is not None:
             for candidate in (from_dir / dep.name, from_dir / dep.archive_name):
                 if candidate.exists():

@@ -28,7 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import check_folder, write_file, written_as_user_error
 from vwwtorch.firmware import apollo3_image as image
 from vwwtorch.firmware import apollo3_uart as uart
 from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType
@@ -295,12 +296,6 @@ def build_blobs(app: bytes, split: int = image.DEFAULT_SPLIT) -> tuple[bytes, by
     return ota, image.make_wire_blob(ota, split=split)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------
@@ -356,6 +351,8 @@ def run_flash(args) -> int:
         raise UserError("--port is required (or use --dry-run --out DIR to only write the blobs)")
     if args.dry_run and not args.out:
         raise UserError("--dry-run needs --out DIR for ota.bin and wire.bin")
+    if args.out:
+        args.out = check_folder(args.out, overwrite=True)
     if args.attempts < 1:
         raise UserError("--attempts must be at least 1")
     if min(args.timeout, args.hello_timeout) <= 0:
@@ -380,9 +377,10 @@ def run_flash(args) -> int:
     print(f"{path}: {len(app):,} bytes -> OTA image {len(ota):,} bytes for 0x{image.APP_LOAD_ADDRESS:X}, "
           f"wired blob {len(wire):,} bytes in {blocks} block(s) at 0x{image.WIRE_LOAD_ADDRESS:X}")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out / "ota.bin", ota)
-        write_atomic(args.out / "wire.bin", wire)
+        with written_as_user_error(args.out):
+            args.out.mkdir(parents=True, exist_ok=True)
+        write_file(args.out / "ota.bin", ota, checked=True)
+        write_file(args.out / "wire.bin", wire, checked=True)
         print(f"wrote {args.out / 'ota.bin'} and {args.out / 'wire.bin'}")
     if args.dry_run:
         return 0

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.images import IMAGE_SUFFIXES, decode_image
 
-PIL_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
 RAW_SUFFIXES = {".bin", ".raw", ".int8"}
 
 
@@ -52,17 +52,12 @@ def load_tensors(path: str | Path, rows: int, cols: int, channels: int) -> np.nd
             raise UserError(f"{path}: {data.size} bytes is not a whole number of "
                             f"{rows}x{cols}x{channels} int8 tensors ({per_image} bytes each)")
         return data.reshape(-1, rows, cols, channels)
-    if suffix not in PIL_SUFFIXES:
+    if suffix not in IMAGE_SUFFIXES:
         raise UserError(f"{path}: unknown image type {suffix or '(none)'}; use "
-                        f"{', '.join(sorted(PIL_SUFFIXES | RAW_SUFFIXES | {'.npy'}))}")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if image.size != (cols, rows):
-                raise UserError(f"image {path} is {image.size[0]}x{image.size[1]}; the model takes "
-                                f"{cols}x{rows} (resize it first)")
-            array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from None
+                        f"{', '.join(sorted(IMAGE_SUFFIXES | RAW_SUFFIXES | {'.npy'}))}")
+    image = decode_image(path, channels)
+    if image.size != (cols, rows):
+        raise UserError(f"image {path} is {image.size[0]}x{image.size[1]}; the model takes "
+                        f"{cols}x{rows} (resize it first)")
+    array = np.asarray(image, dtype=np.uint8)
     return _from_array(array, rows, cols, channels, str(path))

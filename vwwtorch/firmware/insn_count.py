@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 MARKERS = ("vww_inference_begin", "vww_inference_end")
 

@@ -120,7 +120,7 @@ def register(subparsers) -> None:
 
 
 def run_monitor(args) -> int:
-    from vwwtorch.errors import UserError
+    from vwwtorch.contract.errors import UserError
     from vwwtorch.firmware.flasher import open_port
 
     if args.count is not None and args.count < 1:

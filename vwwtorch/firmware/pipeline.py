@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 BOARDS = ("host", "qemu_m4")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 SCORES_LINE = re.compile(r"^image (\d+): scores:((?: -?\d+)+) -> (\S+) \((?:(\d+) us|no timer)\)")
 ARENA_LINE = re.compile(r"arena (\d+) of (\d+) B used")

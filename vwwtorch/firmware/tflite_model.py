@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from vwwtorch.data.format import SplitArrays, open_split, read_meta
+from vwwtorch.data.format import SplitArrays, check_model_classes, open_split, read_meta
 from vwwtorch.data.transforms import eval_transform, scale_to_unit_range
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 
 @dataclass
@@ -67,16 +67,6 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _check_classes(model_classes: list[str], num_model_classes: int, data_classes: list[str], source: str) -> None:
-    if num_model_classes != len(data_classes):
-        raise UserError(f"{source} has {num_model_classes} classes but the dataset has {len(data_classes)} "
-                        f"({', '.join(data_classes)})")
-    named = model_classes and model_classes != [str(i) for i in range(num_model_classes)]
-    if named and list(model_classes) != list(data_classes):
-        raise UserError(f"{source} was trained on classes {', '.join(model_classes)}, the dataset has "
-                        f"{', '.join(data_classes)}")
-
-
 def predict_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, split: str, *, batch_size: int = 64,
                        convert_channels: bool = False) -> Predictions:
     from vwwtorch.training.checkpoint import load_classifier
@@ -84,7 +74,7 @@ def predict_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, spl
     meta, arrays = open_data(data_dir, split)
     model = load_classifier(ckpt)
     hp = model.hparams
-    _check_classes(model.class_names, hp.num_classes, meta["classes"], f"checkpoint {ckpt}")
+    check_model_classes(model.class_names, hp.num_classes, meta["classes"], f"checkpoint {ckpt}")
     to_bytes = model_bytes_transform(hp.resolution, meta, hp.in_channels, convert_channels)
     outputs = []
     with torch.inference_mode():
@@ -106,7 +96,7 @@ def predict_tflite(tflite: str | os.PathLike, data_dir: str | os.PathLike, split
     _, height, width, channels = model.input_shape
     if height != width:
         raise UserError(f"{tflite} takes {width}x{height} images; vwwtorch datasets and models are square")
-    _check_classes([], model.num_classes, meta["classes"], f"TFLite model {tflite}")
+    check_model_classes([], model.num_classes, meta["classes"], f"TFLite model {tflite}")
     to_bytes = model_bytes_transform(height, meta, channels, convert_channels)
     outputs = []
     for batch in _batches(arrays, to_bytes, batch_size, f"TFLite {Path(tflite).name}"):

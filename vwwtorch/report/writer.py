@@ -1,16 +1,15 @@
-"""Write a complete report folder: everything goes to `<out>.partial/`, renamed to `<out>` at the end."""
+"""Write a complete report folder: staged beside `<out>` and renamed into place when complete."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import check_folder, staged_folder
 from vwwtorch.report.metrics import compute_report
 from vwwtorch.report.plots import confusion_matrix_figure, pr_figure, roc_figure, save_png
 from vwwtorch.report.predictions import Predictions, predict_checkpoint, predict_tflite
@@ -33,7 +32,7 @@ def confusion_text(report: dict) -> str:
 
 def write_predictions_csv(path: Path, predictions: Predictions) -> None:
     predicted = predictions.probs.argmax(axis=1)
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["index", "id", "label", "predicted", *[f"p_{c}" for c in predictions.classes]])
         for i, (ident, label, pred, probs) in enumerate(zip(predictions.ids, predictions.labels, predicted,
@@ -53,9 +52,7 @@ def positive_index(classes: list[str], name: str | None) -> int:
 def write_report(args) -> tuple[dict, Path]:
     from vwwtorch.report.cli import FILES
 
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise UserError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
+    out = check_folder(args.out, overwrite=args.overwrite)
     if args.ckpt:
         predictions = predict_checkpoint(args.ckpt, args.data, args.split, batch_size=args.batch_size,
                                          convert_channels=args.convert_channels)
@@ -73,24 +70,15 @@ def write_report(args) -> tuple[dict, Path]:
         "files": dict(FILES),
     }
 
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        (tmp / FILES["confusion_matrix_txt"]).write_text(confusion_text(report))
+    with staged_folder(out, checked=True) as tmp:
+        (tmp / FILES["confusion_matrix_txt"]).write_text(confusion_text(report), encoding="utf-8")
         save_png(confusion_matrix_figure(report), tmp / FILES["confusion_matrix_png"])
         save_png(roc_figure(report), tmp / FILES["roc_png"])
         save_png(pr_figure(report), tmp / FILES["pr_png"])
         write_error_sheet(predictions.arrays.images, report["most_confident_errors"], tmp / FILES["errors_png"])
         write_predictions_csv(tmp / FILES["predictions_csv"], predictions)
-        (tmp / FILES["report_json"]).write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / FILES["report_json"]).write_text(json.dumps(report, indent=1, default=_json_default) + "\n",
+                                                encoding="utf-8")
     return report, out
 
 

@@ -42,7 +42,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 SHARD_SUFFIX = ".npz"
 KEY_BYTES = 20  # sha1

@@ -38,7 +38,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 
 class TwoStageFinetuning(Callback):

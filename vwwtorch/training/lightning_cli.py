@@ -4,22 +4,137 @@ Always-on callbacks (each configurable from YAML or flags under its own key):
 `--checkpoint.*` ModelCheckpoint (best on val/acc + a last.ckpt kept current), `--ema.*` the book's weight EMA,
 `--lr_monitor.*` learning-rate logging. The data's resolution and channels follow the model's, and
 the model's classes follow the dataset's.
+
+Safety and clarity on top of LightningCLI:
+- every checkpoint Lightning loads (`--ckpt_path FILE|last|best|hpc`) goes through
+  `vwwtorch.training.checkpoint` (tensors only, checked); `--weights_only false` is refused;
+- `validate` and `test` refuse to run without a checkpoint (they would score random weights);
+- a parse error is one line, not the whole usage;
+- Ctrl-C or SIGTERM during `fit` finishes the batch, saves a resumable `last.ckpt` and says how to
+  resume (exit 130 / 143); a fit that fails before any checkpoint leaves no stray `config.yaml`.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
+from pathlib import Path
 
-from pytorch_lightning.callbacks import LearningRateMonitor, RichProgressBar
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, RichProgressBar
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from vwwtorch.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
+from vwwtorch.contract import stopping
+from vwwtorch.contract.errors import Stopped, UserError
 from vwwtorch.data.datamodule import VWWDataModule
+from vwwtorch.training.checkpoint import BestAndLastCheckpoint, SafeCheckpointIO, read_checkpoint
 from vwwtorch.training.ema import TFWeightEMA
-from vwwtorch.training.checkpoint import BestAndLastCheckpoint, read_checkpoint
 from vwwtorch.training.module import ARCH_KEYS, VWWClassifier, check_architecture
+
+CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+LAST_NAME = "last.ckpt"
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """A bad flag or config is one `vwwtorch: error:` line (jsonargparse prints the usage first)."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"vwwtorch: error: {text} (see `{prog} --help`)\n")
+        sys.exit(2)
+
+
+class StopSafely(Callback):
+    """Ctrl-C or SIGTERM during fit: finish the batch, save `last.ckpt` where the checkpoint callback
+    keeps it, and stop with a line that says how to resume. A second Ctrl-C stops at once."""
+
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self._graceful = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._graceful = stopping.graceful()
+        self._graceful.__enter__()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        if self._graceful is not None:
+            self._graceful.__exit__(None, None, None)
+            self._graceful = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        signal_name = stopping.requested() or ("SIGTERM" if trainer.received_sigterm else None)
+        if signal_name:
+            self._stop(trainer, signal_name)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._leave()
+
+    def _stop(self, trainer, signal_name: str) -> None:
+        self._leave()
+        path = None
+        callback = trainer.checkpoint_callback
+        if callback is not None and callback.dirpath:
+            path = Path(callback.dirpath) / LAST_NAME
+            # Saved at the end of a batch, like every mid-epoch checkpoint: resuming repeats nothing.
+            trainer.save_checkpoint(path)
+        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if path is None:
+            raise Stopped(f"training stopped by {signal_name} at {where}; no checkpoint folder was configured, "
+                          "nothing saved", stopping.SIGNAL_EXIT_CODES[signal_name])
+        resume = shlex.join(["vwwtorch", *_without_ckpt_path(self.argv), "--ckpt_path", str(path)])
+        raise Stopped(f"training stopped by {signal_name} at {where}; resumable checkpoint saved to {path}; "
+                      f"resume with: {resume}", stopping.SIGNAL_EXIT_CODES[signal_name])
+
+
+def _without_ckpt_path(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--ckpt_path":
+            skip = True
+            continue
+        if arg.startswith("--ckpt_path="):
+            continue
+        out.append(arg)
+    return out
+
+
+class TidySaveConfig(SaveConfigCallback):
+    """Lightning's config.yaml writer, minus the file it leaves when a fit fails before any checkpoint
+    (with `--trainer.logger false` that file lands in the working directory)."""
+
+    _written: Path | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        log_dir = trainer.log_dir or trainer.default_root_dir
+        path = Path(log_dir) / self.config_filename if log_dir else None
+        existed = path is not None and path.exists()
+        super().setup(trainer, pl_module, stage)
+        if path is not None and not existed and path.exists():
+            self._written = path
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if self._written is not None and not _saved_any_checkpoint(trainer) and trainer.is_global_zero:
+            self._written.unlink(missing_ok=True)
+
+
+def _saved_any_checkpoint(trainer) -> bool:
+    callback = trainer.checkpoint_callback
+    folder = Path(callback.dirpath) if callback is not None and callback.dirpath else None
+    return folder is not None and folder.is_dir() and any(folder.glob("*.ckpt"))
 
 
 class VWWLightningCLI(LightningCLI):
+    def __init__(self, *args, argv: list[str], **kwargs):
+        self._argv = argv
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({
@@ -38,13 +153,23 @@ class VWWLightningCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
-        # Lightning would torch.load the file itself (a traceback on a bad file) and silently replace
-        # the configured model by the checkpoint's; we fail clearly on both instead.
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+        if not subcommand:
+            return super()._parse_ckpt_path()
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if config.get("weights_only") is False:
+            raise UserError("--weights_only false is not accepted: vwwtorch loads checkpoints as tensors and "
+                            "plain data only, so that a checkpoint can never run code")
+        if subcommand in ("validate", "test") and not ckpt_path:
+            raise UserError(f"{subcommand} needs --ckpt_path (a checkpoint from `vwwtorch fit`); "
+                            "without one it would score untrained weights")
+        # Lightning would torch.load the file itself (a traceback on a bad file) and silently replace
+        # the configured model by the checkpoint's; we fail clearly on both instead. The keywords are
+        # resolved by Lightning later and loaded through SafeCheckpointIO.
+        if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
             checkpoint = read_checkpoint(ckpt_path)
-            model_config = self.config[subcommand]["model"]
+            model_config = config["model"]
             configured = {k: model_config[k] for k in ARCH_KEYS if k in model_config}  # num_classes: from data
             check_architecture(checkpoint, configured, f"checkpoint {ckpt_path}")
         super()._parse_ckpt_path()
@@ -54,7 +179,10 @@ class VWWLightningCLI(LightningCLI):
         trainer_config = self.config_init[self.subcommand]["trainer"] if self.subcommand else self.config_init["trainer"]
         if trainer_config.get("enable_progress_bar") is not False:
             kwargs.setdefault("callbacks", []).append(RichProgressBar())
-        return super().instantiate_trainer(**kwargs)
+        kwargs.setdefault("callbacks", []).append(StopSafely(self._argv))
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.strategy.checkpoint_io = SafeCheckpointIO()
+        return trainer
 
 
 TRAINER_DEFAULTS = {
@@ -67,6 +195,8 @@ TRAINER_DEFAULTS = {
 
 
 def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
+    keep_tensorflow_out_of_tensorboard()
+    route_lightning_logs()
     # LightningCLI warns when it gets `args` while sys.argv holds other arguments (quickstart, tests),
     # and its DDP launcher re-runs sys.argv in each worker; so argv is presented as the command line.
     saved = sys.argv
@@ -77,8 +207,15 @@ def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
             VWWDataModule,
             seed_everything_default=0,
             trainer_defaults=TRAINER_DEFAULTS,
+            save_config_callback=TidySaveConfig,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": "vwwtorch"},
+            parser_class=OneLineErrorParser,
+            argv=argv,
         )
+    except SystemExit as exc:
+        if exc.code == 1 and stopping.requested() == "SIGINT":  # Lightning's exit after a second Ctrl-C
+            raise KeyboardInterrupt() from None
+        raise
     finally:
         sys.argv = saved

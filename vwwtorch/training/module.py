@@ -19,7 +19,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 from vwwtorch.models.mobilenet_v1 import MobileNetV1
 from vwwtorch.training.rmsprop_tf import RMSpropTF
 from vwwtorch.training.schedule import decay_steps, staircase_factor
@@ -63,6 +63,10 @@ class VWWClassifier(pl.LightningModule):
                  image_log_every_n_steps: int = 500, seed: int = 0, init_from: Optional[str] = None,
                  class_weights: Optional[Union[str, list[float]]] = None):
         super().__init__()
+        _check_recipe(learning_rate=learning_rate, lr_decay_factor=lr_decay_factor, epochs_per_decay=epochs_per_decay,
+                      rmsprop_decay=rmsprop_decay, momentum=momentum, epsilon=epsilon, weight_decay=weight_decay,
+                      label_smoothing=label_smoothing, dropout=dropout, bn_momentum=bn_momentum,
+                      image_log_every_n_steps=image_log_every_n_steps)
         self.save_hyperparameters()
         try:
             self.model = MobileNetV1(width=width, in_channels=in_channels, resolution=resolution,
@@ -223,6 +227,32 @@ class VWWClassifier(pl.LightningModule):
     # -- checkpoints ----------------------------------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_architecture(checkpoint, {k: self.hparams[k] for k in ARCH_KEYS}, source="the checkpoint")
+
+
+# Each recipe number with the range it must lie in: (low, high, low inclusive, high inclusive).
+RECIPE_RANGES = {
+    "learning_rate": (0.0, float("inf"), True, False),
+    "lr_decay_factor": (0.0, 1.0, False, True),
+    "epochs_per_decay": (0.0, float("inf"), False, False),
+    "rmsprop_decay": (0.0, 1.0, True, False),
+    "momentum": (0.0, 1.0, True, False),
+    "epsilon": (0.0, float("inf"), False, False),
+    "weight_decay": (0.0, float("inf"), True, False),
+    "label_smoothing": (0.0, 1.0, True, False),
+    "dropout": (0.0, 1.0, True, False),
+    "bn_momentum": (0.0, 1.0, True, True),
+    "image_log_every_n_steps": (0, float("inf"), True, False),
+}
+
+
+def _check_recipe(**values) -> None:
+    """A recipe number outside its range is a flag mistake (one line), not a crash mid-training."""
+    for name, value in values.items():
+        low, high, low_ok, high_ok = RECIPE_RANGES[name]
+        inside = (value > low or (low_ok and value == low)) and (value < high or (high_ok and value == high))
+        if not inside:  # also catches NaN
+            left, right = "[" if low_ok else "(", "]" if high_ok else ")"
+            raise UserError(f"--model.{name} must be in {left}{low:g}, {high:g}{right}, got {value}")
 
 
 def inverse_frequency_weights(labels: np.ndarray, num_classes: int,

@@ -16,7 +16,7 @@ import os
 
 from torch import nn
 
-from vwwtorch.errors import UserError
+from vwwtorch.contract.errors import UserError
 
 BACKBONE_PREFIX = "model.features."  # VWWClassifier.model is the MobileNetV1
 
