@@ -63,7 +63,7 @@ def load_eval_images(data_dir: str | Path, split: str, count: int, channels: int
                      meta: dict | None = None, progress: bool = True) -> EvalImages:
     """`count` images of `split` (all if fewer), a fixed pseudo-random subset, preprocessed for eval."""
     import torch
-    from tqdm import tqdm
+    from vwwtorch.contract.progress import progress_bar
 
     from vwwtorch.data.format import open_split, read_meta
     from vwwtorch.data.transforms import eval_transform
@@ -80,7 +80,7 @@ def load_eval_images(data_dir: str | Path, split: str, count: int, channels: int
         indices = np.sort(np.random.default_rng(SELECTION_SEED).choice(total, size=count, replace=False))
     transform = eval_transform(resolution, min(meta["image_size"]), meta["channels"], channels)
     out = np.empty((len(indices), resolution, resolution, channels), dtype=np.float32)
-    for row, index in enumerate(tqdm(indices, desc=f"preprocessing {split}", unit="img", leave=False,
+    for row, index in enumerate(progress_bar(indices, desc=f"preprocessing {split}", unit="img", leave=False,
                                      disable=not progress)):
         image = torch.from_numpy(np.array(arrays.images[index])).permute(2, 0, 1)
         out[row] = transform(image).permute(1, 2, 0).numpy()

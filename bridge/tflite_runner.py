@@ -115,9 +115,9 @@ class TFLiteModel:
         out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)
         items = range(len(inputs))
         if progress:
-            from tqdm import tqdm
+            from vwwtorch.contract.progress import progress_bar
 
-            items = tqdm(items, desc=Path(self.name).name, unit="img", leave=False)
+            items = progress_bar(items, desc=Path(self.name).name, unit="img", leave=False)
         for i in items:
             self._interp.set_tensor(self._in["index"], inputs[i:i + 1])
             self._interp.invoke()

@@ -36,8 +36,16 @@ COMMAND_MODULES = (
     "vwwtorch.firmware.cli",
 )
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A wrong or missing flag is one `vwwtorch: error:` line, not the usage followed by the error.
+    Sub-command parsers are made with the same class."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="vwwtorch",
         description="Train tiny Visual Wake Words models in PyTorch and ship them, int8 and verified, "
                     "to TensorFlow Lite Micro.",

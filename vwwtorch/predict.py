@@ -60,7 +60,7 @@ def read_image(path: Path, channels: int):
 
 def _run(args) -> None:
     import torch
-    from tqdm import tqdm
+    from vwwtorch.contract.progress import progress_bar
 
     from vwwtorch.data.transforms import eval_transform
     from vwwtorch.contract.errors import UserError
@@ -77,7 +77,7 @@ def _run(args) -> None:
     files = collect_images(args.paths)
     rows = []
     with torch.inference_mode():
-        for start in tqdm(range(0, len(files), args.batch_size), desc="predicting", unit="batch",
+        for start in progress_bar(range(0, len(files), args.batch_size), desc="predicting", unit="batch",
                           disable=len(files) <= args.batch_size):
             batch = []
             for path in files[start:start + args.batch_size]:

@@ -77,5 +77,5 @@ def _pixels(exc: Exception) -> str:
 
 def read_pixels(path: str | os.PathLike, channels: int, *, exif: bool = True) -> np.ndarray:
     """uint8 [H, W, channels]."""
-    array = np.asarray(decode_image(path, channels, exif=exif), dtype=np.uint8)
+    array = np.array(decode_image(path, channels, exif=exif), dtype=np.uint8)  # writable: torch shares it
     return array[:, :, None] if array.ndim == 2 else array

@@ -34,14 +34,15 @@ def os_error_text(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-def _resolve(path: str | os.PathLike, flag: str) -> Path:
+def _resolve(path: str | os.PathLike, flag: str, folder: bool) -> Path:
     text = os.fspath(path)
     if not text.strip():
         raise UserError(f"{flag} is empty: give a path")
-    resolved = Path(text).expanduser().absolute()
+    normal = Path(os.path.normpath(Path(text).expanduser().absolute()))
+    if not folder:
+        return normal
     # `.`, `..` or a folder holding the current one: replacing it would pull the floor out.
     here = Path.cwd()
-    normal = Path(os.path.normpath(resolved))
     if normal == here or normal in here.parents or normal.parent == normal:
         raise UserError(f"{flag} {text} is the current folder or one above it; outputs are replaced as "
                         "a whole, so name a new folder inside it (for example {flag} ./out)".replace(
@@ -67,7 +68,7 @@ def _probe_parent(target: Path, flag: str) -> None:
 
 def check_folder(path: str | os.PathLike, *, overwrite: bool = False, flag: str = "--out") -> Path:
     """The absolute target folder, or a one-line UserError saying why it cannot be written."""
-    target = _resolve(path, flag)
+    target = _resolve(path, flag, folder=True)
     if target.exists() or target.is_symlink():
         if not target.is_dir():
             raise UserError(f"{flag} {target} is a file, not a folder; name a folder")
@@ -85,7 +86,7 @@ def check_folder(path: str | os.PathLike, *, overwrite: bool = False, flag: str 
 
 def check_file(path: str | os.PathLike, *, flag: str = "--out") -> Path:
     """The absolute target file, or a one-line UserError saying why it cannot be written."""
-    target = _resolve(path, flag)
+    target = _resolve(path, flag, folder=False)
     if target.is_dir():
         raise UserError(f"{flag} {target} is a folder; name a file")
     _probe_parent(target, flag)

@@ -175,12 +175,12 @@ def _decode_pending(pending, listed: int, already: int, bad_so_far: int, *, work
                     fast: bool, progress: bool, max_bad_fraction: float, work: Path, tasks, desc: str,
                     on_chunk: Callable[[str], None] | None) -> int:
     """Decode the pending chunks over `workers` processes; returns images decoded."""
-    from tqdm import tqdm
+    from vwwtorch.contract.progress import progress_bar
 
     jobs = [(os.fspath(path), items, size, channels, fast) for _, path, items in pending]
     decoded = 0
     bad = bad_so_far
-    with tqdm(total=listed, initial=already, unit="img", desc=desc, disable=not progress,
+    with progress_bar(total=listed, initial=already, unit="img", desc=desc, disable=not progress,
               smoothing=0.1, dynamic_ncols=True) as bar:
         def done(result):
             nonlocal decoded, bad

@@ -174,7 +174,9 @@ def _verify(args) -> None:
     report = verify_dataset(args.dataset)
     print_summary(report)
     if not report.ok:
-        raise UserError(f"{args.dataset} failed verification: {len(report.problems)} problem(s), listed above")
+        count = len(report.problems)
+        more = f" (and {count - 1} more, listed above)" if count > 1 else ""
+        raise UserError(f"{args.dataset} failed verification: {report.problems[0]}{more}")
 
 
 def _register_show(sub) -> None:

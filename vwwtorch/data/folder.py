@@ -195,7 +195,7 @@ def _decode_splits(listing: Listing, tmp: Path, size: int, channels: int, worker
                    progress: bool) -> dict[str, np.ndarray]:
     """Decode every split into `tmp/<split>/`; returns split -> labels of the images kept."""
     from numpy.lib.format import open_memmap
-    from tqdm import tqdm
+    from vwwtorch.contract.progress import progress_bar
 
     total = sum(len(f) for f in listing.files.values())
     kept: dict[str, np.ndarray] = {}
@@ -203,7 +203,7 @@ def _decode_splits(listing: Listing, tmp: Path, size: int, channels: int, worker
     if workers > 1 and total > 64:
         pool = multiprocessing.get_context("spawn").Pool(min(workers, os.cpu_count() or 1), _worker_init)
     try:
-        with tqdm(total=total, unit="img", desc="decoding images", disable=not progress, dynamic_ncols=True) as bar:
+        with progress_bar(total=total, unit="img", desc="decoding images", disable=not progress, dynamic_ncols=True) as bar:
             for split in SPLIT_ORDER:
                 files = listing.files[split]
                 if not files:

@@ -51,7 +51,7 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     if not root.is_dir():
         raise UserError(f"dataset path {root} is not a folder")
     meta_path = root / META_FILE
-    if not meta_path.exists():
+    if not meta_path.exists() and not meta_path.is_symlink():
         if not any(root.iterdir()):
             raise UserError(f"dataset folder {root} is empty (build one with `vwwtorch data ...`)")
         raise UserError(f"{meta_path} is missing: {root} is not a vwwtorch dataset")
@@ -104,7 +104,7 @@ def open_split(root: str | os.PathLike, split: str, meta: dict[str, Any] | None 
     arrays = {}
     for name in ARRAY_FILES:
         path = folder / name
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise UserError(f"{path} is missing")
         if path.is_dir():
             raise UserError(f"{path} is a folder, not an array file: {root} is damaged")

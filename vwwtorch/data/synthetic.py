@@ -167,13 +167,13 @@ def check_request(train: int, val: int, test: int, seed: int, out: str | os.Path
 def generate(out: str, *, train: int = 6000, val: int = 1000, test: int = 1000, seed: int = 0,
              overwrite: bool = False, progress: bool = True) -> str:
     """Write the built-in dataset to `out` in the vwwtorch dataset format."""
-    from tqdm import tqdm
+    from vwwtorch.contract.progress import progress_bar
 
     out = check_request(train, val, test, seed, out, overwrite)
     splits = {"train": train, "val": val, "test": test}
     with DatasetWriter(out, classes=CLASSES, image_size=(SIZE, SIZE), channels=1, overwrite=overwrite,
                        provenance={"source": "synthetic", "seed": seed, "generator": __name__}) as writer, \
-            tqdm(total=sum(splits.values()), desc="rendering scenes", unit="img", disable=not progress) as bar:
+            progress_bar(total=sum(splits.values()), desc="rendering scenes", unit="img", disable=not progress) as bar:
         for split, count in splits.items():
             if count <= 0:
                 continue

@@ -102,11 +102,10 @@ def tflm_build_dir(board, kernels: str, make_args: list[str], deps: dict[str, Pa
 
 def _make(args: list[str], log_path: Path, total: int, quiet: bool) -> tuple[int, str]:
     """Run make, advancing a progress bar per compiled file; returns (status, output)."""
-    from tqdm import tqdm
+    from vwwtorch.contract.progress import progress_bar
 
     lines: list[str] = []
-    # disable=None: no bar when stderr is not a terminal (logs, CI), where it would only add noise.
-    with tqdm(total=total, unit="file", desc="compiling", disable=True if quiet or total == 0 else None,
+    with progress_bar(total=total, unit="file", desc="compiling", disable=True if quiet or total == 0 else None,
               leave=False) as bar:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert process.stdout is not None

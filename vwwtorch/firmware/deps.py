@@ -366,7 +366,7 @@ class Installer:
     def download(self, dep: Dependency) -> Path:
         import urllib.request
 
-        from tqdm import tqdm
+        from vwwtorch.contract.progress import progress_bar
 
         url = dep.archive_url
         self.root.mkdir(parents=True, exist_ok=True)
@@ -379,7 +379,7 @@ class Installer:
                     raise UserError(f"cannot download {url}: {exc}; without network, pass a local "
                                     f"copy with {dir_flag(dep)} or --from-dir") from None
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with response, tqdm(total=total, unit="B", unit_scale=True, desc=dep.name,
+                with response, progress_bar(total=total, unit="B", unit_scale=True, desc=dep.name,
                                     disable=True if self.quiet else None) as bar:
                     while chunk := response.read(1 << 16):
                         out.write(chunk)

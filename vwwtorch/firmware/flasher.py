@@ -133,10 +133,10 @@ class WiredUpdate:
     # -- transfer -------------------------------------------------------------------------
 
     def _send_blocks(self, blocks: list[bytes]) -> None:
-        from tqdm import tqdm
+        from vwwtorch.contract.progress import progress_bar
 
         total = sum(len(b) for b in blocks)
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="flashing",
+        with progress_bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="flashing",
                   disable=None if self.options.progress is None else not self.options.progress,
                   file=sys.stderr) as bar:
             # Last block first, as Ambiq's script does: the first block carries the OTA flag, so

@@ -50,9 +50,9 @@ def model_bytes_transform(resolution: int, meta: dict, model_channels: int, conv
 
 
 def _batches(arrays: SplitArrays, transform, batch_size: int, desc: str):
-    from tqdm import tqdm
+    from vwwtorch.contract.progress import progress_bar
 
-    for start in tqdm(range(0, len(arrays), batch_size), desc=desc, unit="batch",
+    for start in progress_bar(range(0, len(arrays), batch_size), desc=desc, unit="batch",
                       disable=len(arrays) <= batch_size, leave=False):
         chunk = np.array(arrays.images[start:start + batch_size])  # a writable copy of the memory map
         images = torch.from_numpy(chunk).permute(0, 3, 1, 2)  # NHWC -> NCHW
@@ -83,7 +83,7 @@ def predict_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, spl
     info = {"kind": "checkpoint", "path": str(ckpt), "sha256": sha256(ckpt), "width": hp.width,
             "resolution": hp.resolution, "channels": hp.in_channels,
             "preprocessing": "central 87.5% crop, resize to the model resolution (uint8), x / 127.5 - 1"}
-    return Predictions(torch.cat(outputs).numpy(), np.asarray(arrays.labels, dtype=np.int64),
+    return Predictions(torch.cat(outputs).numpy(), np.array(arrays.labels, dtype=np.int64),
                        np.asarray(arrays.ids), arrays, list(meta["classes"]), info)
 
 
@@ -110,5 +110,5 @@ def predict_tflite(tflite: str | os.PathLike, data_dir: str | os.PathLike, split
             "channels": channels,
             "preprocessing": f"central 87.5% crop, resize to the model resolution (uint8), {feed}",
             "output": "dequantized with the model's output scale/zero point" if model.is_int8 else "float"}
-    return Predictions(np.concatenate(outputs).astype(np.float32), np.asarray(arrays.labels, dtype=np.int64),
+    return Predictions(np.concatenate(outputs).astype(np.float32), np.array(arrays.labels, dtype=np.int64),
                        np.asarray(arrays.ids), arrays, list(meta["classes"]), info)

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
+import warnings
 from pathlib import Path
 
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vwwtorch.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
 from vwwtorch.contract import stopping
@@ -41,8 +44,7 @@ class OneLineErrorParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None):
         text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
         prog = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"vwwtorch: error: {text} (see `{prog} --help`)\n")
-        sys.exit(2)
+        raise UserError(f"{text} (see `{prog} --help`)")
 
 
 class StopSafely(Callback):
@@ -51,6 +53,7 @@ class StopSafely(Callback):
 
     def __init__(self, argv: list[str]):
         self.argv = argv
+        self.stopped: Stopped | None = None
         self._graceful = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -68,26 +71,32 @@ class StopSafely(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         signal_name = stopping.requested() or ("SIGTERM" if trainer.received_sigterm else None)
         if signal_name:
-            self._stop(trainer, signal_name)
+            raise self._stop(trainer, signal_name)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._leave()
+        # SIGTERM seen by Lightning itself (in validation): stop the same way, at an epoch's end.
+        if isinstance(exception, SIGTERMException) and self.stopped is None:
+            self._stop(trainer, "SIGTERM")
 
-    def _stop(self, trainer, signal_name: str) -> None:
+    def _stop(self, trainer, signal_name: str) -> Stopped:
         self._leave()
         path = None
         callback = trainer.checkpoint_callback
-        if callback is not None and callback.dirpath:
+        if callback is not None and callback.dirpath and trainer.is_global_zero:
             path = Path(callback.dirpath) / LAST_NAME
             # Saved at the end of a batch, like every mid-epoch checkpoint: resuming repeats nothing.
             trainer.save_checkpoint(path)
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        code = stopping.SIGNAL_EXIT_CODES[signal_name]
         if path is None:
-            raise Stopped(f"training stopped by {signal_name} at {where}; no checkpoint folder was configured, "
-                          "nothing saved", stopping.SIGNAL_EXIT_CODES[signal_name])
-        resume = shlex.join(["vwwtorch", *_without_ckpt_path(self.argv), "--ckpt_path", str(path)])
-        raise Stopped(f"training stopped by {signal_name} at {where}; resumable checkpoint saved to {path}; "
-                      f"resume with: {resume}", stopping.SIGNAL_EXIT_CODES[signal_name])
+            self.stopped = Stopped(f"training stopped by {signal_name} at {where}; nothing saved (no checkpoint "
+                                   "folder)", code)
+        else:
+            resume = shlex.join(["vwwtorch", *_without_ckpt_path(self.argv), "--ckpt_path", str(path)])
+            self.stopped = Stopped(f"training stopped by {signal_name} at {where}; resumable checkpoint saved "
+                                   f"to {path}; resume with: {resume}", code)
+        return self.stopped
 
 
 def _without_ckpt_path(argv: list[str]) -> list[str]:
@@ -110,8 +119,10 @@ class TidySaveConfig(SaveConfigCallback):
     (with `--trainer.logger false` that file lands in the working directory)."""
 
     _written: Path | None = None
+    _started: float = 0.0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        self._started = time.time()
         log_dir = trainer.log_dir or trainer.default_root_dir
         path = Path(log_dir) / self.config_filename if log_dir else None
         existed = path is not None and path.exists()
@@ -120,19 +131,21 @@ class TidySaveConfig(SaveConfigCallback):
             self._written = path
 
     def on_exception(self, trainer, pl_module, exception) -> None:
-        if self._written is not None and not _saved_any_checkpoint(trainer) and trainer.is_global_zero:
+        if self._written is not None and not _saved_a_checkpoint_since(trainer, self._started) \
+                and trainer.is_global_zero:
             self._written.unlink(missing_ok=True)
 
 
-def _saved_any_checkpoint(trainer) -> bool:
+def _saved_a_checkpoint_since(trainer, started: float) -> bool:
+    """Did this run save a checkpoint (the folder may hold older ones, or the one that failed to load)?"""
     callback = trainer.checkpoint_callback
     folder = Path(callback.dirpath) if callback is not None and callback.dirpath else None
-    return folder is not None and folder.is_dir() and any(folder.glob("*.ckpt"))
+    return folder is not None and folder.is_dir() and any(p.stat().st_mtime >= started for p in folder.glob("*.ckpt"))
 
 
 class VWWLightningCLI(LightningCLI):
-    def __init__(self, *args, argv: list[str], **kwargs):
-        self._argv = argv
+    def __init__(self, *args, stopper: StopSafely, **kwargs):
+        self._stopper = stopper
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -179,9 +192,11 @@ class VWWLightningCLI(LightningCLI):
         trainer_config = self.config_init[self.subcommand]["trainer"] if self.subcommand else self.config_init["trainer"]
         if trainer_config.get("enable_progress_bar") is not False:
             kwargs.setdefault("callbacks", []).append(RichProgressBar())
-        kwargs.setdefault("callbacks", []).append(StopSafely(self._argv))
+        kwargs.setdefault("callbacks", []).append(self._stopper)
         trainer = super().instantiate_trainer(**kwargs)
         trainer.strategy.checkpoint_io = SafeCheckpointIO()
+        if not trainer.loggers:  # `--trainer.logger false`: nothing to log learning rates to
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
         return trainer
 
 
@@ -197,10 +212,14 @@ TRAINER_DEFAULTS = {
 def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
     keep_tensorflow_out_of_tensorboard()
     route_lightning_logs()
+    if any(arg == "--ckpt_path" or arg.startswith("--ckpt_path=") for arg in argv):
+        # Resuming into the folder that holds the checkpoint is the point, not a mistake to warn about.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # LightningCLI warns when it gets `args` while sys.argv holds other arguments (quickstart, tests),
     # and its DDP launcher re-runs sys.argv in each worker; so argv is presented as the command line.
     saved = sys.argv
     sys.argv = [saved[0] if saved else "vwwtorch", *argv]
+    stopper = StopSafely(argv)
     try:
         return VWWLightningCLI(
             VWWClassifier,
@@ -211,11 +230,15 @@ def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": "vwwtorch"},
             parser_class=OneLineErrorParser,
-            argv=argv,
+            stopper=stopper,
         )
+    except SIGTERMException:
+        if stopper.stopped is not None:
+            raise stopper.stopped from None
+        raise stopping.Terminated() from None
     except SystemExit as exc:
-        if exc.code == 1 and stopping.requested() == "SIGINT":  # Lightning's exit after a second Ctrl-C
-            raise KeyboardInterrupt() from None
+        if exc.code == 1 and stopper.stopped is None and stopping.requested() == "SIGINT":
+            raise KeyboardInterrupt() from None  # Lightning's exit after a second Ctrl-C
         raise
     finally:
         sys.argv = saved

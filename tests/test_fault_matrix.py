@@ -1,0 +1,821 @@
+"""The fault matrix: every mistake a user (or an attacker) can make with a command, and how it ends.
+
+Each case runs one `vwwtorch` command in its own working folder and asserts
+- the exit code (2 wrong input, 1 failed gate, 130 Ctrl-C, 143 SIGTERM, 0 where the command must cope);
+- exactly one line on stderr, the `vwwtorch: error:` (or `stopped:`) line, naming the problem, and
+  no traceback; Python warnings count as stderr lines, as they would on a console;
+- that the files under the working folder are exactly the ones there before, plus the outputs the
+  case names: nothing half-written, no staging folder, no stray config.yaml.
+
+Most cases run in this process (fast); the ones about signals and kill -9 run the real console
+script in a child process.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shlex
+import signal
+import struct
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import write_dataset
+from vwwtorch.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+VWWTORCH = str(Path(sys.executable).with_name("vwwtorch"))
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# --- the world the cases run in ----------------------------------------------------------------
+
+@dataclass
+class World:
+    """Inputs shared by the cases (made once), and the case's own working folder."""
+
+    gray: Path            # 128x128 grayscale dataset, classes no_person/person
+    rgb: Path             # the same, RGB
+    other_classes: Path   # 128x128 grayscale, classes cat/dog
+    ckpt: Path            # a trained checkpoint of the default model
+    tiny: Path            # a small int8 .tflite (32x32x1)
+    tiny_float: Path      # its float32 twin
+    image: Path           # a 128x128 grayscale PNG
+    app: Path             # a raw Apollo3 application .bin
+    coco: Path            # a small COCO 2014 tree
+    photos: Path          # an image folder with two classes
+    unwritable: Path      # a folder nobody can create anything in
+    work: Path = Path()   # the case's working folder (cwd), filled per case
+
+    def copy_dataset(self, which: str = "gray") -> Path:
+        import shutil
+
+        target = self.work / f"{which}-copy"
+        shutil.copytree(getattr(self, which), target)
+        return target
+
+
+def _unwritable(tmp: Path) -> Path:
+    """A folder in which nothing can be created: /sys for root (permissions do not stop root), else
+    a folder without write permission."""
+    if IS_ROOT:
+        return Path("/sys")
+    folder = tmp / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def make_unreadable(path: Path) -> None:
+    """Root reads anything, so for root the file becomes a symlink loop (ELOOP), else mode 000."""
+    if IS_ROOT:
+        path.unlink()
+        path.symlink_to(path.name)
+    else:
+        path.chmod(0)
+
+
+def fake_app(size: int) -> bytes:
+    """A raw application: a vector table (SP in SRAM, Thumb reset handler at 0xC000 + 0x201)."""
+    return struct.pack("<II", 0x10010000, 0xC000 + 0x201) + bytes(size - 8)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, trained_checkpoint) -> World:
+    from coco_fixture import make_coco_tree
+    from firmware_models import write_models
+
+    root = tmp_path_factory.mktemp("world")
+    gray = Path(write_dataset(root / "gray", n=16, size=128, classes=("no_person", "person")))
+    rgb = Path(write_dataset(root / "rgb", n=16, size=128, channels=3, classes=("no_person", "person")))
+    other = Path(write_dataset(root / "other", n=16, size=128, classes=("cat", "dog")))
+    models = write_models(root / "models", only=("tiny_int8", "tiny_float"))
+    image = root / "frame.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128), dtype=np.uint8)).save(image)
+    app = root / "app.bin"
+    app.write_bytes(fake_app(4096))
+    photos = root / "photos"
+    rng = np.random.default_rng(1)
+    for name in ("cat", "dog"):
+        (photos / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(photos / name / f"{i}.png")
+    return World(gray=gray, rgb=rgb, other_classes=other, ckpt=trained_checkpoint, tiny=models["tiny_int8"],
+                 tiny_float=models["tiny_float"], image=image, app=app, coco=make_coco_tree(root / "coco"),
+                 photos=photos, unwritable=_unwritable(root))
+
+
+# --- running a case -----------------------------------------------------------------------------
+
+def tree(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() + ("/" if p.is_dir() and not p.is_symlink() else "")
+            for p in folder.rglob("*")}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    created: set[str]
+    removed: set[str]
+
+
+def run_case(world: World, capfd, argv: list) -> Result:
+    before = tree(world.work)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        code = main([os.fsdecode(a) if isinstance(a, (Path, bytes)) else str(a) for a in argv])
+    out, err = capfd.readouterr()
+    err += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)  # a console would show them
+    after = tree(world.work)
+    return Result(code, out, err, after - before, before - after)
+
+
+def assert_one_line(result: Result, code: int, *needles: str, prefix: str = "vwwtorch: error:") -> str:
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert result.code == code, (result.code, result.err[-3000:])
+    assert "Traceback" not in result.err, result.err[-3000:]
+    assert len(lines) == 1, result.err[-3000:]
+    assert lines[0].startswith(prefix), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def assert_untouched(result: Result, *allowed: str) -> None:
+    """Nothing appeared or vanished in the working folder but the named outputs (glob patterns)."""
+    import fnmatch
+
+    extra = {p for p in result.created if not any(fnmatch.fnmatch(p.rstrip("/"), a) for a in allowed)}
+    assert not extra, f"left behind: {sorted(extra)}"
+    assert not result.removed, f"removed: {sorted(result.removed)}"
+
+
+@dataclass
+class Case:
+    argv: Callable[[World], list]
+    needle: str | tuple[str, ...] = ()
+    code: int = 2
+    setup: Callable[[World], None] | None = None
+
+
+# --- output paths: an existing file, the current folder, a folder that cannot be written ----------
+
+def _out_commands(w: World) -> dict[str, Callable[[str], list]]:
+    return {
+        "data-synthetic": lambda out: ["data", "synthetic", "--out", out, "--train", 8, "--val", 4, "--test", 0,
+                                       "--overwrite"],
+        "data-folder": lambda out: ["data", "folder", "--image-dir", w.photos, "--out", out, "--min-per-class", 1],
+        "data-vww": lambda out: ["data", "vww", "--coco-dir", w.coco, "--out", out, "--workers", 1],
+        "report": lambda out: ["report", "--ckpt", w.ckpt, "--data", w.gray, "--out", out],
+        "export": lambda out: ["export", "--ckpt", w.ckpt, "--data", w.gray, "--out", out],
+        "firmware-generate": lambda out: ["firmware", "generate", "--tflite", w.tiny, "--out", out],
+        "flash-dry-run": lambda out: ["firmware", "flash", "--bin", w.app, "--dry-run", "--out", out],
+        "quickstart": lambda out: ["quickstart", "--out", out, "--no-export"],
+        "predict-output": lambda out: ["predict", "--ckpt", w.ckpt, w.image, "--output", out],
+    }
+
+
+OUT_COMMANDS = ("data-synthetic", "data-folder", "data-vww", "report", "export", "firmware-generate",
+                "flash-dry-run", "quickstart", "predict-output")
+OUT_TARGETS = {
+    # target kind -> (how to make the path, what the error says)
+    "existing-file": (lambda w: _touch(w.work / "taken"), "is a file"),
+    "current-folder": (lambda w: ".", "current folder"),
+    "unwritable": (lambda w: w.unwritable / "out", "cannot write"),
+}
+
+
+def _touch(path: Path) -> Path:
+    path.write_text("not yours\n")
+    return path
+
+
+@pytest.mark.parametrize("target", list(OUT_TARGETS))
+@pytest.mark.parametrize("command", OUT_COMMANDS)
+def test_output_path(world, tmp_path, monkeypatch, capfd, command, target):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    make, needle = OUT_TARGETS[target]
+    if command == "predict-output":  # it writes a file: a folder is what is wrong there
+        make, needle = {"existing-file": (lambda w: w.work, "is a folder"),
+                        "current-folder": (lambda w: ".", "is a folder"),
+                        "unwritable": (lambda w: w.unwritable / "x.csv", "cannot write")}[target]
+    out = make(world)
+    result = run_case(world, capfd, _out_commands(world)[command](out))
+    assert_one_line(result, 2, needle)
+    assert_untouched(result)
+    if target == "existing-file" and command != "predict-output":
+        assert Path(out).read_text() == "not yours\n"
+
+
+# --- everything else ----------------------------------------------------------------------------
+
+def _damage(kind: str, file: str) -> Callable[[World], Path]:
+    """A copy of the gray dataset with `file` (meta.json or val/images.npy ...) damaged."""
+    def make(w: World) -> Path:
+        data = w.copy_dataset()
+        path = data / file
+        if kind == "empty":
+            path.write_bytes(b"")
+        elif kind == "folder":
+            path.unlink()
+            path.mkdir()
+        else:
+            make_unreadable(path)
+        return data
+    return make
+
+
+DAMAGE_NEEDLES = {"empty": "empty", "folder": "is a folder", "unreadable": "cannot read"}
+
+
+def _damaged_cases() -> dict[str, Case]:
+    cases = {}
+    files = ("meta.json", "val/images.npy", "val/labels.npy")
+    commands = {
+        "verify": lambda d, w: ["data", "verify", d],
+        "fit": lambda d, w: ["fit", "--config", QUICKSTART, "--data.data_dir", d, "--trainer.logger", "false",
+                             "--trainer.max_epochs", 1, "--trainer.enable_progress_bar", "false"],
+        "export": lambda d, w: ["export", "--ckpt", w.ckpt, "--data", d, "--out", w.work / "exported"],
+        "report": lambda d, w: ["report", "--ckpt", w.ckpt, "--data", d, "--out", w.work / "report"],
+    }
+    for command, build in commands.items():
+        for kind in DAMAGE_NEEDLES:
+            for file in files:
+                if command != "verify" and file == "val/labels.npy" and kind == "folder":
+                    continue  # one of each per command is enough beyond `verify`
+                damaged = _damage(kind, file)
+                cases[f"damaged-{kind}-{file.replace('/', '-')}-{command}"] = Case(
+                    (lambda w, damaged=damaged, build=build: build(damaged(w), w)),
+                    (DAMAGE_NEEDLES[kind], Path(file).name))
+    return cases
+
+
+def _pickle_bomb(path: Path, marker: Path) -> Path:
+    """A checkpoint whose unpickling would create `marker` (code execution, if it were ever loaded)."""
+    class Bomb:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"state_dict": {}, "hyper_parameters": {"width": 0.25}, "payload": Bomb()}, path)
+    return path
+
+
+def _checkpoint_variant(kind: str) -> Callable[[World], Path]:
+    def make(w: World) -> Path:
+        path = w.work / f"{kind}.ckpt"
+        good = w.ckpt.read_bytes()
+        if kind == "truncated":
+            path.write_bytes(good[: len(good) // 2])
+        elif kind == "garbage":
+            path.write_bytes(b"\x80\x02 not a checkpoint" * 50)
+        elif kind == "empty":
+            path.write_bytes(b"")
+        elif kind == "foreign":
+            torch.save({"state_dict": {"fc.weight": torch.zeros(2, 4)}, "hyper_parameters": {"layers": 18}}, path)
+        elif kind == "other-width":
+            checkpoint = torch.load(w.ckpt, map_location="cpu", weights_only=True)
+            checkpoint["hyper_parameters"]["width"] = 0.5
+            torch.save(checkpoint, path)
+        elif kind in ("width-abc", "short-class-names"):
+            checkpoint = torch.load(w.ckpt, map_location="cpu", weights_only=True)
+            if kind == "width-abc":
+                checkpoint["hyper_parameters"]["width"] = "abc"
+            else:
+                checkpoint["hyper_parameters"]["class_names"] = ["person"]
+            torch.save(checkpoint, path)
+        elif kind == "pickle-bomb":
+            _pickle_bomb(path, w.work / "PWNED")
+        return path
+    return make
+
+
+CHECKPOINT_NEEDLES = {
+    "truncated": "cannot be read", "garbage": "cannot be read", "empty": "empty",
+    "foreign": "not a vwwtorch classifier checkpoint", "other-width": "width",
+    "width-abc": "width='abc'", "short-class-names": "class_names", "pickle-bomb": "may contain code",
+}
+
+
+def _checkpoint_cases() -> dict[str, Case]:
+    cases = {}
+    commands = {
+        "predict": lambda c, w: ["predict", "--ckpt", c, w.image],
+        "report": lambda c, w: ["report", "--ckpt", c, "--data", w.gray, "--out", w.work / "report"],
+        "export": lambda c, w: ["export", "--ckpt", c, "--data", w.gray, "--out", w.work / "exported"],
+        "validate": lambda c, w: ["validate", "--config", QUICKSTART, "--data.data_dir", w.gray, "--ckpt_path", c,
+                                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
+        "init-from": lambda c, w: ["fit", "--config", QUICKSTART, "--data.data_dir", w.gray, "--model.init_from", c,
+                                   "--trainer.logger", "false", "--trainer.max_epochs", 1,
+                                   "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", w.work / "ck"],
+    }
+    plan = {  # a spread: every kind through at least two doors, every door several kinds
+        "predict": ("truncated", "width-abc", "short-class-names", "pickle-bomb"),
+        "report": ("garbage", "foreign", "short-class-names", "empty"),
+        "export": ("truncated", "other-width", "width-abc", "pickle-bomb"),
+        "validate": ("garbage", "other-width", "foreign", "pickle-bomb"),
+        "init-from": ("truncated", "pickle-bomb", "other-width"),
+    }
+    for command, kinds in plan.items():
+        for kind in kinds:
+            variant = _checkpoint_variant(kind)
+            cases[f"checkpoint-{kind}-{command}"] = Case(
+                (lambda w, variant=variant, build=commands[command]: build(variant(w), w)),
+                CHECKPOINT_NEEDLES[kind] if kind != "other-width" or command != "init-from" else "another shape")
+    return cases
+
+
+def _bomb_png(path: Path, side: int = 30_000) -> Path:
+    """A valid PNG header that claims side x side pixels (900 megapixels) in a few hundred bytes."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _fake_build(w: World) -> Path:
+    """A host build folder (model sources + build.json) for `firmware run`: enough for it to read images."""
+    build = w.work / "build"
+    assert main(["firmware", "generate", "--tflite", str(w.tiny), "--out", str(build / "model")]) == 0
+    (build / "build.json").write_text(json.dumps({
+        "board": "host", "kernels": "reference", "program": "/bin/true", "model_dir": str(build / "model"),
+        "text": 0, "data": 0, "bss": 0, "model_bytes": 0, "arena_size": 0, "stack_bytes": 0,
+        "flash_bytes": None, "ram_bytes": None, "flash_limit": None, "ram_limit": None}))
+    return build
+
+
+def _latin1(w: World, name: str) -> Path:
+    return Path(os.fsdecode(os.fsencode(str(w.work)) + b"/" + name.encode("latin-1")))
+
+
+def _latin1_photos(w: World) -> Path:
+    root = w.work / "photos"
+    for cls in ("caf\xe9", "plain"):
+        folder = Path(os.fsdecode(os.fsencode(str(root)) + b"/" + cls.encode("latin-1")))
+        folder.mkdir(parents=True)
+        for i in range(12):
+            name = Path(os.fsdecode(os.fsencode(str(folder)) + f"/\xe9t\xe9{i}.png".encode("latin-1")))
+            Image.new("L", (20, 20), 40 * (cls == "plain") + i).save(name)
+    return root
+
+
+CASES: dict[str, Case] = {
+    **_damaged_cases(),
+    **_checkpoint_cases(),
+    # decompression bombs
+    "bomb-predict-ckpt": Case(lambda w: ["predict", "--ckpt", w.ckpt, _bomb_png(w.work / "bomb.png")],
+                              "decompression bomb"),
+    "bomb-predict-tflite": Case(lambda w: ["predict", "--tflite", w.tiny, _bomb_png(w.work / "bomb.png")],
+                                "decompression bomb"),
+    "bomb-firmware-run": Case(lambda w: ["firmware", "run", "--build", _fake_build(w), "--image",
+                                         _bomb_png(w.work / "bomb.png")], "decompression bomb"),
+    # silent successes that must not be
+    "validate-without-checkpoint": Case(lambda w: ["validate", "--config", QUICKSTART, "--data.data_dir", w.gray,
+                                                   "--trainer.logger", "false"], "needs --ckpt_path"),
+    "test-without-checkpoint": Case(lambda w: ["test", "--config", QUICKSTART, "--data.data_dir", w.gray,
+                                               "--trainer.logger", "false"], "needs --ckpt_path"),
+    "export-other-class-names": Case(lambda w: ["export", "--ckpt", w.ckpt, "--data", w.other_classes,
+                                                "--out", w.work / "exported"], "trained on classes"),
+    "report-other-class-names": Case(lambda w: ["report", "--ckpt", w.ckpt, "--data", w.other_classes,
+                                                "--out", w.work / "report"], "trained on classes"),
+    # numbers out of range
+    "synthetic-negative-seed": Case(lambda w: ["data", "synthetic", "--out", w.work / "d", "--seed", -1], "--seed"),
+    "synthetic-absurd-count": Case(lambda w: ["data", "synthetic", "--out", w.work / "d", "--train", 10 ** 13],
+                                   "GB free"),
+    "synthetic-zero-val": Case(lambda w: ["data", "synthetic", "--out", w.work / "d", "--val", 0], "--val"),
+    "fit-batch-size-0": Case(lambda w: ["fit", "--config", QUICKSTART, "--data.data_dir", w.gray,
+                                        "--data.batch_size", 0, "--trainer.logger", "false"], "batch_size"),
+    "fit-learning-rate-negative": Case(lambda w: ["fit", "--config", QUICKSTART, "--data.data_dir", w.gray,
+                                                  "--model.learning_rate", -1, "--trainer.logger", "false"],
+                                       "learning_rate"),
+    "parity-min-agreement-2": Case(lambda w: ["parity", "--ckpt", w.ckpt, "--tflite", w.tiny, "--data", w.gray,
+                                              "--min-agreement", 2], "--min-agreement"),
+    "parity-min-agreement-nan": Case(lambda w: ["parity", "--ckpt", w.ckpt, "--tflite", w.tiny, "--data", w.gray,
+                                                "--min-agreement", "nan"], "--min-agreement"),
+    "export-accuracy-drop-negative": Case(lambda w: ["export", "--ckpt", w.ckpt, "--data", w.gray,
+                                                     "--out", w.work / "e", "--max-accuracy-drop", -5],
+                                          "--max-accuracy-drop"),
+    # bad datasets
+    "meta-json-malformed": Case(lambda w: ["data", "verify", _rewrite(w.copy_dataset() / "meta.json", "{nope")],
+                                "not valid JSON"),
+    "meta-json-no-classes": Case(lambda w: ["report", "--ckpt", w.ckpt, "--data", _rewrite(
+        w.copy_dataset() / "meta.json", '{"format": "vwwtorch-dataset", "version": 1}'), "--out", w.work / "r"],
+                                 "classes"),
+    "labels-length-mismatch": Case(lambda w: ["report", "--ckpt", w.ckpt, "--data", _short_labels(w),
+                                              "--out", w.work / "r"], "16 images, 15 labels"),
+    "rgb-data-gray-model": Case(lambda w: ["report", "--ckpt", w.ckpt, "--data", w.rgb, "--out", w.work / "r"],
+                                "--convert-channels"),
+    "rgb-data-gray-model-export": Case(lambda w: ["export", "--ckpt", w.ckpt, "--data", w.rgb,
+                                                  "--out", w.work / "e"], "3-channel"),
+    # foreign or broken model files
+    "float-tflite-predict": Case(lambda w: ["predict", "--tflite", w.tiny_float, w.image], "not a full-integer"),
+    "truncated-tflite-generate": Case(lambda w: ["firmware", "generate", "--tflite", _half(w.tiny, w.work),
+                                                 "--out", w.work / "fw"], "TFLite model"),
+    "truncated-tflite-predict": Case(lambda w: ["predict", "--tflite", _half(w.tiny, w.work), w.image],
+                                     "TFLite model"),
+    "empty-bin-flash": Case(lambda w: ["firmware", "flash", "--bin", _write(w.work / "e.bin", b""), "--dry-run",
+                                       "--out", w.work / "blobs"], "too small"),
+    "oversized-bin-flash": Case(lambda w: ["firmware", "flash", "--bin", _write(w.work / "big.bin",
+                                                                                fake_app(1_000_000)),
+                                           "--dry-run", "--out", w.work / "blobs"], "more than the 909,184"),
+    "missing-serial-port-flash": Case(lambda w: ["firmware", "flash", "--bin", w.app, "--port",
+                                                 "/dev/ttyNOSUCH0", "--no-prompt"], "/dev/ttyNOSUCH0"),
+    "missing-serial-port-monitor": Case(lambda w: ["firmware", "monitor", "--port", "/dev/ttyNOSUCH0",
+                                                   "--count", 1], "/dev/ttyNOSUCH0"),
+    # LightningCLI parse errors are one line too
+    "fit-missing-config-and-data": Case(lambda w: ["fit"], "data_dir"),
+    "fit-unknown-flag": Case(lambda w: ["fit", "--config", QUICKSTART, "--data.data_dir", w.gray, "--no-such-flag"],
+                             "no-such-flag"),
+    "fit-weights-only-false": Case(lambda w: ["fit", "--config", QUICKSTART, "--data.data_dir", w.gray,
+                                              "--ckpt_path", "last", "--weights_only", "false"], "--weights_only"),
+    "argparse-missing-required": Case(lambda w: ["export", "--ckpt", w.ckpt], "--data"),
+}
+
+
+def _rewrite(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path.parent
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _half(model: Path, work: Path) -> Path:
+    path = work / "half.tflite"
+    data = model.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _short_labels(w: World) -> Path:
+    data = w.copy_dataset()
+    np.save(data / "val" / "labels.npy", np.zeros(15, dtype=np.int64))
+    return data
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_case(world, tmp_path, monkeypatch, capfd, name):
+    case = CASES[name]
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    argv = case.argv(world)  # builds its inputs inside the working folder
+    result = run_case(world, capfd, argv)
+    needles = case.needle if isinstance(case.needle, tuple) else (case.needle,)
+    assert_one_line(result, case.code, *needles)
+    assert_untouched(result)
+    assert not (tmp_path / "PWNED").exists(), "a checkpoint ran code"
+
+
+# --- a pickle as last.ckpt never runs, whichever door Lightning opens ------------------------------
+
+@pytest.mark.parametrize("weights_only", [None, "false"])
+@pytest.mark.parametrize("command", ["fit", "validate", "test"])
+def test_pickle_as_last_checkpoint_never_runs(world, tmp_path, monkeypatch, capfd, command, weights_only):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    _pickle_bomb(folder / "last.ckpt", tmp_path / "PWNED")
+    argv = [command, "--config", QUICKSTART, "--data.data_dir", world.gray, "--ckpt_path", "last",
+            "--checkpoint.dirpath", folder, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.max_epochs", 1]
+    if weights_only:
+        argv += ["--weights_only", weights_only]
+    result = run_case(world, capfd, argv)
+    assert not (tmp_path / "PWNED").exists(), "the pickle ran"
+    assert_one_line(result, 2, "--weights_only" if weights_only else "may contain code")
+    assert_untouched(result)
+
+
+def test_truncated_last_checkpoint_is_one_line(world, tmp_path, monkeypatch, capfd):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    data = world.ckpt.read_bytes()
+    (folder / "last.ckpt").write_bytes(data[: len(data) // 3])
+    result = run_case(world, capfd, ["fit", "--config", QUICKSTART, "--data.data_dir", world.gray, "--ckpt_path",
+                                     "last", "--checkpoint.dirpath", folder, "--trainer.logger", "false",
+                                     "--trainer.enable_progress_bar", "false"])
+    assert_one_line(result, 2, "last.ckpt", "cannot be read")
+    assert_untouched(result)
+
+
+def test_failed_fit_without_logger_leaves_no_config(world, tmp_path, monkeypatch, capfd):
+    """The checkpoint is for another architecture: fit fails in Lightning's restore, after the config
+    was saved; no config.yaml may stay in the working folder."""
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    checkpoint = torch.load(world.ckpt, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["width"] = 0.5
+    torch.save(checkpoint, folder / "last.ckpt")
+    result = run_case(world, capfd, ["fit", "--config", QUICKSTART, "--data.data_dir", world.gray, "--ckpt_path",
+                                     "last", "--checkpoint.dirpath", folder, "--trainer.logger", "false",
+                                     "--trainer.enable_progress_bar", "false"])
+    assert_one_line(result, 2, "width")
+    assert not (tmp_path / "config.yaml").exists()
+    assert_untouched(result)
+
+
+# --- full disks ---------------------------------------------------------------------------------
+
+def _disk_full_after(monkeypatch, module, name: str, calls: int = 1) -> None:
+    """Make `module.name` raise ENOSPC from its `calls`-th call on, as a full disk would."""
+    real = getattr(module, name)
+    count = {"n": 0}
+
+    def full(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] >= calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, full)
+
+
+def test_full_disk_during_synthetic(world, tmp_path, monkeypatch, capfd):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    _disk_full_after(monkeypatch, np, "save", calls=2)  # after the first array of the first split
+    result = run_case(world, capfd, ["data", "synthetic", "--out", tmp_path / "d", "--train", 20, "--val", 4])
+    assert_one_line(result, 2, "No space left on device")
+    assert_untouched(result)
+
+
+def test_full_disk_during_report(world, tmp_path, monkeypatch, capfd):
+    from vwwtorch.report import writer
+
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    _disk_full_after(monkeypatch, writer, "save_png", calls=2)
+    result = run_case(world, capfd, ["report", "--ckpt", world.ckpt, "--data", world.gray, "--out", tmp_path / "r"])
+    assert_one_line(result, 2, "No space left on device")
+    assert_untouched(result)
+
+
+# --- non-UTF-8 file names -------------------------------------------------------------------------
+
+def test_latin1_names_in_a_folder_dataset(world, tmp_path, monkeypatch, capfd):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    photos = _latin1_photos(world)
+    result = run_case(world, capfd, ["data", "folder", "--image-dir", photos, "--out", tmp_path / "d",
+                                     "--min-per-class", 1])
+    assert result.code == 0 and not result.err.strip(), result.err
+    assert (tmp_path / "d" / "labels.txt").read_text(encoding="utf-8") == "caf\\xe9\nplain\n"
+    from vwwtorch.data.format import open_split
+
+    ids = [str(i) for i in open_split(tmp_path / "d", "train").ids]
+    assert any("\\xe9t\\xe9" in i for i in ids)
+    assert_untouched(result, "d", "d/*", "photos", "photos/*", "photos/*/*")
+
+
+def test_latin1_names_in_predict_csv(world, tmp_path, monkeypatch, capfd):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    name = _latin1(world, "frames/caf\xe9.png")
+    Image.open(world.image).save(name)
+    result = run_case(world, capfd, ["predict", "--ckpt", world.ckpt, folder, "--output", tmp_path / "x.csv"])
+    assert result.code == 0 and not result.err.strip(), result.err
+    text = (tmp_path / "x.csv").read_text(encoding="utf-8")
+    assert "caf\\xe9.png" in text
+    assert_untouched(result, "x.csv", "frames", "frames/*")
+
+
+# --- firmware deps --------------------------------------------------------------------------------
+
+@pytest.fixture
+def demo_deps(tmp_path, monkeypatch):
+    """Two small pinned dependencies (a git repository and a plain tree), an empty cache, no network."""
+    import urllib.request
+
+    from test_firmware_deps import TREE, git, make_dep, write_tree
+    from vwwtorch.firmware import deps
+
+    monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
+    repo = write_tree(tmp_path / "upstream", TREE)
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "pinned")
+    commit = git(repo, "rev-parse", "HEAD")
+    plain = write_tree(tmp_path / "plain", TREE)
+    one, two = make_dep(commit), make_dep(commit, name="libother")
+    monkeypatch.setattr(deps, "DEPENDENCIES", {d.name: d for d in (one, two)})
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("nothing may be downloaded")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    return deps, repo, plain, one, two
+
+
+def test_deps_offline_hint_names_a_real_flag(tmp_path, monkeypatch, capfd):
+    import urllib.request
+
+    from vwwtorch.cli import build_parser
+    from vwwtorch.firmware import deps
+
+    monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(deps, "DEPENDENCIES", {"tflite-micro": deps.DEPENDENCIES["tflite-micro"]})
+    code = main(["firmware", "deps"])
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "--tflm-dir or --from-dir" in lines[0], err
+    hinted = lines[0].split("copy with ")[1].split()[0]
+    assert build_parser().parse_args(["firmware", "deps", hinted, "x"]).dir_tflite_micro == "x"
+
+
+def test_deps_one_dir_on_an_empty_cache_installs_it_and_lists_the_rest(demo_deps, capfd):
+    deps, repo, _, one, two = demo_deps
+    code = main(["firmware", "deps", "--libdemo-dir", str(repo)])
+    out, err = capfd.readouterr()
+    assert code == 0 and not err.strip(), err
+    assert deps.installed(one) and deps.installed(two) is None
+    assert "still missing: libother (--libother-dir PATH" in out and "vwwtorch firmware deps" in out
+
+
+def test_deps_allow_unverified_records_what_was_installed(demo_deps, capfd):
+    deps, _, plain, one, _ = demo_deps
+    (plain / "src" / "lib.cc").write_text("changed\n")
+    code = main(["firmware", "deps", "--libdemo-dir", str(plain), "--allow-unverified"])
+    capfd.readouterr()
+    assert code == 0
+    stamp = deps.installed(one)
+    assert stamp["verified"] is False and stamp["pinned_commit"] == one.commit
+    assert stamp["commit"] is None, "a plain tree has no known commit; the pin must not be claimed"
+
+
+# --- signals and kill -9: the real console script in a child process ------------------------------
+
+def _spawn(argv: list, cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([VWWTORCH, *map(str, argv)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, **kwargs)
+
+
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def _one_line(err: str, code: int, returncode: int, *needles: str, prefix: str = "vwwtorch: error:") -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert returncode == code, err[-3000:]
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith(prefix), err[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_ctrl_c_in_synthetic_leaves_nothing(tmp_path):
+    before = tree(tmp_path)
+    proc = _spawn(["data", "synthetic", "--out", tmp_path / "d", "--train", 200_000], tmp_path)
+    _wait_for(lambda: (tmp_path / ".d.partial" / "train" / "images.npy").exists(), proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    _one_line(err, 130, proc.returncode, "interrupted", prefix="vwwtorch: interrupted")
+    assert tree(tmp_path) == before
+
+
+def test_sigterm_in_synthetic_leaves_nothing(tmp_path):
+    before = tree(tmp_path)
+    proc = _spawn(["data", "synthetic", "--out", tmp_path / "d", "--train", 200_000], tmp_path)
+    _wait_for(lambda: (tmp_path / ".d.partial" / "train" / "images.npy").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    _one_line(err, 143, proc.returncode, "SIGTERM", prefix="vwwtorch: terminated")
+    assert tree(tmp_path) == before
+
+
+def test_kill_9_then_rerun_synthetic(tmp_path):
+    proc = _spawn(["data", "synthetic", "--out", tmp_path / "d", "--train", 200_000], tmp_path)
+    _wait_for(lambda: (tmp_path / ".d.partial" / "train" / "images.npy").exists(), proc)
+    proc.kill()
+    proc.communicate()
+    assert (tmp_path / ".d.partial").exists() and not (tmp_path / "d").exists()
+    rerun = subprocess.run([VWWTORCH, "data", "synthetic", "--out", str(tmp_path / "d"), "--train", "40",
+                            "--val", "8", "--test", "0"], cwd=tmp_path, capture_output=True, text=True)
+    assert rerun.returncode == 0 and not rerun.stderr.strip(), rerun.stderr
+    assert tree(tmp_path) == tree(tmp_path) & ({"d/"} | {f"d/{p}" for p in tree(tmp_path / "d")})
+
+
+def test_sigterm_during_fit_saves_a_resumable_checkpoint(world, tmp_path):
+    folder = tmp_path / "ck"
+    common = ["--config", QUICKSTART, "--data.data_dir", world.gray, "--data.batch_size", 4,
+              "--data.num_workers", 0, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+              "--checkpoint.dirpath", folder, "--model.resolution", 32]
+    proc = _spawn(["fit", *common, "--trainer.max_epochs", 100000], tmp_path)
+    _wait_for(lambda: (folder / "last.ckpt").exists(), proc)  # an epoch is done: training is under way
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    line = _one_line(err, 143, proc.returncode, "SIGTERM", "resume with: vwwtorch fit", prefix="vwwtorch: stopped:")
+    from vwwtorch.training.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(folder / "last.ckpt")
+    assert saved["global_step"] > 0
+    resume = shlex.split(line.split("resume with: ", 1)[1])
+    assert resume[0] == "vwwtorch"
+    resumed = subprocess.run([VWWTORCH, *resume[1:], "--trainer.max_steps", str(saved["global_step"] + 3)],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_checkpoint(folder / "last.ckpt")["global_step"] == saved["global_step"] + 3
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_export(world, tmp_path):
+    argv = ["export", "--ckpt", world.ckpt, "--data", world.gray, "--out", tmp_path / "e",
+            "--num-calibration", 8, "--num-parity", 8, "--min-agreement", 0, "--max-accuracy-drop", 100]
+    proc = _spawn(argv, tmp_path)
+    _wait_for(lambda: (tmp_path / ".e.partial" / "model.onnx").exists(), proc)
+    proc.kill()
+    proc.communicate()
+    assert not (tmp_path / "e").exists()
+    rerun = subprocess.run([VWWTORCH, *map(str, argv)], cwd=tmp_path, capture_output=True, text=True)
+    assert rerun.returncode == 0 and not rerun.stderr.strip(), rerun.stderr[-3000:]
+    assert tree(tmp_path) == {"e/"} | {f"e/{p}" for p in tree(tmp_path / "e")}
+
+
+def _coco_tree(root: Path, count: int) -> Path:
+    """A COCO 2014 tree of `count` 1024x768 pictures, one person in every other one."""
+    rng = np.random.default_rng(0)
+    files = {}
+    for source in ("train2014", "val2014"):
+        (root / source).mkdir(parents=True)
+        images, annotations = [], []
+        for i in range(1, count + 1):
+            name = f"COCO_{source}_{i:012d}.jpg"
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).resize((1024, 768)).save(
+                root / source / name, quality=90)
+            images.append({"id": i, "file_name": name, "width": 1024, "height": 768})
+            if i % 2:
+                annotations.append({"id": i, "image_id": i, "category_id": 1, "area": 50_000.0, "iscrowd": 0,
+                                    "bbox": [0.0, 0.0, 300.0, 300.0], "segmentation": [[0, 0, 300, 0, 300, 300]]})
+        files[source] = {"images": images, "annotations": annotations,
+                         "categories": [{"id": 1, "name": "person", "supercategory": "person"}]}
+    (root / "annotations").mkdir()
+    for source, content in files.items():
+        (root / "annotations" / f"instances_{source}.json").write_text(json.dumps(content))
+    return root
+
+
+def test_kill_9_then_rerun_vww(tmp_path):
+    """Killed after its first committed chunks, the rerun resumes and finishes; nothing else is left."""
+    coco = _coco_tree(tmp_path / "coco", 150)
+    argv = ["data", "vww", "--coco-dir", coco, "--out", tmp_path / "vww", "--workers", 1, "--chunk-size", 2]
+    before = tree(tmp_path)
+    proc = _spawn(argv, tmp_path)
+    _wait_for(lambda: len(list((tmp_path / "vww.chunks").glob("*.npz"))) >= 2, proc)
+    proc.kill()
+    proc.communicate()
+    assert not (tmp_path / "vww").exists(), "the build finished before it could be killed"
+    rerun = subprocess.run([VWWTORCH, *map(str, argv)], cwd=tmp_path, capture_output=True, text=True)
+    assert rerun.returncode == 0 and not rerun.stderr.strip(), rerun.stderr[-3000:]
+    assert "resuming" in rerun.stdout
+    assert tree(tmp_path) - before == {"vww/"} | {f"vww/{p}" for p in tree(tmp_path / "vww")}
+
+
+def test_fit_and_validate_keep_tensorflow_quiet(world, tmp_path):
+    """No absl, oneDNN or CUDA start-up lines from TensorFlow on stderr (TensorBoard imports it)."""
+    done = subprocess.run([VWWTORCH, "validate", "--config", QUICKSTART, "--data.data_dir", str(world.gray),
+                           "--ckpt_path", str(world.ckpt), "--trainer.enable_progress_bar", "false",
+                           "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for noise in ("absl", "oneDNN", "cuda", "I0000", "E0000", "W0000", "Tip:"):
+        assert noise not in done.stderr, done.stderr[-3000:]
