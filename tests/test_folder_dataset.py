@@ -136,6 +136,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.learning
 def test_three_class_folder_dataset_trains_to_90_percent(tmp_path, capsys, one_thread):
     import pytorch_lightning as pl
 
