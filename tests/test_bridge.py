@@ -415,7 +415,7 @@ def test_zero_calibration_images_and_unwritable_output(export_args, tmp_path, ca
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     code, _, err = run_cli(capsys, *_replace(export_args, "--out", blocker / "out"))
-    assert_one_line_error(code, err, "cannot write the output folder")
+    assert_one_line_error(code, err, "cannot write --out")
     assert _nothing_written(tmp_path)
 
 

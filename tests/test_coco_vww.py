@@ -349,7 +349,9 @@ def test_verify_catches_tampered_datasets(person_book, tmp_path, capsys):
     assert main(["data", "verify", str(broken)]) == 2
     captured = capsys.readouterr()
     assert "labels outside 0..1" in captured.out and "report.json lists 1 bad images" in captured.out
-    assert "failed verification: 2 problem(s)" in captured.err
+    errors = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "failed verification: split 'val' has labels outside 0..1" in errors[0]
+    assert "(and 1 more, listed above)" in errors[0]
 
 
 def test_show_writes_a_labelled_grid(person_book, tmp_path, capsys):

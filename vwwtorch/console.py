@@ -55,7 +55,6 @@ class _CurrentStream(logging.StreamHandler):
         super().__init__(getattr(sys, name))
         self._name = name
         self.addFilter(keep)
-        self.addFilter(_DropAdverts())
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = getattr(sys, self._name)
@@ -63,17 +62,22 @@ class _CurrentStream(logging.StreamHandler):
 
 
 def route_lightning_logs() -> None:
-    """Lightning's information to stdout, its warnings to stderr, no adverts."""
+    """Lightning's information to stdout, its warnings to stderr, no adverts.
+
+    Lightning gives its loggers a stderr handler only when the root logger has none; when an
+    application configured logging itself (or pytest did), its records propagate there and are left
+    alone, apart from the adverts."""
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
-        if any(isinstance(h, _CurrentStream) for h in logger.handlers):
+        if not any(isinstance(f, _DropAdverts) for f in logger.filters):
+            logger.addFilter(_DropAdverts())
+        own = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+        if not own:
             continue
-        for handler in list(logger.handlers):
-            if type(handler) is logging.StreamHandler:
-                logger.removeHandler(handler)
+        for handler in own:
+            logger.removeHandler(handler)
         logger.addHandler(_CurrentStream("stdout", _InfoOnly()))
         logger.addHandler(_CurrentStream("stderr", _WarningsUp()))
-        logger.propagate = False
 
 
 def hide_third_party_deprecations() -> None:
