@@ -272,7 +272,7 @@ def test_folder_transfer_config_runs_both_stages(datasets, tmp_path, capsys, mon
                  "--model.init_from", str(datasets.ckpt), "--data.data_dir", datasets.three,
                  "--model.resolution", "32", "--data.num_workers", "0", "--data.batch_size", "8",
                  "--trainer.max_epochs", "2", "--trainer.callbacks.init_args.unfreeze_at_epoch", "1",
-                 "--trainer.enable_progress_bar", "false",
+                 # the progress bar stays on: the CLI's own callbacks must join the config's, not replace them
                  "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
                  "--trainer.callbacks.init_args.unfreeze_lr", "0.001"])
     assert code == 0, capsys.readouterr().err[-2000:]

@@ -187,13 +187,12 @@ class VWWLightningCLI(LightningCLI):
             check_architecture(checkpoint, configured, f"checkpoint {ckpt_path}")
         super()._parse_ckpt_path()
 
-    def instantiate_trainer(self, **kwargs):
-        # Rich progress bar unless the user switched bars off (a callback would then be an error).
-        trainer_config = self.config_init[self.subcommand]["trainer"] if self.subcommand else self.config_init["trainer"]
-        if trainer_config.get("enable_progress_bar") is not False:
-            kwargs.setdefault("callbacks", []).append(RichProgressBar())
-        kwargs.setdefault("callbacks", []).append(self._stopper)
-        trainer = super().instantiate_trainer(**kwargs)
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        # Ours join the configured callbacks (passing `callbacks=` to instantiate_trainer would
+        # replace the config's list): a Rich progress bar unless bars are off, and the safe stop.
+        if config.get("enable_progress_bar") is not False:
+            callbacks = [*callbacks, RichProgressBar()]
+        trainer = super()._instantiate_trainer(config, [*callbacks, self._stopper])
         trainer.strategy.checkpoint_io = SafeCheckpointIO()
         if not trainer.loggers:  # `--trainer.logger false`: nothing to log learning rates to
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
