@@ -25,7 +25,7 @@ STAGES = ("onnx_export", "load_images", "conversion", "calibration", "parity")
 
 
 def run_once(ckpt: Path, data: Path, out: Path, num_calibration: int, num_parity: int) -> tuple[dict, dict]:
-    from bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.pipeline import ExportOptions, export
 
     outcome = export(ExportOptions(ckpt=ckpt, data=data, out=out, num_calibration=num_calibration,
                                    num_parity=num_parity, overwrite=True, progress=False))

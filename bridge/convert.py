@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.onnx_export import INPUT_NAME
-from bridge.quiet import quiet_output
+from vwwtorch.bridge.onnx_export import INPUT_NAME
+from vwwtorch.bridge.quiet import quiet_output
 
 
 # For 3-channel inputs onnx2tf runs a trial inference on sample images that it downloads from
@@ -70,7 +70,7 @@ def _concrete_function(keras_model):
     """The TF function both converters start from, one-input-channel convs made depthwise."""
     import tensorflow as tf
 
-    from bridge.depthwise import one_channel_convs_as_depthwise
+    from vwwtorch.bridge.depthwise import one_channel_convs_as_depthwise
 
     spec = keras_model.inputs[0]
     run = tf.function(lambda x: keras_model(x), input_signature=[tf.TensorSpec(spec.shape, tf.float32, INPUT_NAME)])

@@ -16,13 +16,13 @@ from typing import Callable
 
 import numpy as np
 
-from bridge.calibration import EvalImages
+from vwwtorch.bridge.calibration import EvalImages
 from vwwtorch.contract.errors import UserError
-from bridge.isolated import Isolated, RuntimeCrashed
-from bridge.quant_checks import Check, static_checks
-from bridge.tflite_inspect import TFLiteInfo
-from bridge.tflite_runner import TFLiteModel, raw_outputs
-from bridge.tflm_runner import run_tflm
+from vwwtorch.bridge.isolated import Isolated, RuntimeCrashed
+from vwwtorch.bridge.quant_checks import Check, static_checks
+from vwwtorch.bridge.tflite_inspect import TFLiteInfo
+from vwwtorch.bridge.tflite_runner import TFLiteModel, raw_outputs
+from vwwtorch.bridge.tflm_runner import run_tflm
 
 WORST = 5
 

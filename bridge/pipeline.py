@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vwwtorch.contract.errors import GateFailed
-from bridge.parity import Thresholds
-from bridge.quant_checks import MOBILENET_OPS
+from vwwtorch.bridge.parity import Thresholds
+from vwwtorch.bridge.quant_checks import MOBILENET_OPS
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_folder, staged_folder, written_as_user_error
 
@@ -80,14 +80,14 @@ def _versions() -> dict:
 
 
 def export(opts: ExportOptions) -> Outcome:
-    from bridge.calibration import check_dataset, load_eval_images, pick_split, pin_input_range
-    from bridge.float_runners import onnx_probabilities, torch_probabilities
-    from bridge.onnx_export import export_onnx
-    from bridge.parity import run_parity
-    from bridge.report import build_report, print_table, write_reports
-    from bridge.slim import slim_tflite
-    from bridge.tflite_inspect import inspect_tflite
-    from bridge.tflite_runner import TFLiteModel
+    from vwwtorch.bridge.calibration import check_dataset, load_eval_images, pick_split, pin_input_range
+    from vwwtorch.bridge.float_runners import onnx_probabilities, torch_probabilities
+    from vwwtorch.bridge.onnx_export import export_onnx
+    from vwwtorch.bridge.parity import run_parity
+    from vwwtorch.bridge.report import build_report, print_table, write_reports
+    from vwwtorch.bridge.slim import slim_tflite
+    from vwwtorch.bridge.tflite_inspect import inspect_tflite
+    from vwwtorch.bridge.tflite_runner import TFLiteModel
 
     _check_counts(opts.num_calibration, opts.num_parity)
     opts.thresholds.check()
@@ -116,7 +116,7 @@ def export(opts: ExportOptions) -> Outcome:
 
         _stage(p, "[3/5] onnx2tf conversion, TFLite float32")
         t = time.monotonic()
-        from bridge.convert import onnx_to_keras, to_float32_tflite, to_int8_tflite
+        from vwwtorch.bridge.convert import onnx_to_keras, to_float32_tflite, to_int8_tflite
 
         keras_model = onnx_to_keras(onnx_path, calib.images, opts.verbose)
         float_model = slim_tflite(to_float32_tflite(keras_model, opts.verbose))
@@ -181,11 +181,11 @@ class ParityOptions:
 
 def parity(opts: ParityOptions) -> Outcome:
     """The int8 gates for any int8 `.tflite` (ours or not) against the checkpoint it claims to be."""
-    from bridge.calibration import check_dataset, load_eval_images, pick_split
-    from bridge.float_runners import torch_probabilities
-    from bridge.parity import run_parity
-    from bridge.report import build_report, print_table, write_reports
-    from bridge.tflite_inspect import inspect_tflite
+    from vwwtorch.bridge.calibration import check_dataset, load_eval_images, pick_split
+    from vwwtorch.bridge.float_runners import torch_probabilities
+    from vwwtorch.bridge.parity import run_parity
+    from vwwtorch.bridge.report import build_report, print_table, write_reports
+    from vwwtorch.bridge.tflite_inspect import inspect_tflite
 
     _check_counts(None, opts.num_parity)
     opts.thresholds.check()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bridge.tflite_inspect import TFLiteInfo, TensorQuant
+from vwwtorch.bridge.tflite_inspect import TFLiteInfo, TensorQuant
 
 MOBILENET_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX")
 INPUT_QUANT = (1 / 127.5, -1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-from vwwtorch.native_output import captured_native_output
+from vwwtorch.contract.native_output import captured_native_output
 
 
 @contextlib.contextmanager

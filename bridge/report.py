@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bridge.parity import ParityResult
+from vwwtorch.bridge.parity import ParityResult
 from vwwtorch.contract.outputs import write_file
 
 REFERENCE = {"int8_bytes": 300_568, "tflm_arena_bytes": 85_264}  # TFLM person_detect.tflite

@@ -63,7 +63,7 @@ class TFLiteModel:
                  name: str | None = None):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        from bridge.quiet import quiet_output
+        from vwwtorch.bridge.quiet import quiet_output
 
         content = model if isinstance(model, (bytes, bytearray)) else _read(Path(model))
         self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else str(model))

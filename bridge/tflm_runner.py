@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from vwwtorch.firmware.arena import TOTAL_LINE
-from vwwtorch.native_output import captured_native_output
+from vwwtorch.contract.native_output import captured_native_output
 
 # Big enough for any model the firmware could hold; the recording allocator reports what is used.
 DEFAULT_ARENA = 4 << 20

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from bridge.quant_checks import MOBILENET_OPS, static_checks
-from bridge.tflite_inspect import inspect_tflite
+from vwwtorch.bridge.quant_checks import MOBILENET_OPS, static_checks
+from vwwtorch.bridge.tflite_inspect import inspect_tflite
 from conftest import write_dataset
 from vwwtorch.cli import main
 
@@ -101,7 +101,7 @@ def trained(blobs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(trained, blobs, tmp_path_factory):
-    from bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.pipeline import ExportOptions, export
 
     out = tmp_path_factory.mktemp("export") / "model"
     outcome = export(ExportOptions(ckpt=trained, data=blobs, out=out, num_calibration=NUM_CALIBRATION,
@@ -193,7 +193,7 @@ def test_only_one_channel_convs_become_depthwise():
     """The first-layer rewrite: same outputs, a depthwise op where the conv input has one channel."""
     import tensorflow as tf
 
-    from bridge.depthwise import one_channel_convs_as_depthwise
+    from vwwtorch.bridge.depthwise import one_channel_convs_as_depthwise
 
     rng = np.random.default_rng(0)
     first = tf.constant(rng.normal(size=(3, 3, 1, 8)).astype(np.float32))
@@ -256,8 +256,8 @@ def test_perturbed_int8_model_fails_parity(exported, trained, blobs, tmp_path, c
 
 def test_wrong_calibration_preprocessing_is_caught(exported, trained, blobs, tmp_path, capsys):
     """Calibrating on ImageNet-normalised pixels (onnx2tf's default) instead of x/127.5-1 must fail the gate."""
-    from bridge.calibration import load_eval_images
-    from bridge.convert import onnx_to_keras, to_int8_tflite
+    from vwwtorch.bridge.calibration import load_eval_images
+    from vwwtorch.bridge.convert import onnx_to_keras, to_int8_tflite
 
     calib = load_eval_images(blobs, "train", 50, 1, 96, progress=False).images
     imagenet = ((calib + 1) / 2 - 0.449) / 0.226
@@ -327,8 +327,8 @@ def test_predict_tflite_uses_firmware_input_and_agrees_with_torch(exported, trai
                                                                   capsys):
     from PIL import Image
 
-    from bridge.calibration import load_eval_images
-    from bridge.tflite_runner import run_tflite
+    from vwwtorch.bridge.calibration import load_eval_images
+    from vwwtorch.bridge.tflite_runner import run_tflite
     from vwwtorch.training.checkpoint import load_classifier
 
     images = load_eval_images(blobs, "val", 400, 1, 96, progress=False)
@@ -434,7 +434,7 @@ def test_parity_refuses_a_float_model(exported, trained, blobs, capsys):
 
 
 def test_failed_conversion_leaves_no_partial_output(trained, blobs, tmp_path, monkeypatch, capsys):
-    import bridge.convert
+    import vwwtorch.bridge.convert
 
     def broken(*args, **kwargs):
         raise RuntimeError("converter exploded")

@@ -1,13 +1,13 @@
-"""bridge.slim: what it removes from a converter's .tflite, and that nothing computed changes."""
+"""vwwtorch.bridge.slim: what it removes from a converter's .tflite, and that nothing computed changes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bridge.slim import slim_tflite
-from bridge.tflite_runner import TFLiteModel
-from bridge.tflm_runner import run_tflm
+from vwwtorch.bridge.slim import slim_tflite
+from vwwtorch.bridge.tflite_runner import TFLiteModel
+from vwwtorch.bridge.tflm_runner import run_tflm
 
 
 def _graph(data: bytes):

@@ -567,7 +567,7 @@ def test_full_disk_during_synthetic(world, tmp_path, monkeypatch, capfd):
 
 
 def test_full_disk_during_report(world, tmp_path, monkeypatch, capfd):
-    from vwwtorch.report import writer
+    from vwwtorch.evaluation.report import writer
 
     world.work = tmp_path
     monkeypatch.chdir(tmp_path)

@@ -18,9 +18,9 @@ from vwwtorch.data.datamodule import VWWDataModule
 from vwwtorch.data.folder import build_folder_dataset
 from vwwtorch.data.format import open_split, read_meta
 from vwwtorch.data.transforms import Augmentation, eval_transform
-from vwwtorch.report.metrics import compute_report, threshold_for_fpr
-from vwwtorch.report.plots import FIGURE_PIXELS, confusion_matrix_figure, pr_figure, roc_figure
-from vwwtorch.report.sheet import sheet_size
+from vwwtorch.evaluation.report.metrics import compute_report, threshold_for_fpr
+from vwwtorch.evaluation.report.plots import FIGURE_PIXELS, confusion_matrix_figure, pr_figure, roc_figure
+from vwwtorch.evaluation.report.sheet import sheet_size
 from vwwtorch.training.checkpoint import load_classifier
 from vwwtorch.training.ema import TFWeightEMA
 from vwwtorch.training.module import VWWClassifier

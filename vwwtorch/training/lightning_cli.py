@@ -26,7 +26,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, RichProgr
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from vwwtorch.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
+from vwwtorch.contract.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
 from vwwtorch.contract import stopping
 from vwwtorch.contract.errors import Stopped, UserError
 from vwwtorch.data.datamodule import VWWDataModule

@@ -16,7 +16,7 @@ import argparse
 import importlib
 import sys
 
-from vwwtorch.console import quiet_console
+from vwwtorch.contract.console import quiet_console
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.stopping import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, signals_as_exceptions
 
@@ -28,11 +28,11 @@ LIGHTNING_COMMANDS = {
 
 # Modules that add their own sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "vwwtorch.predict",
+    "vwwtorch.evaluation.predict",
     "vwwtorch.data.cli",
-    "vwwtorch.report.cli",
-    "vwwtorch.quickstart",
-    "vwwtorch.export_cli",
+    "vwwtorch.evaluation.report.cli",
+    "vwwtorch.cli.quickstart",
+    "vwwtorch.bridge.cli",
     "vwwtorch.firmware.cli",
 )
 

@@ -48,15 +48,8 @@ class BuildResult:
 
 
 def firmware_dir() -> Path:
-    """The firmware/ sources: next to the package in a source checkout, or $VWWTORCH_FIRMWARE_DIR."""
-    candidates = [Path(os.environ["VWWTORCH_FIRMWARE_DIR"])] if os.environ.get(
-        "VWWTORCH_FIRMWARE_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2] / "firmware")
-    for path in candidates:
-        if (path / "Makefile").is_file():
-            return path
-    raise UserError("firmware sources not found: use a source checkout of vwwtorch "
-                    "(pip install -e .) or set VWWTORCH_FIRMWARE_DIR")
+    """The firmware sources (Makefile, core/, boards/): this package's own folder, installed or not."""
+    return Path(__file__).resolve().parent
 
 
 def program_name(make_args: list[str]) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.native_output import captured_native_output
+from vwwtorch.contract.native_output import captured_native_output
 
 ALIGN = 16
 ARENA_MARGIN_FRACTION = 0.05   # of the measured size

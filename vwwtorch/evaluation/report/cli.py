@@ -63,7 +63,7 @@ def _check_args(args) -> None:
 
 
 def _run(args) -> None:
-    from vwwtorch.report.writer import write_report
+    from vwwtorch.evaluation.report.writer import write_report
 
     _check_args(args)
     report, out = write_report(args)

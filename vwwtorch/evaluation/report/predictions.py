@@ -89,7 +89,7 @@ def predict_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, spl
 
 def predict_tflite(tflite: str | os.PathLike, data_dir: str | os.PathLike, split: str, *, batch_size: int = 256,
                    convert_channels: bool = False) -> Predictions:
-    from bridge.tflite_runner import TFLiteModel
+    from vwwtorch.bridge.tflite_runner import TFLiteModel
 
     meta, arrays = open_data(data_dir, split)
     model = TFLiteModel(tflite)

@@ -69,7 +69,7 @@ def register(subparsers) -> None:
 
 
 def _thresholds(args):
-    from bridge.parity import Thresholds
+    from vwwtorch.bridge.parity import Thresholds
 
     t = Thresholds(min_top1_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
     if hasattr(args, "max_onnx_diff"):
@@ -78,7 +78,7 @@ def _thresholds(args):
 
 
 def _run_export(args) -> None:
-    from bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.pipeline import ExportOptions, export
 
     export(ExportOptions(ckpt=args.ckpt, data=args.data, out=args.out, num_calibration=args.num_calibration,
                          num_parity=args.num_parity, thresholds=_thresholds(args), overwrite=args.overwrite,
@@ -86,7 +86,7 @@ def _run_export(args) -> None:
 
 
 def _run_parity(args) -> None:
-    from bridge.pipeline import ParityOptions, parity
+    from vwwtorch.bridge.pipeline import ParityOptions, parity
 
     parity(ParityOptions(ckpt=args.ckpt, tflite=args.tflite, data=args.data, num_parity=args.num_parity,
                          out=args.out, thresholds=_thresholds(args)))

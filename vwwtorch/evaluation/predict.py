@@ -126,7 +126,7 @@ def firmware_bytes(path: Path, resolution: int, channels: int):
 def _run_tflite(args) -> None:
     import numpy as np
 
-    from bridge.tflite_runner import TFLiteModel
+    from vwwtorch.bridge.tflite_runner import TFLiteModel
     from vwwtorch.contract.errors import UserError
 
     model = TFLiteModel(args.tflite)

@@ -13,7 +13,9 @@ import argparse
 import time
 from pathlib import Path
 
-QUICKSTART_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+from vwwtorch.configs import config_path
+
+QUICKSTART_CONFIG = config_path("quickstart.yaml")
 
 
 def register(subparsers) -> None:
@@ -58,7 +60,7 @@ def _run(args) -> None:
 
     config = Path(args.config)
     if not config.is_file():
-        raise UserError(f"config {config} not found (quickstart runs from a source checkout of vwwtorch)")
+        raise UserError(f"config {config} not found")
     if args.epochs is not None and args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     out = check_folder(args.out, overwrite=True)  # an earlier quickstart's folder is reused
@@ -91,7 +93,7 @@ def _run(args) -> None:
     verified = None
     if args.export:
         from vwwtorch.contract.errors import GateFailed
-        from bridge.pipeline import ExportOptions, export
+        from vwwtorch.bridge.pipeline import ExportOptions, export
 
         print(f"[4/{steps}] exporting to int8 TFLite and checking parity -> {export_dir}")
         try:

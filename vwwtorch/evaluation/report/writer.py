@@ -10,10 +10,10 @@ import numpy as np
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_folder, staged_folder
-from vwwtorch.report.metrics import compute_report
-from vwwtorch.report.plots import confusion_matrix_figure, pr_figure, roc_figure, save_png
-from vwwtorch.report.predictions import Predictions, predict_checkpoint, predict_tflite
-from vwwtorch.report.sheet import write_error_sheet
+from vwwtorch.evaluation.report.metrics import compute_report
+from vwwtorch.evaluation.report.plots import confusion_matrix_figure, pr_figure, roc_figure, save_png
+from vwwtorch.evaluation.report.predictions import Predictions, predict_checkpoint, predict_tflite
+from vwwtorch.evaluation.report.sheet import write_error_sheet
 
 SCHEMA = "vwwtorch-report"
 VERSION = 1
@@ -50,7 +50,7 @@ def positive_index(classes: list[str], name: str | None) -> int:
 
 
 def write_report(args) -> tuple[dict, Path]:
-    from vwwtorch.report.cli import FILES
+    from vwwtorch.evaluation.report.cli import FILES
 
     out = check_folder(args.out, overwrite=args.overwrite)
     if args.ckpt:
