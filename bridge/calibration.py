@@ -1,10 +1,11 @@
-"""Images for calibration and parity: dataset images through the training eval preprocessing.
+"""Images for calibration and parity: dataset images through the deployment rule.
 
 Calibration images come from the train split and parity images from the validation split, so the
 gate never judges the int8 model on the very images its ranges were fitted to. Both go through
-`vwwtorch.data.transforms.eval_transform` (central crop, resize, x / 127.5 - 1), the preprocessing
-the model was validated with; the result is NHWC float32 in [-1, 1], which is also what the int8
-input quantization (scale 1/127.5, zero point -1) is defined on.
+`vwwtorch.contract.deployment.eval_bytes` (central crop, resize, in bytes), the preprocessing the
+model was validated with. The float model sees those bytes normalized (x / 127.5 - 1, NHWC float32
+in [-1, 1], what the int8 input quantization is calibrated on); the int8 model sees the same bytes
+through its byte-to-int8 table.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vwwtorch.contract.deployment import SYMMETRIC
 from vwwtorch.contract.errors import UserError
 
 SELECTION_SEED = 0
@@ -21,7 +23,7 @@ SELECTION_SEED = 0
 
 @dataclass(frozen=True)
 class EvalImages:
-    images: np.ndarray   # float32 [N, H, W, C] in [-1, 1]
+    pixels: np.ndarray   # uint8 [N, H, W, C]: the deployment rule's bytes
     labels: np.ndarray   # int64 [N]
     ids: np.ndarray      # dataset ids (COCO id, file name, index)
     split: str
@@ -29,9 +31,10 @@ class EvalImages:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def image_bytes(self) -> np.ndarray:
-        """The uint8 pixels behind the float images (exact: eval preprocessing is b / 127.5 - 1)."""
-        return np.rint((self.images.astype(np.float64) + 1.0) * 127.5).astype(np.uint8)
+    @property
+    def images(self) -> np.ndarray:
+        """float32 [N, H, W, C]: the pixels as the float model takes them (x / 127.5 - 1)."""
+        return SYMMETRIC.real(self.pixels)
 
 
 def check_dataset(data_dir: str | Path, channels: int, resolution: int, num_classes: int,
@@ -62,11 +65,7 @@ def pick_split(meta: dict, preferred: tuple[str, ...], data_dir: str | Path, pur
 def load_eval_images(data_dir: str | Path, split: str, count: int, channels: int, resolution: int,
                      meta: dict | None = None, progress: bool = True) -> EvalImages:
     """`count` images of `split` (all if fewer), a fixed pseudo-random subset, preprocessed for eval."""
-    import torch
-    from vwwtorch.contract.progress import progress_bar
-
-    from vwwtorch.data.format import open_split, read_meta
-    from vwwtorch.data.transforms import eval_transform
+    from vwwtorch.data.format import eval_pixels, open_split, read_meta
 
     meta = meta if meta is not None else read_meta(data_dir)
     arrays = open_split(data_dir, split, meta)
@@ -78,12 +77,7 @@ def load_eval_images(data_dir: str | Path, split: str, count: int, channels: int
     else:
         # Sorted so reads walk the memory-mapped file forwards; fixed seed so runs repeat exactly.
         indices = np.sort(np.random.default_rng(SELECTION_SEED).choice(total, size=count, replace=False))
-    transform = eval_transform(resolution, min(meta["image_size"]), meta["channels"], channels)
-    out = np.empty((len(indices), resolution, resolution, channels), dtype=np.float32)
-    for row, index in enumerate(progress_bar(indices, desc=f"preprocessing {split}", unit="img", leave=False,
-                                     disable=not progress)):
-        image = torch.from_numpy(np.array(arrays.images[index])).permute(2, 0, 1)
-        out[row] = transform(image).permute(1, 2, 0).numpy()
+    out = eval_pixels(arrays, indices, resolution, channels, progress, desc=f"preprocessing {split}")
     labels = np.asarray(arrays.labels[indices], dtype=np.int64)
     if labels.min() < 0 or labels.max() >= len(meta["classes"]):
         raise UserError(f"split {split!r} of {data_dir} has labels outside 0..{len(meta['classes']) - 1}")

@@ -17,12 +17,12 @@ from typing import Callable
 import numpy as np
 
 from vwwtorch.bridge.calibration import EvalImages
-from vwwtorch.contract.errors import UserError
 from vwwtorch.bridge.isolated import Isolated, RuntimeCrashed
 from vwwtorch.bridge.quant_checks import Check, static_checks
-from vwwtorch.bridge.tflite_inspect import TFLiteInfo
-from vwwtorch.bridge.tflite_runner import TFLiteModel, raw_outputs
-from vwwtorch.bridge.tflm_runner import run_tflm
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.litert import TFLiteModel, raw_outputs
+from vwwtorch.contract.tflite import ModelFile
+from vwwtorch.contract.tflm import run_tflm
 
 WORST = 5
 
@@ -144,7 +144,7 @@ def _not_run(key: str, title: str, requirement: str, reason: str) -> Seam:
     return Seam(key, title, False, {}, requirement, [], f"not run: {reason}")
 
 
-def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, int8_info: TFLiteInfo,
+def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, int8_info: ModelFile,
                thresholds: Thresholds, allowed_ops: tuple[str, ...],
                onnx_probs: Callable[[], np.ndarray] | None = None,
                float_probs: Callable[[], np.ndarray] | None = None,
@@ -170,7 +170,7 @@ def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, 
         return ParityResult(checks, seams, footprint, {})
 
     default_kernels = TFLiteModel(int8_model, name="TFLite int8")
-    int8_inputs = default_kernels.model_inputs(data.images)
+    int8_inputs = default_kernels.model_inputs(data.pixels)
     with Isolated() as pool:
         # Both int8 references run in child processes, side by side, while this process works.
         tflm_job = pool.submit(run_tflm, int8_model, int8_inputs)
@@ -187,7 +187,7 @@ def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, 
         try:
             tflm_raw, arena = Isolated.result(tflm_job, "the TFLM runtime")
             ref_raw = Isolated.result(ref_job, "TFLite with reference kernels")
-        except (RuntimeCrashed, RuntimeError, ValueError) as exc:
+        except (RuntimeCrashed, RuntimeError, ValueError, UserError) as exc:
             seams.append(_not_run("tflm_vs_tflite_ref", "TFLM vs TFLite int8 (reference kernels)", tflm_req,
                                   str(exc)))
             return ParityResult(checks, seams, footprint, {})

@@ -9,7 +9,6 @@ folder (to inspect) but without the "verified" marker, and the command exits 1.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from vwwtorch.contract.errors import GateFailed
 from vwwtorch.bridge.parity import Thresholds
 from vwwtorch.bridge.quant_checks import MOBILENET_OPS
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.hashing import sha256_bytes
 from vwwtorch.contract.outputs import check_folder, staged_folder, written_as_user_error
 
 FILES = ("model.onnx", "model_float32.tflite", "model_int8.tflite", "labels.txt", "parity.json", "parity.md")
@@ -63,10 +63,6 @@ def _load_model(ckpt: Path):
     return load_classifier(ckpt)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -86,8 +82,8 @@ def export(opts: ExportOptions) -> Outcome:
     from vwwtorch.bridge.parity import run_parity
     from vwwtorch.bridge.report import build_report, print_table, write_reports
     from vwwtorch.bridge.slim import slim_tflite
-    from vwwtorch.bridge.tflite_inspect import inspect_tflite
-    from vwwtorch.bridge.tflite_runner import TFLiteModel
+    from vwwtorch.contract.tflite import read_tflite
+    from vwwtorch.contract.litert import TFLiteModel
 
     _check_counts(opts.num_calibration, opts.num_parity)
     opts.thresholds.check()
@@ -136,7 +132,7 @@ def export(opts: ExportOptions) -> Outcome:
         torch_probs = torch_probabilities(module.model, parity_data.images, progress=p)
         result = run_parity(
             torch_probs=torch_probs, data=parity_data, int8_model=int8_model,
-            int8_info=inspect_tflite(int8_model, "model_int8.tflite"), thresholds=opts.thresholds,
+            int8_info=read_tflite(int8_model, "model_int8.tflite").require_classifier("model_int8.tflite"), thresholds=opts.thresholds,
             allowed_ops=opts.allowed_ops, progress=p,
             onnx_probs=lambda: onnx_probabilities(onnx_path, parity_data.images, progress=p),
             float_probs=lambda: TFLiteModel(float_model, name="TFLite float32").probabilities(parity_data.images, p))
@@ -152,7 +148,7 @@ def export(opts: ExportOptions) -> Outcome:
                      "calibration_range_pinned": pinned,
                      "parity_split": parity_split, "parity_images": len(parity_data)},
             "thresholds": asdict(opts.thresholds),
-            "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256((tmp / name).read_bytes())}
+            "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_bytes((tmp / name).read_bytes())}
                       for name in ("model.onnx", "model_float32.tflite", "model_int8.tflite")},
             "versions": _versions(),
         }
@@ -185,17 +181,15 @@ def parity(opts: ParityOptions) -> Outcome:
     from vwwtorch.bridge.float_runners import torch_probabilities
     from vwwtorch.bridge.parity import run_parity
     from vwwtorch.bridge.report import build_report, print_table, write_reports
-    from vwwtorch.bridge.tflite_inspect import inspect_tflite
+    from vwwtorch.contract.tflite import load_tflite
 
     _check_counts(None, opts.num_parity)
     opts.thresholds.check()
     started = time.monotonic()
     if opts.out is not None:
         opts.out = check_folder(opts.out, overwrite=True)
-    if not opts.tflite.is_file():
-        raise UserError(f"TFLite model {opts.tflite} does not exist")
-    int8_model = opts.tflite.read_bytes()
-    info = inspect_tflite(int8_model, str(opts.tflite))
+    int8_model, info = load_tflite(opts.tflite)
+    info.require_classifier(str(opts.tflite))
     if not info.is_int8:
         raise UserError(f"{opts.tflite} is not a full-integer int8 model (input {info.input.dtype}, "
                         f"output {info.output.dtype}); parity checks int8 models")
@@ -217,7 +211,7 @@ def parity(opts: ParityOptions) -> Outcome:
                   "in_channels": hp.in_channels, "resolution": hp.resolution, "classes": list(module.class_names)},
         "data": {"dir": str(opts.data), "parity_split": split, "parity_images": len(data)},
         "thresholds": asdict(opts.thresholds),
-        "files": {opts.tflite.name: {"bytes": len(int8_model), "sha256": _sha256(int8_model)}},
+        "files": {opts.tflite.name: {"bytes": len(int8_model), "sha256": sha256_bytes(int8_model)}},
         "versions": _versions(),
     }
     report = build_report(result, context)

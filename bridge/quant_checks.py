@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vwwtorch.bridge.tflite_inspect import TFLiteInfo, TensorQuant
+from vwwtorch.contract.tflite import ModelFile, Tensor
 
 MOBILENET_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX")
 INPUT_QUANT = (1 / 127.5, -1)
@@ -31,19 +31,19 @@ class Check:
         return {"name": self.name, "passed": self.passed, "detail": self.detail}
 
 
-def _quant_matches(t: TensorQuant, expected: tuple[float, int]) -> bool:
+def _quant_matches(t: Tensor, expected: tuple[float, int]) -> bool:
     scale, zero_point = expected
     return (t.dtype == "INT8" and t.scale is not None and math.isclose(t.scale, scale, rel_tol=1e-6)
             and t.zero_point == zero_point)
 
 
-def _describe(t: TensorQuant) -> str:
+def _describe(t: Tensor) -> str:
     if t.scale is None:
         return f"{t.dtype}, not quantized per tensor"
     return f"{t.dtype}, scale {t.scale:.9g} (1/{1 / t.scale:.6g}), zero point {t.zero_point}"
 
 
-def input_quantization(info: TFLiteInfo) -> Check:
+def input_quantization(info: ModelFile) -> Check:
     ok = _quant_matches(info.input, INPUT_QUANT)
     detail = _describe(info.input)
     if not ok:
@@ -51,7 +51,7 @@ def input_quantization(info: TFLiteInfo) -> Check:
     return Check("input quantization", ok, detail)
 
 
-def output_quantization(info: TFLiteInfo) -> Check:
+def output_quantization(info: ModelFile) -> Check:
     ok = _quant_matches(info.output, OUTPUT_QUANT)
     detail = _describe(info.output)
     if not ok:
@@ -59,7 +59,7 @@ def output_quantization(info: TFLiteInfo) -> Check:
     return Check("output quantization", ok, detail)
 
 
-def op_set(info: TFLiteInfo, allowed: tuple[str, ...] = MOBILENET_OPS) -> Check:
+def op_set(info: ModelFile, allowed: tuple[str, ...] = MOBILENET_OPS) -> Check:
     extra = sorted(set(info.ops) - set(allowed))
     histogram = ", ".join(f"{k} x{v}" for k, v in info.op_histogram.items())
     last_ok = bool(info.ops) and info.ops[-1] == "SOFTMAX" if "SOFTMAX" in allowed else True
@@ -71,7 +71,7 @@ def op_set(info: TFLiteInfo, allowed: tuple[str, ...] = MOBILENET_OPS) -> Check:
     return Check("op set", not extra and last_ok, detail)
 
 
-def per_channel_weights(info: TFLiteInfo) -> Check:
+def per_channel_weights(info: ModelFile) -> Check:
     per_tensor = [t.name for _, t in info.weights
                   if t.dtype == "INT8" and len(t.scales) == 1 and _channels(t) > 1]
     not_int8 = [t.name for _, t in info.weights if t.dtype != "INT8"]
@@ -84,7 +84,7 @@ def per_channel_weights(info: TFLiteInfo) -> Check:
     return Check("per-channel int8 weights", not bad, detail)
 
 
-def softmax_input_scale(info: TFLiteInfo) -> Check:
+def softmax_input_scale(info: ModelFile) -> Check:
     small = [t for t in info.softmax_inputs if t.scale is not None and t.scale <= MIN_SOFTMAX_INPUT_SCALE]
     if small:
         return Check("softmax input scale", False,
@@ -94,14 +94,14 @@ def softmax_input_scale(info: TFLiteInfo) -> Check:
     return Check("softmax input scale", True, scales or "no softmax")
 
 
-def _channels(t: TensorQuant) -> int:
+def _channels(t: Tensor) -> int:
     # CONV_2D / FULLY_CONNECTED weights: [out, ...]; DEPTHWISE_CONV_2D: [1, h, w, out].
     if not t.shape:
         return 1
     return t.shape[-1] if t.shape[0] == 1 and len(t.shape) == 4 else t.shape[0]
 
 
-def static_checks(info: TFLiteInfo, allowed_ops: tuple[str, ...] = MOBILENET_OPS) -> list[Check]:
+def static_checks(info: ModelFile, allowed_ops: tuple[str, ...] = MOBILENET_OPS) -> list[Check]:
     """All static gates, in report order."""
     return [input_quantization(info), output_quantization(info), op_set(info, allowed_ops),
             per_channel_weights(info), softmax_input_scale(info)]

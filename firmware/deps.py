@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.hashing import sha256_file
 
 STAMP = ".vwwtorch-dep.json"
 
@@ -124,15 +125,6 @@ def deps_root() -> Path:
 
 # --- tree digests -----------------------------------------------------------------------------
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file read in chunks (archives run to hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _kept(relpath: str, keep: tuple[str, ...]) -> bool:
     return not keep or any(relpath == k or relpath.startswith(k + "/") for k in keep)
 
@@ -152,7 +144,7 @@ def tree_digest(root: Path, keep: tuple[str, ...] = ()) -> str:
             if path.is_symlink():
                 lines.append(f"{rel}\t-> {os.readlink(path)}\n")
             else:
-                lines.append(f"{rel}\t{file_sha256(path)}\n")
+                lines.append(f"{rel}\t{sha256_file(path)}\n")
     if not lines:
         return ""
     return hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
@@ -321,7 +313,7 @@ class Installer:
         return Path(tempfile.mkdtemp(prefix=f".{dep.name}-", dir=self.root))
 
     def install_archive(self, dep: Dependency, archive: Path, source: str | None = None) -> Path:
-        data_sha = file_sha256(Path(archive))
+        data_sha = sha256_file(Path(archive))
         if dep.archive_sha256 and data_sha != dep.archive_sha256:
             raise UserError(f"{archive} has sha256 {data_sha}, pinned {dep.archive_sha256}")
         staging = self._staging(dep)

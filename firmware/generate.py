@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vwwtorch.contract.deployment import byte_to_int8
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_folder, staged_folder
 
@@ -38,6 +39,7 @@ class ModelSettings:
     no_person_index: int
     input_scale: float
     input_zero_point: int
+    byte_to_input: list[int]  # the int8 input for each camera byte 0..255 (the deployment rule)
     output_scale: float
     output_zero_point: int
     threshold: float          # on the dequantized person score
@@ -155,7 +157,8 @@ def render_settings(s: ModelSettings) -> tuple[str, str]:
 
 namespace vww {{
 
-// Input image: rows x cols x channels int8 values, HWC. A camera byte b is fed as b - 128.
+// Input image: rows x cols x channels int8 values, HWC. A camera byte b is fed as kByteToInput[b],
+// the table vwwtorch derived from the model's input quantization (vwwtorch.contract.deployment).
 constexpr int kNumRows = {s.rows};
 constexpr int kNumCols = {s.cols};
 constexpr int kNumChannels = {s.channels};
@@ -166,6 +169,8 @@ constexpr int kNumLabels = {len(s.labels)};
 constexpr int kPersonIndex = {s.person_index};
 constexpr int kNoPersonIndex = {s.no_person_index};
 extern const char* const kLabels[kNumLabels];
+
+extern const int8_t kByteToInput[256];
 
 // Quantization, real = scale * (q - zero_point).
 constexpr float kInputScale = {_c_float(s.input_scale)};
@@ -184,12 +189,19 @@ constexpr int kTensorArenaSize = {s.arena_size};
 #endif  // VWW_MODEL_SETTINGS_H_
 """
     labels = ", ".join(f'"{label}"' for label in s.labels)
+    table = ",\n".join("    " + ", ".join(f"{v:4d}" for v in s.byte_to_input[row:row + 16])
+                       for row in range(0, 256, 16))
     source_text = f"""// {GENERATED_BY}
 #include "model_settings.h"
 
 namespace vww {{
 
 const char* const kLabels[kNumLabels] = {{{labels}}};
+
+// kByteToInput[b]: input scale {s.input_scale:.9g}, zero point {s.input_zero_point}.
+const int8_t kByteToInput[256] = {{
+{table}
+}};
 
 }}  // namespace vww
 """
@@ -245,7 +257,8 @@ def render_makefile(s: ModelSettings) -> str:
 
 def build_settings(tflite: Path, data: bytes, info, *, board: str, labels: list[str] | None,
                    person_index: int | None, threshold: float, arena_size: int | None) -> ModelSettings:
-    from vwwtorch.firmware.arena import arena_with_margin, measure_arena
+    from vwwtorch.contract.tflm import measure_arena
+    from vwwtorch.firmware.arena import arena_with_margin
     from vwwtorch.firmware.boards import check_fits, get_board
     from vwwtorch.firmware.ops import kernel_sources
 
@@ -276,6 +289,7 @@ def build_settings(tflite: Path, data: bytes, info, *, board: str, labels: list[
         rows=inp.shape[1], cols=inp.shape[2], channels=inp.shape[3], labels=names,
         person_index=person_index, no_person_index=no_person,
         input_scale=inp.scale, input_zero_point=inp.zero_point,
+        byte_to_input=byte_to_int8(inp.scale, inp.zero_point, str(tflite)).tolist(),
         output_scale=out.scale, output_zero_point=out.zero_point,
         threshold=threshold, threshold_int8=max(-128, min(127, threshold_q)),
         arena_measured=measured, arena_size=arena_size, ops=info.op_names,
@@ -314,11 +328,11 @@ def generate(tflite: str | Path, out_dir: str | Path, *, board: str = "sparkfun_
              labels: list[str] | None = None, person_index: int | None = None,
              threshold: float = 0.5, arena_size: int | None = None,
              overwrite: bool = True) -> ModelSettings:
-    from vwwtorch.firmware.tflite_model import load_model
+    from vwwtorch.contract.tflite import load_tflite
 
     tflite = Path(tflite)
     check_output(out_dir, overwrite)
-    data, info = load_model(tflite)
+    data, info = load_tflite(tflite)
     settings = build_settings(tflite, data, info, board=board, labels=labels,
                               person_index=person_index, threshold=threshold, arena_size=arena_size)
     write_sources(Path(out_dir), data, settings, overwrite=overwrite)

@@ -1,9 +1,9 @@
 """Turn image files into the int8 input tensors the firmware reads (raw bytes, HWC).
 
-Same convention as the camera path on the board: a pixel byte b becomes b - 128 (the model's
-input quantization, scale 1/127.5 and zero point -1, inverts the training preprocessing
-x / 127.5 - 1). Images must already have the model's size: resizing would hide a mismatch
-between what was trained and what is deployed.
+Same convention as the camera path on the board: a pixel byte b becomes `byte_to_input[b]`, the
+table `firmware generate` derived from the model's input quantization (the deployment rule,
+`vwwtorch.contract.deployment`; b - 128 for the usual models). Images must already have the
+model's size: resizing would hide a mismatch between what was trained and what is deployed.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from vwwtorch.contract.images import IMAGE_SUFFIXES, decode_image
 RAW_SUFFIXES = {".bin", ".raw", ".int8"}
 
 
-def _from_array(array: np.ndarray, rows: int, cols: int, channels: int, source: str) -> np.ndarray:
+def _from_array(array: np.ndarray, rows: int, cols: int, channels: int, source: str,
+                byte_to_input: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
-        array = (array.astype(np.int16) - 128).astype(np.int8)
+        array = byte_to_input[array]
     elif array.dtype != np.int8:
         raise UserError(f"{source}: array of {array.dtype}; expected uint8 pixels or int8 tensors")
     if array.ndim == 2 and channels == 1:
@@ -33,9 +34,10 @@ def _from_array(array: np.ndarray, rows: int, cols: int, channels: int, source: 
     return array
 
 
-def load_tensors(path: str | Path, rows: int, cols: int, channels: int) -> np.ndarray:
+def load_tensors(path: str | Path, rows: int, cols: int, channels: int, byte_to_input) -> np.ndarray:
     """int8 array (N, rows, cols, channels) from one file: image, .npy, or raw int8 tensors."""
     path = Path(path)
+    byte_to_input = np.asarray(byte_to_input, dtype=np.int8)
     if not path.is_file():
         raise UserError(f"image {path} does not exist")
     suffix = path.suffix.lower()
@@ -44,7 +46,7 @@ def load_tensors(path: str | Path, rows: int, cols: int, channels: int) -> np.nd
             array = np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise UserError(f"cannot read {path}: {exc}") from None
-        return _from_array(array, rows, cols, channels, str(path))
+        return _from_array(array, rows, cols, channels, str(path), byte_to_input)
     if suffix in RAW_SUFFIXES:
         data = np.fromfile(path, dtype=np.int8)
         per_image = rows * cols * channels
@@ -60,4 +62,4 @@ def load_tensors(path: str | Path, rows: int, cols: int, channels: int) -> np.nd
         raise UserError(f"image {path} is {image.size[0]}x{image.size[1]}; the model takes "
                         f"{cols}x{rows} (resize it first)")
     array = np.asarray(image, dtype=np.uint8)
-    return _from_array(array, rows, cols, channels, str(path))
+    return _from_array(array, rows, cols, channels, str(path), byte_to_input)

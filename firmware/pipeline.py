@@ -72,6 +72,7 @@ def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
     from vwwtorch.firmware.build import build
     from vwwtorch.firmware.deps import deps_command, installed, needed
     from vwwtorch.firmware.generate import generate
+    from vwwtorch.contract.tflm import tflm_scores
     from vwwtorch.firmware.run import run_tensors
 
     out = Path(out)
@@ -79,8 +80,8 @@ def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
     outcome = StageOutcome(model_dir=out / "model")
     pixels = np.asarray(pixels, dtype=np.uint8).reshape(-1, settings.rows, settings.cols,
                                                          settings.channels)
-    tensors = (pixels.astype(np.int16) - 128).astype(np.int8)
-    expected = _runtime_scores(Path(tflite).read_bytes(), tensors)
+    tensors = np.asarray(settings.byte_to_input, dtype=np.int8)[pixels]
+    expected = tflm_scores(Path(tflite).read_bytes(), tensors)
     for name in boards:
         board = get_board(name)
         result = BoardOutcome(board=name)
@@ -109,33 +110,9 @@ def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
 
 def dataset_pixels(data_dir: str | Path, count: int, resolution: int, channels: int,
                    split: str = "val") -> np.ndarray:
-    """`count` images of a vwwtorch dataset as the camera would give them to the firmware: the eval
-    preprocessing (central crop, resize, channel conversion) rounded back to uint8 bytes."""
-    import torch
-
-    from vwwtorch.data.format import open_split, read_meta
-    from vwwtorch.data.transforms import eval_transform
+    """The first `count` images of a dataset split as the camera path gives them to the firmware."""
+    from vwwtorch.data.format import eval_pixels, open_split, read_meta
 
     meta = read_meta(data_dir)
     arrays = open_split(data_dir, split, meta)
-    transform = eval_transform(resolution, min(meta["image_size"]), meta["channels"], channels)
-    out = np.empty((min(count, len(arrays)), resolution, resolution, channels), np.uint8)
-    for row in range(len(out)):
-        image = torch.from_numpy(np.array(arrays.images[row])).permute(2, 0, 1)
-        unit = transform(image).permute(1, 2, 0).numpy()          # x / 127.5 - 1
-        out[row] = np.clip(np.rint((unit + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    return out
-
-
-def _runtime_scores(model: bytes, tensors: np.ndarray) -> np.ndarray:
-    from tflite_micro.python.tflite_micro import runtime
-
-    from vwwtorch.firmware.arena import MEASURE_ARENA
-
-    interpreter = runtime.Interpreter.from_bytes(model, arena_size=MEASURE_ARENA)
-    rows = []
-    for tensor in tensors:
-        interpreter.set_input(tensor[None], 0)
-        interpreter.invoke()
-        rows.append(np.asarray(interpreter.get_output(0)).reshape(-1))
-    return np.stack(rows) if rows else np.zeros((0, 0), np.int8)
+    return eval_pixels(arrays, range(min(count, len(arrays))), resolution, channels)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vwwtorch.contract.detection_log import parse_detection
 from vwwtorch.contract.errors import UserError
 
-SCORES_LINE = re.compile(r"^image (\d+): scores:((?: -?\d+)+) -> (\S+) \((?:(\d+) us|no timer)\)")
 ARENA_LINE = re.compile(r"arena (\d+) of (\d+) B used")
 STACK_LINE = re.compile(r"stack (\d+) of (\d+) B used")
 QEMU_MACHINE = ("-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none")
@@ -52,11 +52,10 @@ def parse_output(text: str) -> RunResult:
     result = RunResult(output=text)
     for raw in text.splitlines():
         line = raw.strip()
-        match = SCORES_LINE.match(line)
-        if match:
-            result.images.append(ImageResult(
-                source="", scores=[int(x) for x in match.group(2).split()], label=match.group(3),
-                inference_us=int(match.group(4)) if match.group(4) else None))
+        detection = parse_detection(line)
+        if detection is not None and detection.image is not None:
+            result.images.append(ImageResult(source="", scores=list(detection.scores), label=detection.label,
+                                             inference_us=detection.inference_us))
         elif (arena := ARENA_LINE.search(line)) is not None:
             result.arena_used = int(arena.group(1))
         elif (stack := STACK_LINE.search(line)) is not None:
@@ -145,7 +144,7 @@ def run_files(build_dir: str | Path, images: list[str | Path], *, timeout: float
     settings = load_settings(info.model_dir)
     tensors, names = [], []
     for image in images:
-        loaded = load_tensors(image, settings.rows, settings.cols, settings.channels)
+        loaded = load_tensors(image, settings.rows, settings.cols, settings.channels, settings.byte_to_input)
         tensors.append(loaded)
         names += [str(image)] if len(loaded) == 1 else [f"{image}#{k}" for k in range(len(loaded))]
     result = run_tensors(build_dir, np.concatenate(tensors), timeout=timeout,

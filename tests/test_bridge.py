@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from vwwtorch.bridge.quant_checks import MOBILENET_OPS, static_checks
-from vwwtorch.bridge.tflite_inspect import inspect_tflite
+from vwwtorch.contract.tflite import read_tflite as inspect_tflite
 from conftest import write_dataset
 from vwwtorch.cli import main
 
@@ -286,7 +286,7 @@ def _recalibrated_checkpoint(path, data_dir, **arch):
     module = VWWClassifier(class_names=["a", "b"], **arch)
     hp = module.hparams
     split = open_split(data_dir, "train")
-    transform = eval_transform(hp.resolution, split.images.shape[1], split.images.shape[3], hp.in_channels)
+    transform = eval_transform(hp.resolution, hp.in_channels)
     batch = torch.stack([transform(torch.from_numpy(np.array(img)).permute(2, 0, 1)) for img in split.images])
     for m in module.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -328,20 +328,22 @@ def test_predict_tflite_uses_firmware_input_and_agrees_with_torch(exported, trai
     from PIL import Image
 
     from vwwtorch.bridge.calibration import load_eval_images
-    from vwwtorch.bridge.tflite_runner import run_tflite
+    from vwwtorch.contract.litert import TFLiteModel
     from vwwtorch.training.checkpoint import load_classifier
 
     images = load_eval_images(blobs, "val", 400, 1, 96, progress=False)
     with torch.inference_mode():
         probs = torch.softmax(load_classifier(trained)(torch.from_numpy(images.images).permute(0, 3, 1, 2)), 1)
     confident = np.flatnonzero(probs.max(1).values.numpy() > 0.8)[:6]
-    pixels = images.image_bytes()[confident]
+    pixels = images.pixels[confident]
     for i, index in enumerate(confident):
         Image.fromarray(pixels[i, :, :, 0]).save(tmp_path / f"{i}.png")  # model size: fed as is
     code, printed, _ = run_cli(capsys, "predict", "--tflite", exported.folder / "model_int8.tflite", tmp_path)
     assert code == 0
     lines = [line.split() for line in printed.strip().splitlines()]
-    expected = run_tflite(exported.folder / "model_int8.tflite", pixels)
+    # TFLM's camera convention written out here, independently of vwwtorch's byte table: b - 128.
+    tensors = (pixels.astype(np.int16) - 128).astype(np.int8)
+    expected = TFLiteModel(exported.folder / "model_int8.tflite").probabilities(tensors)
     for i, (path, label, score) in enumerate(lines):
         assert path.endswith(f"{i}.png")
         assert label == ["no_person", "person"][int(probs[confident[i]].argmax())]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from vwwtorch.bridge.slim import slim_tflite
-from vwwtorch.bridge.tflite_runner import TFLiteModel
-from vwwtorch.bridge.tflm_runner import run_tflm
+from vwwtorch.contract.litert import TFLiteModel
+from vwwtorch.contract.tflm import run_tflm
 
 
 def _graph(data: bytes):

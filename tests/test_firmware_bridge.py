@@ -81,6 +81,6 @@ def test_bridge_model_runs_identically_on_every_target(exported, synthetic_small
 
 
 def _first_op(tflite: Path) -> str:
-    from vwwtorch.firmware.tflite_model import read_model
+    from vwwtorch.contract.tflite import read_tflite as read_model
 
     return read_model(tflite.read_bytes()).operators[0].op

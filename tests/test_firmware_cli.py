@@ -175,15 +175,20 @@ def test_run_refuses_bad_images_before_starting_the_firmware(model_dir, tmp_path
 # --- pieces -----------------------------------------------------------------------------------
 
 def test_images_follow_the_camera_convention(tmp_path):
+    """Pixels go through the model's byte table (the reference quantization's: b - 128, written out
+    here independently), int8 tensors are taken as they are."""
+    from vwwtorch.contract.deployment import byte_to_int8
+
     pixels = np.arange(32 * 32, dtype=np.uint32).reshape(32, 32).astype(np.uint8)
     Image.fromarray(pixels).save(tmp_path / "a.png")
     np.save(tmp_path / "t.npy", np.full((2, 32, 32, 1), -5, np.int8))
-    tensor = load_tensors(tmp_path / "a.png", 32, 32, 1)
+    table = byte_to_int8(1 / 127.5, -1)
+    tensor = load_tensors(tmp_path / "a.png", 32, 32, 1, table)
     assert tensor.shape == (1, 32, 32, 1) and tensor.dtype == np.int8
     np.testing.assert_array_equal(tensor[0, ..., 0], pixels.astype(np.int16) - 128)
-    assert (load_tensors(tmp_path / "t.npy", 32, 32, 1) == -5).all()
+    assert (load_tensors(tmp_path / "t.npy", 32, 32, 1, table) == -5).all()
     with pytest.raises(UserError, match="does not exist"):
-        load_tensors(tmp_path / "missing.png", 32, 32, 1)
+        load_tensors(tmp_path / "missing.png", 32, 32, 1, table)
 
 
 def test_output_parsing():

@@ -21,6 +21,8 @@ from PIL import Image
 from vwwtorch.firmware.build import firmware_dir
 from vwwtorch.firmware.images import load_tensors
 
+TABLE = ((np.arange(256) * 7 + 3) % 256 - 128).astype(np.int8)  # the driver's byte table
+
 MICRO_LOG_STUB = """
 #pragma once
 #include <cstddef>
@@ -90,7 +92,10 @@ int main(int argc, char** argv) {
   }
   if (argc < 5) return 2;
   const int rows = std::atoi(argv[1]), cols = std::atoi(argv[2]), channels = std::atoi(argv[3]);
-  vww::InitFileImages({Open, Size, Read, Close}, argv + 4, argc - 4);
+  // Not b - 128 on purpose: a reader that ignored the table would show.
+  static int8_t table[256];
+  for (int b = 0; b < 256; ++b) table[b] = static_cast<int8_t>((b * 7 + 3) % 256 - 128);
+  vww::InitFileImages({Open, Size, Read, Close}, argv + 4, argc - 4, table);
   std::vector<int8_t> tensor(static_cast<size_t>(rows) * cols * channels);
   for (;;) {
     const vww::ImageStatus status = vww::GetImage(rows, cols, channels, tensor.data());
@@ -174,11 +179,12 @@ def test_every_file_type_gives_the_tensor_the_python_side_gives(driver, pixels, 
         write(paths[-1])
     code, tensors, errors = dump(driver, (6, 7, 1), *paths)
     assert code == 0, errors
-    expected = np.concatenate([load_tensors(p, 6, 7, 1) for p in paths])
+    expected = np.concatenate([load_tensors(p, 6, 7, 1, TABLE) for p in paths])
     assert len(tensors) == len(expected) == 1 + 1 + 1 + 1 + 1 + 1 + 3 + 2
     np.testing.assert_array_equal(np.stack(tensors), expected)
-    # Spot check of the convention itself: a pixel byte b is fed as b - 128.
-    np.testing.assert_array_equal(tensors[0][..., 0], grey[0].astype(np.int16) - 128)
+    # Spot check, independent of both readers: a pixel byte b is fed as TABLE[b], int8 data as is.
+    np.testing.assert_array_equal(tensors[0][..., 0], TABLE[grey[0]])
+    np.testing.assert_array_equal(tensors[-1][..., 0], (grey[1].astype(np.int16) - 128).astype(np.int8))
 
 
 def test_rgb_files_for_a_three_channel_model(driver, pixels, tmp_path):
@@ -188,7 +194,7 @@ def test_rgb_files_for_a_three_channel_model(driver, pixels, tmp_path):
     np.save(paths[2], pixels)
     code, tensors, errors = dump(driver, (6, 7, 3), *paths)
     assert code == 0, errors
-    expected = np.concatenate([load_tensors(p, 6, 7, 3) for p in paths])
+    expected = np.concatenate([load_tensors(p, 6, 7, 3, TABLE) for p in paths])
     np.testing.assert_array_equal(np.stack(tensors), expected)
 
 

@@ -24,7 +24,8 @@ from vwwtorch.firmware import apollo3_image as img  # noqa: E402
 from vwwtorch.firmware import apollo3_uart as uart  # noqa: E402
 from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType  # noqa: E402
 from vwwtorch.firmware.flasher import open_port  # noqa: E402
-from vwwtorch.firmware.monitor import ScoreLine, monitor, parse_score_line  # noqa: E402
+from vwwtorch.contract.detection_log import Detection, format_detection, parse_detection  # noqa: E402
+from vwwtorch.firmware.monitor import monitor  # noqa: E402
 
 # Short but not tight: the fake answers in milliseconds, the machine may be busy.
 FAST = ("--timeout", "1", "--hello-timeout", "1", "--no-prompt")
@@ -320,45 +321,52 @@ def test_port_busy(cli, app_bin):
 # -- monitor ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("line, expected", [
-    ("scores: -113 113 person threshold 0 61 ms", ScoreLine(-113, 113, "person", 0, 61.0)),
-    ("scores: 90 -90 no_person (threshold 10) 58.5 ms\r", ScoreLine(90, -90, "no_person", 10, 58.5)),
-    ("scores: 12 -12", ScoreLine(12, -12)),
-    ("Person score: 87 No person score: -87", ScoreLine(-87, 87)),
-    ("Person score: -20, No person score: 20 -> no person", ScoreLine(20, -20, "no_person")),
+    ("image 3: scores: -113 113 -> person (61234 us)", Detection((-113, 113), "person", 3, 61234)),
+    ("image 0: scores: 90 -90 -> no_person (no timer)\r", Detection((90, -90), "no_person", 0, None)),
+    ("image 7: scores: 1 2 3 -> a label with spaces (5 us)", Detection((1, 2, 3), "a label with spaces", 7, 5)),
+    ("Person score: 87 No person score: -87", Detection((-87, 87))),
+    ("Person score: -20, No person score: 20 -> no person", Detection((20, -20))),
+    ("image 1: scores: 4 5", None),        # cut short: not a detection line
     ("Apollo3 person detection starting", None),
     ("camera init failed", None),
     ("", None),
 ])
-def test_parse_score_line(line, expected):
-    assert parse_score_line(line) == expected
+def test_parse_detection(line, expected):
+    assert parse_detection(line) == expected
 
 
-def test_score_line_decision():
-    assert ScoreLine(-5, 5).is_person and not ScoreLine(5, -5).is_person
-    assert not ScoreLine(-5, 5, decision="no_person").is_person    # the board's threshold wins
+def test_the_parser_reads_the_lines_the_format_writes():
+    for d in (Detection((-3, 3), "person", 12, 99), Detection((1, 2, 3), "x", 0, None)):
+        assert parse_detection(format_detection(d)) == d
+
+
+def test_detection_decision():
+    assert Detection((-5, 5)).is_person and not Detection((5, -5)).is_person
+    assert not Detection((-5, 5), "no_person").is_person    # the board's threshold wins
 
 
 def test_monitor_prints_scores_from_the_port():
     printed = []
     with FakeBootloader() as fake, open_port(fake.port, 115200, timeout=0.1) as port:
-        fake.send_text("booting\r\nscores: -100 100 person threshold 0 57 ms\r\n"
-                       "camera error\r\nscores: 100 -100 no_person threshold 0 57 ms\r\nscores: 1 2\r\n")
+        fake.send_text("booting\r\nimage 0: scores: -100 100 -> person (57000 us)\r\n"
+                       "camera error\r\nimage 1: scores: 100 -100 -> no_person (57000 us)\r\n"
+                       "image 2: scores: 1 2 -> person (1 us)\r\n")
         seen = monitor(port, count=2, duration=5, out=printed.append)
     assert seen == (2, 1)
     assert printed[0] == "booting" and printed[2] == "camera error"
-    assert printed[1].startswith("PERSON") and "person  100" in printed[1] and "57 ms" in printed[1]
+    assert printed[1].startswith("PERSON") and "scores -100  100" in printed[1] and "57.0 ms" in printed[1]
     assert printed[3].startswith("no person")
 
 
 def test_monitor_joins_a_line_split_across_read_timeouts():
     printed = []
     with FakeBootloader() as fake, open_port(fake.port, 115200, timeout=0.05) as port:
-        fake.send_text("scores: -100 1")
-        timer = threading.Timer(0.3, fake.send_text, ["00 person 57 ms\r\n"])
+        fake.send_text("image 0: scores: -100 1")
+        timer = threading.Timer(0.3, fake.send_text, ["00 -> person (57000 us)\r\n"])
         timer.start()
         seen = monitor(port, count=1, duration=5, out=printed.append)
         timer.join()
-    assert seen == (1, 1) and "person  100" in printed[0] and len(printed) == 1
+    assert seen == (1, 1) and "scores -100  100" in printed[0] and len(printed) == 1
 
 
 def test_monitor_cli_needs_a_real_port(cli, tmp_path):

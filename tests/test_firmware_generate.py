@@ -109,7 +109,7 @@ def test_settings_match_the_model(models, generated):
 def test_arena_measurement_is_the_smallest_that_allocates(models):
     from tflite_micro.python.tflite_micro import runtime
 
-    from vwwtorch.firmware.arena import measure_arena
+    from vwwtorch.contract.tflm import measure_arena
 
     data = models["tiny_int8"].read_bytes()
     measured = measure_arena(data)

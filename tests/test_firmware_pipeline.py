@@ -64,6 +64,6 @@ def test_dataset_pixels_follow_the_eval_preprocessing(synthetic_small):
     pixels = dataset_pixels(synthetic_small, 3, 96, 1)
     assert pixels.shape == (3, 96, 96, 1) and pixels.dtype == np.uint8
     image = torch.from_numpy(np.array(open_split(synthetic_small, "val").images[2])).permute(2, 0, 1)
-    unit = eval_transform(96, 128, 1, 1)(image).permute(1, 2, 0).numpy()
+    unit = eval_transform(96, 1)(image).permute(1, 2, 0).numpy()
     # Back in the model's float input space, the bytes are within half a quantization step.
     assert np.abs(pixels[2] / 127.5 - 1.0 - unit).max() <= 0.5 / 127.5 + 1e-6

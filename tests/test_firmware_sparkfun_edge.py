@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_apollo3_bootloader import FakeBootloader  # noqa: E402
 from vwwtorch.cli import main as cli_main  # noqa: E402
 from vwwtorch.firmware import apollo3_image as img  # noqa: E402
-from vwwtorch.firmware.monitor import parse_score_line  # noqa: E402
+from vwwtorch.contract.detection_log import parse_detection  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = ROOT / "firmware" / "boards" / "sparkfun_edge"
@@ -62,16 +62,19 @@ REDUCE_DRIVER = r"""
 #include <cstdlib>
 #include <vector>
 #include "frame_reduce.h"
-// reduce W H ROWS COLS CHANNELS < frame > tensor
+// reduce W H ROWS COLS CHANNELS [odd] < frame > tensor
+// The byte table is TFLM's b - 128, or with "odd" a scrambled one (to show the table is applied).
 int main(int argc, char** argv) {
-  if (argc != 6) return 2;
+  if (argc != 6 && argc != 7) return 2;
+  int8_t table[256];
+  for (int b = 0; b < 256; ++b) table[b] = static_cast<int8_t>(argc == 7 ? (b * 7 + 3) % 256 - 128 : b - 128);
   const int w = std::atoi(argv[1]), h = std::atoi(argv[2]), rows = std::atoi(argv[3]),
             cols = std::atoi(argv[4]), channels = std::atoi(argv[5]);
   std::vector<uint8_t> frame(static_cast<size_t>(w > 0 ? w : 0) * (h > 0 ? h : 0));
   if (std::fread(frame.data(), 1, frame.size(), stdin) != frame.size()) return 3;
   std::vector<int8_t> out(static_cast<size_t>(rows > 0 ? rows : 0) * (cols > 0 ? cols : 0) *
                           (channels > 0 ? channels : 0));
-  if (!edge::ReduceFrame(frame.data(), w, h, rows, cols, channels, out.data())) return 4;
+  if (!edge::ReduceFrame(frame.data(), w, h, rows, cols, channels, table, out.data())) return 4;
   std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }
@@ -85,9 +88,9 @@ def reducer(tmp_path_factory) -> Path:
     return compile_host([work / "driver.cc", EDGE / "frame_reduce.cc"], [EDGE], work / "reduce")
 
 
-def reduce_on_host(reducer: Path, frame: np.ndarray, rows=96, cols=96, channels=1) -> np.ndarray:
+def reduce_on_host(reducer: Path, frame: np.ndarray, rows=96, cols=96, channels=1, odd=False) -> np.ndarray:
     h, w = frame.shape
-    done = subprocess.run([str(reducer), str(w), str(h), str(rows), str(cols), str(channels)],
+    done = subprocess.run([str(reducer), str(w), str(h), str(rows), str(cols), str(channels)] + (["odd"] if odd else []),
                           input=np.ascontiguousarray(frame, np.uint8).tobytes(), capture_output=True)
     assert done.returncode == 0, done.returncode
     return np.frombuffer(done.stdout, np.int8).reshape(rows, cols, channels)
@@ -126,6 +129,13 @@ def test_reduction_matches_the_reference_area_filter(reducer, shape):
         np.testing.assert_array_equal(ours[..., 0], reference_reduce(frame, rows, cols))
 
 
+def test_the_models_byte_table_is_applied(reducer):
+    frame = np.random.default_rng(4).integers(0, 256, (FRAME_H, FRAME_W), dtype=np.uint8)
+    grey = reference_reduce(frame, 96, 96).astype(np.int16) + 128        # the reduced bytes
+    scrambled = ((np.arange(256) * 7 + 3) % 256 - 128).astype(np.int8)
+    np.testing.assert_array_equal(reduce_on_host(reducer, frame, odd=True)[..., 0], scrambled[grey])
+
+
 def test_three_channel_models_get_the_grey_value_in_each_channel(reducer):
     frame = np.random.default_rng(3).integers(0, 256, (FRAME_H, FRAME_W), dtype=np.uint8)
     ours = reduce_on_host(reducer, frame, 96, 96, 3)
@@ -162,7 +172,7 @@ def test_reduction_is_close_to_the_models_eval_preprocessing(reducer):
 
     from vwwtorch.data.transforms import eval_transform
 
-    transform = eval_transform(96, 128, 1, 1)
+    transform = eval_transform(96, 1)
     for seed in range(3):
         coarse = np.random.default_rng(seed).integers(0, 256, (12, 16), dtype=np.uint8)
         frame = np.asarray(Image.fromarray(coarse).resize((FRAME_W, FRAME_H), Image.BICUBIC))
@@ -182,6 +192,7 @@ LOG_HEADER = """// Stand-in for TFLM's micro_log.h: the host harness prints thro
 #include <cstdarg>
 #include <cstddef>
 void MicroPrintf(const char* format, ...);
+int MicroSnprintf(char* buffer, size_t size, const char* format, ...);
 """
 
 HARNESS = r"""
@@ -204,6 +215,14 @@ int captures = 0;
 int failing_starts = 0;       // StartCamera fails this many times first
 int failing_capture = -1;     // CaptureFrame fails on this capture (0-based), once
 }  // namespace
+
+int MicroSnprintf(char* buffer, size_t size, const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  const int n = vww::TinyVsnprintf(buffer, size, format, args);
+  va_end(args);
+  return n;
+}
 
 void MicroPrintf(const char* format, ...) {
   char line[256];
@@ -333,7 +352,8 @@ def harness(model_dir, tmp_path_factory) -> Path:
     (stubs / "micro_log.h").write_text(LOG_HEADER)
     (work / "harness.cc").write_text(HARNESS)
     sources = [work / "harness.cc", EDGE / "image_provider.cc", EDGE / "detection_responder.cc",
-               EDGE / "frame_reduce.cc", CORE / "tiny_format.cc", model_dir / "model_settings.cc"]
+               EDGE / "frame_reduce.cc", CORE / "detection_log.cc", CORE / "tiny_format.cc",
+               model_dir / "model_settings.cc"]
     return compile_host(sources, [EDGE, CORE, model_dir, work / "stubs"], work / "harness")
 
 
@@ -388,11 +408,11 @@ def test_responder_leds_and_a_log_line_the_monitor_parses(harness, model_dir):
     assert leds[0] == dict(red=0, blue=1, green=1, yellow=0)
     assert leds[1] == dict(red=0, blue=0, green=0, yellow=1)
     lines = [line for line in logs if "scores:" in line]
-    first, second = (parse_score_line(line) for line in lines)
-    assert (first.no_person, first.person, first.decision) == (-90, 90, "person")
-    assert (second.no_person, second.person, second.decision) == (70, -70, "no_person")
-    assert first.threshold == second.threshold == threshold
-    assert (first.time_ms, second.time_ms) == (153.2, 98.8)
+    first, second = (parse_detection(line) for line in lines)
+    assert (first.scores, first.label) == ((-90, 90), "person")  # 90 >= the threshold
+    assert (second.scores, second.label) == ((70, -70), "no_person")
+    assert -70 < threshold <= 90
+    assert (first.inference_us, second.inference_us) == (153249, 98760)
 
 
 # --- the real build (needs the Ambiq SDK and the SparkFun BSP in the cache) ---------------------
@@ -411,7 +431,7 @@ def edge_build(model_dir, tmp_path_factory):
                     "`vwwtorch firmware deps --board sparkfun_edge` to build for the SparkFun Edge")
     need("arm-none-eabi-g++")
     out = tmp_path_factory.mktemp("edge_build")
-    done = subprocess.run([sys.executable, "-m", "vwwtorch.cli", "firmware", "build", "--board",
+    done = subprocess.run([sys.executable, "-m", "vwwtorch", "firmware", "build", "--board",
                            "sparkfun_edge", "--model-dir", str(model_dir), "--out", str(out),
                            "--jobs", "2"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -102,7 +102,7 @@ def test_report_figures_match_a_direct_computation(trained, float_report):
     meta = read_meta(trained.data)
     arrays = open_split(trained.data, "val", meta)
     model = load_classifier(trained.ckpt)
-    transform = eval_transform(32, 36, 1, 1)
+    transform = eval_transform(32, 1)
     with torch.inference_mode():
         x = torch.stack([transform(torch.from_numpy(np.array(im)).permute(2, 0, 1)) for im in arrays.images])
         direct = torch.softmax(model(x), 1).numpy()

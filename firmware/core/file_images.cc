@@ -10,11 +10,12 @@ struct Batch {
   void* handle = nullptr;
   const char* path = nullptr;
   long left = 0;
-  bool pixels = false;  // uint8 pixels to shift by -128, rather than int8 tensors
+  bool pixels = false;  // uint8 pixels to map through the byte table, rather than int8 tensors
 };
 
 struct Reader {
   FileOps ops;
+  const int8_t* byte_to_input = nullptr;
   const char* const* paths = nullptr;
   int count = 0;
   int next_path = 0;
@@ -30,9 +31,9 @@ struct Shape {
   size_t bytes() const { return static_cast<size_t>(rows) * cols * channels; }
 };
 
-void ShiftPixels(int8_t* tensor, size_t n) {
+void MapPixels(int8_t* tensor, size_t n) {
   const uint8_t* pixels = reinterpret_cast<const uint8_t*>(tensor);
-  for (size_t i = 0; i < n; ++i) tensor[i] = static_cast<int8_t>(pixels[i] - 128);
+  for (size_t i = 0; i < n; ++i) tensor[i] = reader.byte_to_input[pixels[i]];
 }
 
 bool Skip(void* handle, long n) {
@@ -112,7 +113,7 @@ ImageStatus ReadNetpbm(void* handle, const char* path, char kind, const Shape& s
     MicroPrintf("error: %s: image data is cut short", path);
     return ImageStatus::kError;
   }
-  ShiftPixels(tensor, shape.bytes());
+  MapPixels(tensor, shape.bytes());
   return ImageStatus::kOk;
 }
 
@@ -193,7 +194,7 @@ ImageStatus ReadBmp(void* handle, const char* path, const Shape& shape, int8_t* 
       }
     }
   }
-  ShiftPixels(tensor, shape.bytes());
+  MapPixels(tensor, shape.bytes());
   return ImageStatus::kOk;
 }
 
@@ -305,7 +306,7 @@ ImageStatus NextFromBatch(const Shape& shape, int8_t* tensor) {
     MicroPrintf("error: %s: data is cut short", reader.batch.path);
     return ImageStatus::kError;
   }
-  if (reader.batch.pixels) ShiftPixels(tensor, shape.bytes());
+  if (reader.batch.pixels) MapPixels(tensor, shape.bytes());
   return ImageStatus::kOk;
 }
 
@@ -359,9 +360,10 @@ ImageStatus OpenNext(const Shape& shape, int8_t* tensor) {
 
 }  // namespace
 
-void InitFileImages(const FileOps& ops, const char* const* paths, int count) {
+void InitFileImages(const FileOps& ops, const char* const* paths, int count, const int8_t* byte_to_input) {
   reader = Reader();
   reader.ops = ops;
+  reader.byte_to_input = byte_to_input;
   reader.paths = paths;
   reader.count = count;
 }

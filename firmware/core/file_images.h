@@ -6,7 +6,8 @@
 //   - .npy: uint8 pixels or int8 tensors, C order, shaped (rows, cols[, channels]) or
 //     (N, rows, cols, channels);
 //   - anything else: raw int8 tensors back to back (a whole multiple of rows * cols * channels).
-// Pixel bytes b become b - 128 (the model's input convention); int8 data is taken as is.
+// Pixel bytes b become byte_to_input[b] (model_settings.h's kByteToInput, the model's input
+// convention derived by `vwwtorch firmware generate`); int8 data is taken as is.
 // `vwwtorch firmware run` also reads PNG and JPEG, converting them to raw tensors first.
 #ifndef VWW_CORE_FILE_IMAGES_H_
 #define VWW_CORE_FILE_IMAGES_H_
@@ -26,8 +27,9 @@ struct FileOps {
   void (*close)(void* handle);
 };
 
-// Sets the files `GetImage` reads, in order. The strings must outlive the reading.
-void InitFileImages(const FileOps& ops, const char* const* paths, int count);
+// Sets the files `GetImage` reads, in order, and the table pixel bytes go through (256 entries).
+// The strings and the table must outlive the reading.
+void InitFileImages(const FileOps& ops, const char* const* paths, int count, const int8_t* byte_to_input);
 
 }  // namespace vww
 

@@ -3,6 +3,9 @@
 Those libraries log from C/C++ straight to the process's stdout/stderr, which Python-level
 redirection does not reach, and the TFLM runtime reports its arena use only by printing it. So the
 descriptors themselves are pointed at a temporary file for the duration of the block.
+
+`quiet_output` silences such a block; if the work inside fails, what was captured is replayed on
+stderr so that the cause is not lost.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import ctypes
 import os
 import sys
 import tempfile
+
+from vwwtorch.contract.errors import UserError
 
 
 @contextlib.contextmanager
@@ -37,3 +42,24 @@ def captured_native_output():
             os.close(saved[1])
             sink.seek(0)
             captured.append(sink.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def quiet_output(enabled: bool = True):
+    if not enabled:
+        yield
+        return
+    failed, captured = False, []
+    try:
+        with captured_native_output() as captured:
+            try:
+                yield
+            except UserError:
+                raise  # already one clear line; the library chatter would only bury it
+            except BaseException:
+                failed = True
+                raise
+    finally:
+        tail = "".join(captured)[-4000:] if failed else ""
+        if tail.strip():
+            print(tail, file=sys.stderr)

@@ -24,7 +24,6 @@ Within a split images are ordered by COCO image id, so a build does not depend o
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import operator
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.hashing import sha256_bytes
 
 DEFAULT_THRESHOLD = 0.005
 SPLIT_CONVENTIONS = ("book", "minival")
@@ -92,7 +92,7 @@ def load_annotations(path: Path) -> tuple[Any, str]:
     if not path.is_file():
         raise UserError(f"annotation file {path} does not exist")
     raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = sha256_bytes(raw)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -168,7 +168,7 @@ def read_minival_ids(path: Path) -> tuple[set[int], str]:
             raise UserError(f"{path}:{number}: expected one integer image id per line, got {text!r}") from None
     if not ids:
         raise UserError(f"minival id file {path} lists no ids")
-    return ids, hashlib.sha256(raw).hexdigest()
+    return ids, sha256_bytes(raw)
 
 
 def _entries(coco: Any, source: CocoSource, labels: dict[int, int]) -> list[ImageEntry]:

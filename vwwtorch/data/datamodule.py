@@ -163,7 +163,7 @@ class VWWDataModule(pl.LightningDataModule):
         if train:
             tf = train_transform(self.resolution, self.augmentation, meta["channels"], self.channels)
         else:
-            tf = eval_transform(self.resolution, min(meta["image_size"]), meta["channels"], self.channels)
+            tf = eval_transform(self.resolution, self.channels)
         return SplitDataset(arrays, tf, self.seed)
 
     # -- Lightning hooks ------------------------------------------------------------------------

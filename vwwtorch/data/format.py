@@ -228,3 +228,20 @@ class DatasetWriter:
             (self.tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
             publish_folder(self.tmp, self.out)
         return self.out
+
+
+def eval_pixels(arrays: SplitArrays, indices, resolution: int, channels: int, progress: bool = False,
+                desc: str = "preprocessing") -> np.ndarray:
+    """uint8 [len(indices), resolution, resolution, channels]: dataset images through the deployment
+    rule (`vwwtorch.contract.deployment.eval_bytes`), the pixels evaluation and deployment see."""
+    import torch
+
+    from vwwtorch.contract.deployment import eval_bytes
+    from vwwtorch.contract.progress import progress_bar
+
+    indices = np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(indices), resolution, resolution, channels), dtype=np.uint8)
+    for row, index in enumerate(progress_bar(indices, desc=desc, unit="img", leave=False, disable=not progress)):
+        image = torch.from_numpy(np.array(arrays.images[index])).permute(2, 0, 1)
+        out[row] = eval_bytes(image, resolution, channels).permute(1, 2, 0).numpy()
+    return out

@@ -2,7 +2,8 @@
 
 Train: random distorted crop (area and aspect ranges), resize to the model resolution, random
 horizontal flip, brightness/contrast jitter, then grayscale/RGB, then x / 127.5 - 1.
-Eval: central crop of 87.5% of the image, resize, the same scaling.
+Eval: the deployment rule (`vwwtorch.contract.deployment.eval_bytes`: central crop of 87.5%,
+resize, gray/RGB, in bytes), then the same scaling.
 
 Inputs are uint8 tensors [C, H, W] straight from the memory-mapped dataset.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
-CENTRAL_FRACTION = 0.875  # slim's eval crop
+from vwwtorch.contract.deployment import SYMMETRIC, eval_bytes
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Augmentation:
 
 def scale_to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] as x / 127.5 - 1 (exactly what the int8 input quantization inverts)."""
-    return x.to(torch.float32) / 127.5 - 1.0
+    return SYMMETRIC.real(x)
 
 
 def channel_conversion(data_channels: int, model_channels: int) -> list:
@@ -59,11 +60,6 @@ def train_transform(resolution: int, aug: Augmentation, data_channels: int, mode
     return v2.Compose(steps)
 
 
-def eval_transform(resolution: int, data_size: int, data_channels: int, model_channels: int):
-    crop = max(1, round(data_size * CENTRAL_FRACTION))
-    return v2.Compose([
-        v2.CenterCrop(crop),
-        v2.Resize((resolution, resolution), antialias=True),
-        *channel_conversion(data_channels, model_channels),
-        v2.Lambda(scale_to_unit_range),
-    ])
+def eval_transform(resolution: int, model_channels: int):
+    """uint8 [C, H, W] -> the float input the model is evaluated on."""
+    return lambda image: scale_to_unit_range(eval_bytes(image, resolution, model_channels))

@@ -1,4 +1,9 @@
-"""`vwwtorch predict`: label and score for image files, with the model's eval preprocessing."""
+"""`vwwtorch predict`: label and score for image files, for a checkpoint or its int8 export.
+
+Both get the same pixels (`file_pixels`, the deployment rule): a file at the model's size as it is,
+any other the eval crop and resize. The checkpoint sees them normalized, the int8 model through its
+byte-to-int8 table, as the firmware feeds camera bytes.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,16 @@ from vwwtorch.contract.names import printable
 from vwwtorch.contract.outputs import check_file, staged_file
 
 
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="classify image files or folders with a checkpoint or an int8 .tflite",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Run a trained checkpoint (its EMA weights) or an int8 .tflite from `vwwtorch export` "
                     "on image files or every image in a folder; prints label and score per image, "
-                    "optionally writes a CSV. Images get the eval preprocessing (central crop, resize); "
-                    "with --tflite, images already at the model's size are used as they are, and pixels "
-                    "are fed as the firmware feeds camera bytes (int8 = byte - 128).")
+                    "optionally writes a CSV. Both see the same pixels: an image already at the model's "
+                    "size as it is, any other the eval preprocessing (central 87.5%% crop, resize). An "
+                    "int8 model gets them as the firmware feeds camera bytes (the byte-to-int8 table "
+                    "derived from its input quantization; int8 = byte - 128 for the usual models).")
     p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt_path", "--ckpt", help="Lightning checkpoint from `vwwtorch fit`")
@@ -49,21 +54,26 @@ def collect_images(paths: list[str]) -> list[Path]:
     return files
 
 
-def read_image(path: Path, channels: int):
-    """uint8 CHW tensor, converted to the model's channel count (gray or RGB)."""
+def file_pixels(path: Path, resolution: int, channels: int):
+    """uint8 HWC: the file through the deployment rule (as it is at the model's size, else the eval
+    crop and resize). The checkpoint and the int8 model get these same pixels."""
+    import numpy as np
     import torch
 
+    from vwwtorch.contract.deployment import input_bytes
     from vwwtorch.contract.images import read_pixels
 
-    return torch.from_numpy(read_pixels(path, channels)).permute(2, 0, 1)
+    image = torch.from_numpy(read_pixels(path, channels)).permute(2, 0, 1)
+    return np.ascontiguousarray(input_bytes(image, resolution, channels).permute(1, 2, 0).numpy())
 
 
 def _run(args) -> None:
+    import numpy as np
     import torch
-    from vwwtorch.contract.progress import progress_bar
 
-    from vwwtorch.data.transforms import eval_transform
+    from vwwtorch.contract.deployment import SYMMETRIC
     from vwwtorch.contract.errors import UserError
+    from vwwtorch.contract.progress import progress_bar
     from vwwtorch.training.checkpoint import load_classifier
 
     if args.batch_size < 1:
@@ -78,15 +88,12 @@ def _run(args) -> None:
     rows = []
     with torch.inference_mode():
         for start in progress_bar(range(0, len(files), args.batch_size), desc="predicting", unit="batch",
-                          disable=len(files) <= args.batch_size):
-            batch = []
-            for path in files[start:start + args.batch_size]:
-                image = read_image(path, hp.in_channels)
-                # The dataset stores square images; for arbitrary files, crop like eval on the short side.
-                transform = eval_transform(hp.resolution, min(image.shape[-2:]), hp.in_channels, hp.in_channels)
-                batch.append(transform(image))
-            probs = torch.softmax(model(torch.stack(batch)), dim=1)
-            for path, p in zip(files[start:start + args.batch_size], probs):
+                                  disable=len(files) <= args.batch_size):
+            chunk = files[start:start + args.batch_size]
+            pixels = np.stack([file_pixels(path, hp.resolution, hp.in_channels) for path in chunk])
+            images = SYMMETRIC.real(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+            probs = torch.softmax(model(images), dim=1)
+            for path, p in zip(chunk, probs):
                 label = int(p.argmax())
                 rows.append((printable(path), model.class_names[label], float(p[label]), p.tolist()))
     _print_rows(rows)
@@ -109,24 +116,10 @@ def _tflite_labels(args, num_classes: int) -> list[str]:
     return names
 
 
-def firmware_bytes(path: Path, resolution: int, channels: int):
-    """uint8 HWC pixels the firmware would see: as they are at the model's size, else eval crop + resize."""
-    import numpy as np
-    from torchvision.transforms import v2
-
-    from vwwtorch.data.transforms import CENTRAL_FRACTION
-
-    image = read_image(path, channels)  # uint8 CHW
-    if tuple(image.shape[-2:]) != (resolution, resolution):
-        crop = max(1, round(min(image.shape[-2:]) * CENTRAL_FRACTION))
-        image = v2.Compose([v2.CenterCrop(crop), v2.Resize((resolution, resolution), antialias=True)])(image)
-    return np.ascontiguousarray(image.permute(1, 2, 0).numpy())
-
-
 def _run_tflite(args) -> None:
     import numpy as np
 
-    from vwwtorch.bridge.tflite_runner import TFLiteModel
+    from vwwtorch.contract.litert import TFLiteModel
     from vwwtorch.contract.errors import UserError
 
     model = TFLiteModel(args.tflite)
@@ -138,7 +131,7 @@ def _run_tflite(args) -> None:
         raise UserError(f"{args.tflite} takes {height}x{width} input; vwwtorch models are square")
     names = _tflite_labels(args, model.num_classes)
     files = collect_images(args.paths)
-    pixels = np.stack([firmware_bytes(path, height, channels) for path in files])
+    pixels = np.stack([file_pixels(path, height, channels) for path in files])
     probs = model.probabilities(pixels, progress=len(files) > args.batch_size)
     rows = []
     for path, p in zip(files, probs):

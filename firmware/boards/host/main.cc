@@ -3,6 +3,7 @@
 
 #include "file_images.h"
 #include "main_functions.h"
+#include "model_settings.h"
 
 namespace {
 
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const vww::FileOps ops = {OpenFile, FileSize, ReadFile, CloseFile};
-  vww::InitFileImages(ops, argv + 1, argc - 1);
+  vww::InitFileImages(ops, argv + 1, argc - 1, vww::kByteToInput);
   if (!vww::setup()) return 1;
   vww::LoopStatus status;
   while ((status = vww::loop()) == vww::LoopStatus::kContinue) {

@@ -5,6 +5,7 @@
 
 #include "file_images.h"
 #include "main_functions.h"
+#include "model_settings.h"
 #include "qemu_m4.h"
 #include "semihosting.h"
 #include "tensorflow/lite/micro/micro_log.h"
@@ -56,7 +57,7 @@ int main() {
     return 2;
   }
   const vww::FileOps ops = {OpenFile, FileSize, ReadFile, CloseFile};
-  vww::InitFileImages(ops, args + 1, argc - 1);
+  vww::InitFileImages(ops, args + 1, argc - 1, vww::kByteToInput);
   if (!vww::setup()) return 1;
   vww::LoopStatus status;
   while ((status = vww::loop()) == vww::LoopStatus::kContinue) {

@@ -34,7 +34,7 @@ struct Axis {
 }  // namespace
 
 bool ReduceFrame(const uint8_t* frame, int width, int height, int rows, int cols, int channels,
-                 int8_t* out) {
+                 const int8_t* byte_to_input, int8_t* out) {
   if (width <= 0 || height <= 0 || rows <= 0 || cols <= 0 || channels <= 0) return false;
   const Axis x(width, cols);
   const Axis y(height, rows);
@@ -55,7 +55,7 @@ bool ReduceFrame(const uint8_t* frame, int width, int height, int rows, int cols
         sum += static_cast<uint64_t>(y.Weight(r, ky)) * line_sum;
       }
       const int grey = static_cast<int>((sum + total / 2) / total);  // rounded mean, 0..255
-      const int8_t value = static_cast<int8_t>(grey - 128);
+      const int8_t value = byte_to_input[grey];
       int8_t* pixel = out + (static_cast<int64_t>(r) * cols + c) * channels;
       for (int ch = 0; ch < channels; ++ch) pixel[ch] = value;
     }

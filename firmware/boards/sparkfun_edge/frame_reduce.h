@@ -11,8 +11,9 @@
 // pixel is the mean of the source area it covers (an area/box filter, partial pixels weighted by
 // the fraction covered). This is what an antialiased downscale approximates; it needs no floating
 // point and every camera pixel in the window counts, so it keeps the sensor noise low.
-// The grey value is then shifted to the int8 input convention: b -> b - 128. A model with three
-// input channels gets the grey value in each of them (the camera is monochrome).
+// The grey value b then becomes the model's input through `byte_to_input[b]` (model_settings.h's
+// kByteToInput, derived from the model's input quantization; b - 128 for the usual models). A model
+// with three input channels gets the same value in each of them (the camera is monochrome).
 //
 // Portable C++ (no vendor headers): the tests compile this file on the host and compare it with a
 // reference written in Python.
@@ -28,9 +29,10 @@ constexpr int kCropNumerator = 7;
 constexpr int kCropDenominator = 8;
 
 // Reduces a width x height grey frame (row-major, one byte per pixel) to rows x cols x channels
-// int8 values (HWC). Returns false, writing nothing, if a size is not positive.
+// int8 values (HWC), each grey byte mapped through the 256-entry `byte_to_input`. Returns false,
+// writing nothing, if a size is not positive.
 bool ReduceFrame(const uint8_t* frame, int width, int height, int rows, int cols, int channels,
-                 int8_t* out);
+                 const int8_t* byte_to_input, int8_t* out);
 
 }  // namespace edge
 

@@ -5,6 +5,7 @@
 #include "edge_board.h"
 #include "frame_reduce.h"
 #include "hm01b0_camera.h"
+#include "model_settings.h"
 #include "tensorflow/lite/micro/micro_log.h"
 
 namespace vww {
@@ -43,7 +44,7 @@ ImageStatus GetImage(int rows, int cols, int channels, int8_t* tensor) {
   if (status != edge::CameraStatus::kOk) return CameraError(status, "capture");
   edge::SetLed(edge::Led::kRed, false);
   if (!edge::ReduceFrame(frame, edge::kFrameWidth, edge::kFrameHeight, rows, cols, channels,
-                         tensor)) {
+                         kByteToInput, tensor)) {
     MicroPrintf("error: model input %dx%dx%d cannot be made from the camera frame", cols, rows,
                 channels);
     return ImageStatus::kError;

@@ -1,25 +1,24 @@
 """Class probabilities of a model on one dataset split: a PyTorch checkpoint or a deployed `.tflite`.
 
-Both see the same pixels: the evaluation preprocessing of training (central 87.5% crop, resize to
-the model's resolution, on the uint8 image, so the result is again bytes). The checkpoint then
-gets `byte / 127.5 - 1`; the int8 TFLite model gets what the firmware feeds it, `int8 = byte - 128`
-(via `bridge.tflite_runner`, which checks the model's input quantization makes these the same).
+Both see the same pixels: the deployment rule's bytes (`vwwtorch.contract.deployment.eval_bytes`:
+central 87.5% crop, resize to the model's resolution, gray/RGB, in uint8). The checkpoint then gets
+them normalized (`byte / 127.5 - 1`); an int8 TFLite model gets what the firmware feeds it, the
+byte-to-int8 table derived from its input quantization (`vwwtorch.contract.litert`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 
-from vwwtorch.data.format import SplitArrays, check_model_classes, open_split, read_meta
-from vwwtorch.data.transforms import eval_transform, scale_to_unit_range
+from vwwtorch.contract.deployment import SYMMETRIC, byte_to_int8
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.hashing import sha256_file
+from vwwtorch.data.format import SplitArrays, check_model_classes, eval_pixels, open_split, read_meta
 
 
 @dataclass
@@ -40,31 +39,22 @@ def open_data(data_dir: str | os.PathLike, split: str) -> tuple[dict, SplitArray
     return meta, arrays
 
 
-def model_bytes_transform(resolution: int, meta: dict, model_channels: int, convert_channels: bool):
-    """uint8 [C, H, W] -> uint8 [model C, resolution, resolution]: the eval crop and resize, kept in bytes."""
+def check_channels(meta: dict, model_channels: int, convert_channels: bool) -> None:
     if meta["channels"] != model_channels and not convert_channels:
         raise UserError(f"the dataset has {meta['channels']}-channel images but the model takes {model_channels}; "
                         "pass --convert-channels to convert them")
-    steps = eval_transform(resolution, min(meta["image_size"]), meta["channels"], model_channels).transforms
-    return v2.Compose(steps[:-1])  # all but the final scaling to [-1, 1]
 
 
-def _batches(arrays: SplitArrays, transform, batch_size: int, desc: str):
+def _pixel_batches(arrays: SplitArrays, resolution: int, channels: int, batch_size: int, desc: str):
+    """uint8 NHWC batches of the split through the deployment rule."""
     from vwwtorch.contract.progress import progress_bar
 
     for start in progress_bar(range(0, len(arrays), batch_size), desc=desc, unit="batch",
-                      disable=len(arrays) <= batch_size, leave=False):
-        chunk = np.array(arrays.images[start:start + batch_size])  # a writable copy of the memory map
-        images = torch.from_numpy(chunk).permute(0, 3, 1, 2)  # NHWC -> NCHW
-        yield torch.stack([transform(image) for image in images])
+                              disable=len(arrays) <= batch_size, leave=False):
+        yield eval_pixels(arrays, range(start, min(start + batch_size, len(arrays))), resolution, channels)
 
 
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+PREPROCESSING = "central 87.5% crop, resize to the model resolution (uint8)"
 
 
 def predict_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, split: str, *, batch_size: int = 64,
@@ -75,21 +65,22 @@ def predict_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, spl
     model = load_classifier(ckpt)
     hp = model.hparams
     check_model_classes(model.class_names, hp.num_classes, meta["classes"], f"checkpoint {ckpt}")
-    to_bytes = model_bytes_transform(hp.resolution, meta, hp.in_channels, convert_channels)
+    check_channels(meta, hp.in_channels, convert_channels)
     outputs = []
     with torch.inference_mode():
-        for batch in _batches(arrays, to_bytes, batch_size, "checkpoint"):
-            outputs.append(torch.softmax(model(scale_to_unit_range(batch)), dim=1))
-    info = {"kind": "checkpoint", "path": str(ckpt), "sha256": sha256(ckpt), "width": hp.width,
+        for pixels in _pixel_batches(arrays, hp.resolution, hp.in_channels, batch_size, "checkpoint"):
+            images = SYMMETRIC.real(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+            outputs.append(torch.softmax(model(images), dim=1))
+    info = {"kind": "checkpoint", "path": str(ckpt), "sha256": sha256_file(ckpt), "width": hp.width,
             "resolution": hp.resolution, "channels": hp.in_channels,
-            "preprocessing": "central 87.5% crop, resize to the model resolution (uint8), x / 127.5 - 1"}
+            "preprocessing": f"{PREPROCESSING}, x / 127.5 - 1"}
     return Predictions(torch.cat(outputs).numpy(), np.array(arrays.labels, dtype=np.int64),
                        np.asarray(arrays.ids), arrays, list(meta["classes"]), info)
 
 
 def predict_tflite(tflite: str | os.PathLike, data_dir: str | os.PathLike, split: str, *, batch_size: int = 256,
                    convert_channels: bool = False) -> Predictions:
-    from vwwtorch.bridge.tflite_runner import TFLiteModel
+    from vwwtorch.contract.litert import TFLiteModel
 
     meta, arrays = open_data(data_dir, split)
     model = TFLiteModel(tflite)
@@ -97,18 +88,22 @@ def predict_tflite(tflite: str | os.PathLike, data_dir: str | os.PathLike, split
     if height != width:
         raise UserError(f"{tflite} takes {width}x{height} images; vwwtorch datasets and models are square")
     check_model_classes([], model.num_classes, meta["classes"], f"TFLite model {tflite}")
-    to_bytes = model_bytes_transform(height, meta, channels, convert_channels)
-    outputs = []
-    for batch in _batches(arrays, to_bytes, batch_size, f"TFLite {Path(tflite).name}"):
-        camera_bytes = batch.permute(0, 2, 3, 1).contiguous().numpy()  # NHWC uint8, as the firmware gets them
-        outputs.append(model.probabilities(camera_bytes))
+    check_channels(meta, channels, convert_channels)
+    if model.is_int8:  # refused here, before any image is read, if it has no byte mapping
+        table = byte_to_int8(model.input_quant.scale, model.input_quant.zero_point, f"TFLite model {tflite}")
+    outputs = [model.probabilities(pixels)
+               for pixels in _pixel_batches(arrays, height, channels, batch_size, f"TFLite {Path(tflite).name}")]
     kind = "tflite-int8" if model.is_int8 else f"tflite-{model.input_dtype.name}"
-    feed = ("int8 = byte - 128 (input scale 1/127.5, zero point -1)" if model.is_int8 and
-            model.input_quant.is_reference_input() else f"quantized with the model's input scale/zero point"
-            if model.is_int8 else "x / 127.5 - 1")
-    info = {"kind": kind, "path": str(tflite), "sha256": sha256(tflite), "resolution": height,
-            "channels": channels,
-            "preprocessing": f"central 87.5% crop, resize to the model resolution (uint8), {feed}",
+    if model.is_int8:
+        offsets = sorted(set((table.astype(int) - np.arange(256)).tolist()))
+        sign = "-" if offsets[0] < 0 else "+"
+        rule = f"int8 = byte {sign} {abs(offsets[0])}" if len(offsets) == 1 else "int8 from the byte table"
+        feed = (f"{rule} (input scale {model.input_quant.scale:.6g}, zero point {model.input_quant.zero_point}, "
+                "as the firmware feeds it)")
+    else:
+        feed = "x / 127.5 - 1"
+    info = {"kind": kind, "path": str(tflite), "sha256": sha256_file(tflite), "resolution": height,
+            "channels": channels, "preprocessing": f"{PREPROCESSING}, {feed}",
             "output": "dequantized with the model's output scale/zero point" if model.is_int8 else "float"}
     return Predictions(np.concatenate(outputs).astype(np.float32), np.array(arrays.labels, dtype=np.int64),
                        np.asarray(arrays.ids), arrays, list(meta["classes"]), info)

@@ -1,17 +1,12 @@
-"""Run a `.tflite` classifier with the TFLite interpreter from `ai_edge_litert`.
+"""Run a `.tflite` classifier with the TFLite interpreter of `ai_edge_litert` (LiteRT).
 
-`run_tflite(path, images)` is the one call other parts of vwwtorch use: it feeds a batch of images
-through a float32 or int8 model one at a time (the models have a static batch of 1) and returns
-float probabilities. Images are NHWC (or NHW for a one-channel model) and come either as
-
-- uint8 bytes, as a camera delivers them (already resized to the model resolution), or
-- float32 in [-1, 1], the eval preprocessing (x / 127.5 - 1) of `vwwtorch.data.transforms`, or
-- int8, already the int8 model's own input tensors (passed through unchanged).
-
-For an int8 model, inputs are quantized the way the firmware does it: when the input quantization
-is the reference one (scale 1/127.5, zero point -1) a byte b becomes int8 b - 128 exactly; float
-inputs that lie on the byte grid are mapped back to their bytes first, so both input forms give the
-same int8 tensor. Outputs are dequantized with the model's own output parameters.
+`TFLiteModel` feeds a batch one image at a time (the models have a static batch of 1) and returns
+raw or dequantized outputs. Images are NHWC (or NHW for a one-channel model) and come as
+- uint8 camera bytes at the model's size: an int8 model gets them through the deployment rule's
+  byte-to-int8 table derived from its own input quantization (`vwwtorch.contract.deployment`), a
+  float model gets them normalized ([-1, 1] unless told otherwise);
+- int8, already the int8 model's own input tensors (passed through unchanged);
+- float32 for a float model, already normalized.
 
 `reference_kernels=True` selects TFLite's reference kernels (`OpResolverType.BUILTIN_REF`), whose
 integer arithmetic matches TFLite Micro's bit for bit; the default optimized kernels may differ by
@@ -26,11 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vwwtorch.contract.deployment import SYMMETRIC, Normalization, byte_to_int8
 from vwwtorch.contract.errors import UserError
-
-# The reference input quantization: a camera byte b maps to int8 b - 128.
-INPUT_SCALE = 1 / 127.5
-INPUT_ZERO_POINT = -1
 
 
 @dataclass(frozen=True)
@@ -38,35 +30,19 @@ class Quantization:
     scale: float
     zero_point: int
 
-    def is_reference_input(self) -> bool:
-        return abs(self.scale * 127.5 - 1) < 1e-6 and self.zero_point == INPUT_ZERO_POINT
-
-
-def bytes_to_unit_range(images: np.ndarray) -> np.ndarray:
-    """uint8 bytes -> float32 [-1, 1], exactly as the training eval preprocessing does it."""
-    return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-
-
-def unit_range_to_bytes(images: np.ndarray) -> np.ndarray | None:
-    """The uint8 bytes behind float inputs made by `x / 127.5 - 1`, or None if they are not on that grid."""
-    raw = (np.asarray(images, dtype=np.float64) + 1.0) * 127.5
-    grid = np.rint(raw)
-    if raw.size and (np.abs(raw - grid).max() > 1e-3 or grid.min() < 0 or grid.max() > 255):
-        return None
-    return grid.astype(np.uint8)
-
 
 class TFLiteModel:
     """One `.tflite` classifier loaded into an `ai_edge_litert` interpreter (batch 1, NHWC)."""
 
     def __init__(self, model: str | os.PathLike | bytes, *, reference_kernels: bool = False,
-                 name: str | None = None):
+                 name: str | None = None, normalization: Normalization = SYMMETRIC):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        from vwwtorch.bridge.quiet import quiet_output
+        from vwwtorch.contract.native_output import quiet_output
 
         content = model if isinstance(model, (bytes, bytearray)) else _read(Path(model))
         self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else str(model))
+        self.normalization = normalization
         resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
         try:
             # One thread: results must not depend on how work is split. Quiet: the runtime
@@ -94,20 +70,17 @@ class TFLiteModel:
         return self.input_dtype == np.int8 and self.output_dtype == np.int8
 
     def model_inputs(self, images: np.ndarray) -> np.ndarray:
-        """The batch as the model's input tensor type: float32, or int8 quantized like the firmware."""
+        """The batch as the model's input tensor type: float32, or int8 through the byte-to-int8 table."""
         images = self._check_shape(np.asarray(images))
         if images.dtype == self.input_dtype == np.int8:
             return images  # already the model's own input tensors
         if self.input_dtype == np.float32:
-            return bytes_to_unit_range(images) if images.dtype == np.uint8 else images.astype(np.float32)
+            return self.normalization.real(images) if images.dtype == np.uint8 else images.astype(np.float32)
         if self.input_dtype != np.int8:
             raise UserError(f"{self.name}: input type {self.input_dtype} is not supported (float32 or int8)")
-        data = images if images.dtype == np.uint8 else unit_range_to_bytes(images)
-        if data is not None and self.input_quant.is_reference_input():
-            return (data.astype(np.int16) - 128).astype(np.int8)
-        real = bytes_to_unit_range(data) if data is not None else images.astype(np.float64)
-        q = self.input_quant
-        return np.clip(np.rint(real / q.scale) + q.zero_point, -128, 127).astype(np.int8)
+        if images.dtype != np.uint8:
+            raise UserError(f"{self.name} takes camera bytes (uint8) or int8 tensors, not {images.dtype}")
+        return byte_to_int8(self.input_quant.scale, self.input_quant.zero_point, self.name)[images]
 
     def raw_outputs(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         """Output tensors as the model returns them (int8 for an int8 model), shape (N, classes)."""
@@ -158,9 +131,9 @@ def raw_outputs(model: bytes, images: np.ndarray, reference_kernels: bool = Fals
 
 
 def _read(path: Path) -> bytes:
-    if not path.is_file():
-        raise UserError(f"TFLite model {path} does not exist")
-    return path.read_bytes()
+    from vwwtorch.contract.tflite import load_tflite
+
+    return load_tflite(path)[0]
 
 
 def _quant(details: dict) -> tuple[float, int]:
