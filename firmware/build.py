@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import write_file
 
 BUILD_INFO = "build.json"
 
@@ -201,7 +202,7 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
         raise UserError(f"model too big for {board.name}: the image takes {result.flash_bytes:,} B of "
                         f"flash, more than the {board.flash_bytes:,} B an application flashed through "
                         "the bootloader can use (see vwwtorch/firmware/boards.py)")
-    (out_dir / BUILD_INFO).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    write_file(out_dir / BUILD_INFO, json.dumps(asdict(result), indent=2) + "\n", checked=True)
     return result
 
 

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.hashing import sha256_file
+from vwwtorch.contract.outputs import publish_folder
 
 STAMP = ".vwwtorch-dep.json"
 
@@ -300,9 +301,7 @@ class Installer:
                  "archive_sha256": archive_sha256, "patch_sha256": patch_sha}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         final = self.root / dep.name
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
+        publish_folder(staging, final)  # an older install goes only once this one is in place
         state = "verified" if verified else "UNVERIFIED"
         shown = (stamp["commit"] or "unknown commit")[:12]
         self._say(f"{dep.name}: {shown} {state} ({source}) -> {final}")

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import staged_path
 
 MARKERS = ("vww_inference_begin", "vww_inference_end")
 
@@ -33,12 +34,11 @@ def plugin_path() -> Path:
         raise UserError("counting instructions needs a host C compiler for the QEMU plugin: "
                         "sudo apt-get install gcc")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".so.tmp")
-    done = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial),
-                           str(source)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UserError(f"compiling the QEMU plugin failed: {done.stderr.strip().splitlines()[0]}")
-    partial.replace(target)
+    with staged_path(target, checked=True, unique=True) as partial:
+        done = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial),
+                               str(source)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise UserError(f"compiling the QEMU plugin failed: {done.stderr.strip().splitlines()[0]}")
     return target
 
 

@@ -436,12 +436,12 @@ def test_parity_refuses_a_float_model(exported, trained, blobs, capsys):
 
 
 def test_failed_conversion_leaves_no_partial_output(trained, blobs, tmp_path, monkeypatch, capsys):
-    import vwwtorch.bridge.convert
+    from vwwtorch.bridge import convert
 
     def broken(*args, **kwargs):
         raise RuntimeError("converter exploded")
 
-    monkeypatch.setattr(bridge.convert, "to_int8_tflite", broken)
+    monkeypatch.setattr(convert, "to_int8_tflite", broken)
     with pytest.raises(RuntimeError, match="converter exploded"):
         main(["export", "--ckpt", str(trained), "--data", str(blobs), "--out", str(tmp_path / "out"),
               "--num-calibration", "8", "--num-parity", "8"])

@@ -1,6 +1,5 @@
 """Bad input: one clear line on stderr, exit code 2, no traceback."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -259,7 +259,7 @@ def test_interrupted_build_resumes_to_an_identical_dataset(coco, person_book, tm
 
     with pytest.raises(Interrupt):
         _build(coco, out, on_chunk=stop_after_two)
-    assert not out.exists() and not (tmp_path / "vww.partial").exists()
+    assert not out.exists() and not (tmp_path / ".vww.partial").exists()
     committed = sorted(work.glob("*.npz"))
     assert len(committed) == 2
     # A damaged committed chunk (e.g. disk trouble) is detected and rebuilt, not trusted.
@@ -300,7 +300,7 @@ def test_killed_build_resumes_to_an_identical_dataset(coco, person_book, tmp_pat
             pass
     assert not out.exists()
     assert len(list(work.glob("*.npz"))) >= 2
-    (work / "train-00004.npz.999999.tmp").write_bytes(b"half a chunk")  # what a kill mid-write leaves
+    (work / ".train-00004.npz.partial.999999").write_bytes(b"half a chunk")  # what a kill mid-write leaves
 
     code = main(["data", "vww", "--coco-dir", str(coco), "--out", str(out), "--workers", "2", "--chunk-size", "3",
                  "--max-bad-fraction", BAD_OK])

@@ -26,8 +26,15 @@ STAGING_SUFFIX = ".partial"
 OLD_SUFFIX = ".old"
 
 
-def staging_path(target: Path) -> Path:
-    return target.parent / f".{target.name}{STAGING_SUFFIX}"
+def staging_path(target: Path, unique: bool = False) -> Path:
+    """`.<name>.partial` beside the target; `unique` adds the process id, for files that a leftover
+    process of a killed run might still be writing."""
+    tag = f".{os.getpid()}" if unique else ""
+    return target.parent / f".{target.name}{STAGING_SUFFIX}{tag}"
+
+
+def is_staging(path: Path) -> bool:
+    return path.name.startswith(".") and STAGING_SUFFIX in path.name
 
 
 def os_error_text(exc: OSError) -> str:
@@ -145,21 +152,30 @@ def staged_folder(path: str | os.PathLike, *, overwrite: bool = False, flag: str
 
 
 @contextmanager
-def staged_file(path: str | os.PathLike, mode: str = "w", *, flag: str = "--out", checked: bool = False,
-                **open_kwargs) -> Iterator[IO]:
-    """Yield an open file; on success it is flushed and renamed to `path`, on any failure removed."""
+def staged_path(path: str | os.PathLike, *, flag: str = "--out", checked: bool = False,
+                unique: bool = False) -> Iterator[Path]:
+    """Yield a path to write (by any means: a tool, a library); on success it is renamed to `path`,
+    on any failure removed."""
     target = Path(path) if checked else check_file(path, flag=flag)
-    staging = staging_path(target)
+    staging = staging_path(target, unique)
     try:
         with written_as_user_error(target):
-            with open(staging, mode, **open_kwargs) as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
+            yield staging
             os.replace(staging, target)
     finally:
         if staging.exists():
             _remove(staging)
+
+
+@contextmanager
+def staged_file(path: str | os.PathLike, mode: str = "w", *, flag: str = "--out", checked: bool = False,
+                unique: bool = False, **open_kwargs) -> Iterator[IO]:
+    """Yield an open file; on success it is flushed to disk and renamed to `path`, on any failure removed."""
+    with staged_path(path, flag=flag, checked=checked, unique=unique) as staging:
+        with open(staging, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def write_file(path: str | os.PathLike, data: bytes | str, *, flag: str = "--out", checked: bool = False) -> Path:

@@ -35,7 +35,7 @@ from vwwtorch.data import chunks as chunkio
 from vwwtorch.data.coco_vww import LABEL_RULE, SPLIT_RULES, VwwPlan, make_plan
 from vwwtorch.data.format import DatasetWriter
 from vwwtorch.contract.errors import Stopped, UserError
-from vwwtorch.contract.outputs import check_folder, written_as_user_error
+from vwwtorch.contract.outputs import check_folder, is_staging, write_file, written_as_user_error
 from vwwtorch.contract.stopping import SIGNAL_EXIT_CODES, Terminated
 
 PLAN_FILE = "plan.json"
@@ -99,7 +99,7 @@ def _read_plan(work: Path) -> dict | None:
 def _looks_like_ours(work: Path) -> bool:
     """Only ever delete a folder that holds nothing but what a build writes there."""
     return _read_plan(work) is not None or all(
-        p.is_file() and (p.suffix in (chunkio.CHUNK_SUFFIX, chunkio.TMP_SUFFIX) or p.name in (PLAN_FILE, REPORT_FILE))
+        p.is_file() and (p.suffix == chunkio.CHUNK_SUFFIX or is_staging(p) or p.name in (PLAN_FILE, REPORT_FILE))
         for p in work.iterdir())
 
 
@@ -116,12 +116,11 @@ def _prepare_work_dir(work: Path, fingerprint: str, settings: dict, restart: boo
                             f"({previous.get('settings')}); rerun with those settings to resume it, "
                             "or pass --restart to discard it")
     work.mkdir(parents=True, exist_ok=True)
-    for stale in work.glob(f"*{chunkio.TMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)  # half-written chunks of an interrupted run
+    for stale in work.iterdir():
+        if is_staging(stale):
+            stale.unlink(missing_ok=True)  # half-written chunks of an interrupted run
     if not plan_path.exists():
-        tmp = plan_path.with_name(PLAN_FILE + chunkio.TMP_SUFFIX)
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "settings": settings}, indent=2) + "\n")
-        os.replace(tmp, plan_path)
+        _write_json(plan_path, {"fingerprint": fingerprint, "settings": settings})
 
 
 def _committed(path: Path, expected: int) -> bool:
@@ -150,9 +149,7 @@ def _bad_report(tasks, listed: int) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + chunkio.TMP_SUFFIX)
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_file(path, json.dumps(data, indent=2) + "\n", checked=True)
 
 
 def _too_many_bad(bad: int, listed: int, max_bad_fraction: float) -> bool:

@@ -13,14 +13,13 @@ That roughly halves the decode time of a 640x480 JPEG. The final resize is PIL's
 bilinear. EXIF orientation is ignored on purpose: COCO's annotations refer to the stored pixels.
 
 A chunk file `<name>.npz` holds `images` (uint8 [k, size, size, C]), `labels`, `ids` (int64 [k])
-and `bad` (a JSON list of the images that could not be decoded). It is written under a temporary
+and `bad` (a JSON list of the images that could not be decoded). It is written under a staging
 name, flushed to disk and renamed, so a chunk file that exists is complete.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import warnings
 from pathlib import Path
@@ -28,8 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vwwtorch.contract.outputs import staged_file
+
 CHUNK_SUFFIX = ".npz"
-TMP_SUFFIX = ".tmp"
 
 
 def decode_image(path: str, size: int, channels: int, fast: bool = True) -> np.ndarray:
@@ -80,13 +80,9 @@ def build_chunk(task: tuple) -> tuple[str, int, list[dict]]:
 
 
 def write_chunk(path: Path, images: np.ndarray, labels: np.ndarray, ids: np.ndarray, bad: list[dict]) -> None:
-    # The pid keeps a leftover worker of a killed build from clobbering our temporary file.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    with open(tmp, "wb") as f:
+    # Staged under a name with the pid: a leftover worker of a killed build cannot clobber ours.
+    with staged_file(path, "wb", checked=True, unique=True) as f:
         np.savez(f, images=images, labels=labels, ids=ids, bad=np.array(json.dumps(bad)))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_chunk_summary(path: Path) -> tuple[np.ndarray, np.ndarray, list[dict]]:

@@ -43,6 +43,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import staged_file
 
 SHARD_SUFFIX = ".npz"
 KEY_BYTES = 20  # sha1
@@ -116,13 +117,10 @@ class FeatureCache:
         if not self._new_keys:
             return None
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns()}-{os.getpid()}-r{self.rank}"
-        path = self.folder / f"{name}{SHARD_SUFFIX}"
-        tmp = self.folder / f"{name}.partial"
-        with open(tmp, "wb") as f:
+        path = self.folder / f"{time.time_ns()}-{os.getpid()}-r{self.rank}{SHARD_SUFFIX}"
+        with staged_file(path, "wb", checked=True) as f:
             keys = np.frombuffer(b"".join(self._new_keys), dtype=np.uint8).reshape(-1, KEY_BYTES)
             np.savez(f, keys=keys, features=np.stack(self._new_rows))
-        os.replace(tmp, path)
         self._new_keys, self._new_rows = [], []
         return path
 
