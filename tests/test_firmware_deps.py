@@ -158,15 +158,6 @@ def test_git_archive_exports_only_the_kept_paths(source, monkeypatch):
     assert deps.installed(odd) is None
 
 
-def test_archives_are_hashed_in_chunks(tmp_path):
-    import hashlib
-
-    data = os.urandom(100_000)
-    path = tmp_path / "blob.tar.gz"
-    path.write_bytes(data)
-    assert deps.file_sha256(path, chunk=4096) == deps.file_sha256(path) == hashlib.sha256(data).hexdigest()
-
-
 def test_install_from_archives_and_folders(source, tmp_path):
     _, commit, plain = source
     dep = make_dep(commit)
