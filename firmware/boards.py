@@ -1,7 +1,10 @@
-"""The boards the firmware targets, and the memory each one offers.
+"""The boards the firmware targets: the one registry. A board is an entry here plus its port in
+firmware/boards/<name>/ (board.mk and its sources); no other code names a board.
 
-`qemu_m4` stands in for the SparkFun Edge: same Cortex-M4F, same flash and SRAM budgets (its linker
-script uses them), so a model that fits the emulator fits the board.
+Each entry says what the board is, what it offers (flash, RAM, stack), how it is built (toolchain,
+kernel sets, third-party dependencies), and how its builds run: natively, under an emulator, or on
+the device (flashed). The emulated Cortex-M4F stands in for the SparkFun Edge: same core, same flash
+and SRAM budgets (its linker script uses them), so a model that fits the emulator fits the board.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ APOLLO3_SRAM = 384 * KB
 # in the last flash page, 0xFE000. The image must fit between the two, so the application is at
 # most 909,184 bytes, not the 999,424 of the application region.
 APOLLO3_APP_FLASH = MAX_APP_SIZE
+APOLLO3_FLASH_NOTE = (f"of the {APOLLO3_FLASH:,} B after the bootloader, {APOLLO3_APP_FLASH:,} B can be "
+                      "flashed: the bootloader stages the image at 0x20000, below its OTA descriptor page "
+                      "at 0xFE000")
+
+# The dependencies every build needs; a board lists those it adds.
+COMMON_DEPS = ("tflite-micro", "flatbuffers", "gemmlowp")
+CORTEX_M_DEPS = ("cmsis-nn", "cmsis")
 
 INSTALL_ARM_GCC = ("install the Arm cross compiler: sudo apt-get install gcc-arm-none-eabi "
                    "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
@@ -41,7 +51,11 @@ class Board:
     toolchain_prefix: str         # "" for the host compiler
     install_hint: str
     emulator: str | None = None   # program that runs the image, if it is not native
-    port_ready: bool = True       # False while the board's port lives in another change
+    emulator_args: tuple[str, ...] = ()  # the emulated machine
+    extra_deps: tuple[str, ...] = ()  # dependencies beyond COMMON_DEPS (names in firmware/deps.py)
+    default_target: bool = False  # the board `firmware generate` checks a model against by default
+    flashed: bool = False         # its builds run on the device: `firmware flash`, `firmware monitor`
+    flash_note: str = ""          # why its flash limit is what it is, for the size report
     # Before anything is compiled, `generate` checks a model against these estimates: flash for
     # TFLM + the app (everything but the model), and RAM beyond the tensor arena and the stack.
     code_flash_estimate: int = 0
@@ -63,6 +77,13 @@ class Board:
         """`firmware run` can run its build: natively (host) or under an emulator."""
         return not self.cross or self.emulator is not None
 
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return COMMON_DEPS + self.extra_deps
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.title})"
+
 
 # Estimates measured with MobileNetV1's five ops and CMSIS-NN (benchmarks/firmware.py), plus room
 # for more kernels: TFLM + app code is 66 KB on qemu_m4 and 76 KB on the Edge (the Ambiq HAL);
@@ -73,14 +94,34 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           ("reference",), "", INSTALL_HOST_GCC),
     Board("qemu_m4", "emulated Cortex-M4F (qemu-system-arm -machine mps2-an386), Apollo3 budgets",
           APOLLO3_APP_FLASH, APOLLO3_SRAM, 16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-",
-          INSTALL_ARM_GCC, emulator="qemu-system-arm",
-          code_flash_estimate=110 * KB, static_ram_estimate=8 * KB),
+          INSTALL_ARM_GCC, emulator="qemu-system-arm", extra_deps=CORTEX_M_DEPS,
+          emulator_args=("-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none"),
+          code_flash_estimate=110 * KB, static_ram_estimate=8 * KB, flash_note=APOLLO3_FLASH_NOTE),
     Board("sparkfun_edge", "SparkFun Edge (Ambiq Apollo3, Cortex-M4F)", APOLLO3_APP_FLASH, APOLLO3_SRAM,
           16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-", INSTALL_ARM_GCC,
-          code_flash_estimate=120 * KB, static_ram_estimate=100 * KB,
+          extra_deps=CORTEX_M_DEPS + ("ambiq-sdk", "sparkfun-bsp"), default_target=True, flashed=True,
+          code_flash_estimate=120 * KB, static_ram_estimate=100 * KB, flash_note=APOLLO3_FLASH_NOTE,
           run_instead="flash it with `vwwtorch firmware flash --build {build} --port PORT` and read "
                       "its scores with `vwwtorch firmware monitor --port PORT`"),
 )}
+
+
+def default_target() -> Board:
+    return next(b for b in BOARDS.values() if b.default_target)
+
+
+def boards_that_run_here() -> list[Board]:
+    return [b for b in BOARDS.values() if b.runs_here]
+
+
+def flashed_boards() -> list[Board]:
+    return [b for b in BOARDS.values() if b.flashed]
+
+
+def board_choices(boards=None) -> str:
+    """`host, qemu_m4 or sparkfun_edge`, for help texts and messages."""
+    names = [b.name for b in (boards if boards is not None else BOARDS.values())]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def get_board(name: str) -> Board:

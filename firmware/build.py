@@ -147,7 +147,7 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
 
     board = get_board(board_name)
     fw = firmware_dir()
-    if not board.port_ready or not (fw / "boards" / board.name / "board.mk").is_file():
+    if not (fw / "boards" / board.name / "board.mk").is_file():
         raise UserError(f"the {board.name} port is not in this firmware tree yet")
     kernels = kernels or board.default_kernels
     if kernels not in board.kernels:
@@ -220,17 +220,16 @@ def load_build(build_dir: str | Path) -> BuildResult:
 
 
 def size_report(r: BuildResult) -> list[str]:
-    from vwwtorch.firmware.boards import APOLLO3_APP_FLASH, APOLLO3_FLASH
+    from vwwtorch.firmware.boards import get_board
 
     lines = [f"built {r.program} ({r.board}, {r.kernels} kernels)",
              f"  text {r.text:,}  data {r.data:,}  bss {r.bss:,} bytes"]
     if r.flash_limit:
         lines.append(f"  flash {r.flash_bytes:,} of {r.flash_limit:,} B ({100 * r.flash_bytes / r.flash_limit:.1f}%):"
                      f" model {r.model_bytes:,}, TFLM + app {r.code_bytes:,}")
-        if r.flash_limit == APOLLO3_APP_FLASH:
-            lines.append(f"        of the {APOLLO3_FLASH:,} B after the bootloader, {APOLLO3_APP_FLASH:,} B "
-                         "can be flashed: the bootloader stages the image at 0x20000, below its "
-                         "OTA descriptor page at 0xFE000")
+        note = get_board(r.board).flash_note
+        if note:
+            lines.append(f"        {note}")
     if r.ram_limit:
         other = r.ram_bytes - r.arena_size - r.stack_bytes
         lines.append(f"  RAM   {r.ram_bytes:,} of {r.ram_limit:,} B ({100 * r.ram_bytes / r.ram_limit:.1f}%):"
@@ -239,10 +238,11 @@ def size_report(r: BuildResult) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--board", required=True,
-                        help="host (this machine), qemu_m4 (emulated Cortex-M4F) or sparkfun_edge "
-                             "(needs the Ambiq SDK and SparkFun BSP: `vwwtorch firmware deps --board "
-                             "sparkfun_edge`)")
+    from vwwtorch.firmware.boards import BOARDS
+
+    parser.add_argument("--board", required=True, metavar="BOARD",
+                        help="; ".join(board.describe() for board in BOARDS.values())
+                        + " (a board's extra dependencies: `vwwtorch firmware deps --board BOARD`)")
     parser.add_argument("--model-dir", required=True, help="folder from `vwwtorch firmware generate`")
     parser.add_argument("--out", required=True, help="build folder (incremental: reuse it)")
     parser.add_argument("--kernels", choices=("cmsis_nn", "reference"),

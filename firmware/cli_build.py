@@ -9,33 +9,35 @@ from __future__ import annotations
 import argparse
 import importlib
 
-COMMANDS = (
-    ("generate", "vwwtorch.firmware.generate",
-     "write the model's C++ sources (array, settings, op resolver) for a firmware build",
-     "Turn an int8 .tflite into model_data.cc/.h, model_settings.cc/.h and an op resolver with "
-     "exactly the model's ops; measures the tensor arena and checks the model fits the board."),
-    ("deps", "vwwtorch.firmware.deps",
-     "fetch the pinned TFLM, flatbuffers, gemmlowp and CMSIS(-NN) sources (and, with --board "
-     "sparkfun_edge, the Ambiq SDK and SparkFun BSP) into the cache",
-     "Download the pinned third-party sources a firmware build needs into $VWWTORCH_CACHE "
-     "(default ~/.cache/vwwtorch), or install them from local git repositories, trees or archives "
-     "(--from-dir, --tflm-dir, ...). Without --board: what host and qemu_m4 builds need (TFLM, "
-     "flatbuffers, gemmlowp, CMSIS-NN, CMSIS). --board sparkfun_edge (or all) adds the Ambiq "
-     "SDK's Apollo3 HAL and the SparkFun Edge BSP (a large download, ~700 MB unpacked before "
-     "trimming). Every tree is checked against its pinned digest."),
-    ("build", "vwwtorch.firmware.build",
-     "compile the firmware for a board (host, qemu_m4 or sparkfun_edge) and print its flash/RAM use",
-     "Compile firmware/ with a generated model folder for the host, the emulated Cortex-M4F "
-     "(qemu_m4) or the SparkFun Edge (sparkfun_edge: .axf and the .bin that `firmware flash` sends; "
-     "needs the Ambiq SDK and SparkFun BSP from `vwwtorch firmware deps --board sparkfun_edge`). "
-     "TFLM is compiled once per board and kernel set and kept in the cache; rebuilding after a "
-     "model change only recompiles the model."),
-    ("run", "vwwtorch.firmware.run",
-     "run a firmware build on images and print the int8 scores",
-     "Run the host program, or the qemu_m4 image under qemu-system-arm, on images of the model's "
-     "size and print each image's int8 scores, decision and inference time. A sparkfun_edge build "
-     "runs on the board: `vwwtorch firmware flash`, then `vwwtorch firmware monitor`."),
-)
+def _commands():
+    from vwwtorch.firmware.boards import board_choices, boards_that_run_here, flashed_boards
+
+    here, flashed = board_choices(boards_that_run_here()), board_choices(flashed_boards())
+    return (
+        ("generate", "vwwtorch.firmware.generate",
+         "write the model's C++ sources (array, settings, op resolver) for a firmware build",
+         "Turn an int8 .tflite into model_data.cc/.h, model_settings.cc/.h and an op resolver with "
+         "exactly the model's ops; measures the tensor arena and checks the model fits the board."),
+        ("deps", "vwwtorch.firmware.deps",
+         "fetch the pinned TFLM, flatbuffers, gemmlowp and CMSIS(-NN) sources (and a board's vendor "
+         "SDK with --board) into the cache",
+         "Download the pinned third-party sources a firmware build needs into $VWWTORCH_CACHE "
+         "(default ~/.cache/vwwtorch), or install them from local git repositories, trees or archives "
+         f"(--from-dir, --tflm-dir, ...). Without --board: what {here} builds need. --board NAME (or "
+         "all) adds a device's vendor SDK (a large download). Every tree is checked against its "
+         "pinned digest."),
+        ("build", "vwwtorch.firmware.build",
+         f"compile the firmware for a board ({board_choices()}) and print its flash/RAM use",
+         "Compile the firmware with a generated model folder for a board. TFLM is compiled once per "
+         "board and kernel set and kept in the cache; rebuilding after a model change only recompiles "
+         "the model."),
+        ("run", "vwwtorch.firmware.run",
+         "run a firmware build on images and print the int8 scores",
+         f"Run a {here} build (natively or under its emulator) on images of the model's size and "
+         "print each image's int8 scores, decision and inference time. A "
+         f"{flashed} build runs on the board: `vwwtorch firmware flash`, then `vwwtorch firmware "
+         "monitor`."),
+    )
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -55,7 +57,7 @@ def _runner(module_name: str):
 
 def register_build_commands(firmware_subparsers) -> None:
     """Add generate, deps, build and run to the `vwwtorch firmware` sub-command group."""
-    for name, module_name, short, long in COMMANDS:
+    for name, module_name, short, long in _commands():
         parser = firmware_subparsers.add_parser(
             name, help=short, description=long,
             formatter_class=_HelpFormatter)

@@ -9,8 +9,9 @@ archives are made of), or a plain local copy of the tree. We also check the comm
 it depends on GitHub's compressor and cannot be computed offline; `deps` prints it after a download
 so it can be recorded in `archive_sha256`, which is then checked too.
 
-`vwwtorch firmware deps` alone fetches what the host and qemu_m4 builds need; the SparkFun Edge's
-Ambiq SDK and BSP (a large download) come with `--board sparkfun_edge` or `--board all`.
+`vwwtorch firmware deps` alone fetches what the boards that run here (natively or emulated) need;
+a device's vendor SDK (a large download) comes with `--board NAME` or `--board all`. Which board
+needs what is the board registry's (firmware/boards.py).
 
 Cache layout (`$VWWTORCH_CACHE`, default `~/.cache/vwwtorch`):
     firmware/deps/<name>/                 the kept part of the tree (see `Dependency.keep`)
@@ -47,7 +48,6 @@ class Dependency:
     tree_sha256: str               # tree_digest() of the kept files, before any patch
     keep: tuple[str, ...] = ()     # top-level paths kept from the archive (empty: everything)
     patch: tuple[str, str] | None = None  # (dependency holding the patch, path inside it)
-    boards: tuple[str, ...] = ()   # boards that need it (empty: every board)
     url: str | None = None         # archive URL, when not GitHub's archive of `commit`
     archive_sha256: str | None = None
 
@@ -85,13 +85,13 @@ DEPENDENCIES: dict[str, Dependency] = {dep.name: dep for dep in (
         name="cmsis-nn", title="CMSIS-NN kernels (Cortex-M)", repo="ARM-software/CMSIS-NN",
         commit="4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae",
         tree_sha256="50b7478181ff12b7b5ebea2bf1c7c8d2e4f565fd38ab2efc3d77f6627cf59abb",
-        keep=("Include", "Source", "LICENSE"), boards=("qemu_m4", "sparkfun_edge")),
+        keep=("Include", "Source", "LICENSE")),
     Dependency(
         name="cmsis", title="CMSIS 6 core headers (Cortex-M)", repo="ARM-software/CMSIS_6",
         commit="5782d6f8057906d360f4b95ec08a2354afe5c9b9",
         tree_sha256="30a3b5dc91cd681179cebf24b867c3696553f50c36cc1f7cb7c91a55a134a2c5",
-        keep=("CMSIS/Core/Include", "LICENSE"), boards=("qemu_m4", "sparkfun_edge")),
-    # SparkFun Edge only. SparkFun's mirror of AmbiqSuite 2.4.2 (its boards_sfe submodule is the
+        keep=("CMSIS/Core/Include", "LICENSE")),
+    # For the Apollo3 device port. SparkFun's mirror of AmbiqSuite 2.4.2 (its boards_sfe submodule is the
     # BSP commit pinned below); only the Apollo3 HAL, register and CMSIS headers, utils and the
     # LED/button drivers are kept. The GitHub archive of the whole SDK is large (~700 MB unpacked).
     Dependency(
@@ -101,13 +101,13 @@ DEPENDENCIES: dict[str, Dependency] = {dep.name: dep for dep in (
         keep=("mcu/am_sdk_version.h", "mcu/apollo3", "CMSIS/AmbiqMicro/Include/apollo3.h",
               "CMSIS/AmbiqMicro/Include/system_apollo3.h", "CMSIS/ARM/Include", "utils", "devices",
               "AM-BSD-EULA.txt", "VERSION.txt"),
-        boards=("sparkfun_edge",)),
+        ),
     Dependency(
         name="sparkfun-bsp", title="SparkFun Apollo3 BSPs (Edge pins, LEDs, HM01B0 camera driver)",
         repo="sparkfun/SparkFun_Apollo3_AmbiqSuite_BSPs",
         commit="6398086a1a87ddea78274521683ba3ad817bee82",
         tree_sha256="15d520176e31fd9614eb1fda5df7d05baa16aefd50962ac6aa9f29cbeb40de68",
-        keep=("edge/bsp", "common/third_party/hm01b0", "README.md"), boards=("sparkfun_edge",)),
+        keep=("edge/bsp", "common/third_party/hm01b0", "README.md")),
 )}
 
 
@@ -386,20 +386,22 @@ class Installer:
 
 # --- looking things up ------------------------------------------------------------------------
 
-# What `vwwtorch firmware deps` fetches without --board: the boards that build and run here. The
-# SparkFun Edge's SDK and BSP are large and only needed to build for the board itself.
-DEFAULT_BOARDS = ("host", "qemu_m4")
-ALL_BOARDS = "all"
+ALL_BOARDS = "all"  # `--board all`: what every board needs
 
 
 def needed(board: str | None) -> list[Dependency]:
-    """What building for `board` needs (None: every dependency), in install order."""
-    return [d for d in DEPENDENCIES.values() if board is None or not d.boards or board in d.boards]
+    """What building for `board` needs (None: what any board needs), in install order."""
+    from vwwtorch.firmware.boards import BOARDS, get_board
+
+    names = set(get_board(board).deps) if board else {n for b in BOARDS.values() for n in b.deps}
+    return [d for d in DEPENDENCIES.values() if d.name in names]
 
 
 def needed_by_default() -> list[Dependency]:
-    """What `vwwtorch firmware deps` without --board installs."""
-    names = {d.name for board in DEFAULT_BOARDS for d in needed(board)}
+    """What `vwwtorch firmware deps` without --board installs: what the boards that run here need."""
+    from vwwtorch.firmware.boards import boards_that_run_here
+
+    names = {d.name for board in boards_that_run_here() for d in needed(board.name)}
     return [d for d in DEPENDENCIES.values() if d.name in names]
 
 
@@ -435,8 +437,11 @@ def require(board: str, root: Path | None = None) -> dict[str, Path]:
 # --- command ----------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--board", help="what this board needs: host, qemu_m4, sparkfun_edge (adds the "
-                        "Ambiq SDK and SparkFun BSP) or all (default: what host and qemu_m4 need)")
+    from vwwtorch.firmware.boards import BOARDS, board_choices, boards_that_run_here
+
+    extra = "; ".join(f"{b.name} adds {', '.join(b.extra_deps)}" for b in BOARDS.values() if b.extra_deps)
+    parser.add_argument("--board", help=f"what this board needs: {board_choices()}, or all ({extra}; "
+                        f"default: what {board_choices(boards_that_run_here())} need)")
     parser.add_argument("--from-dir", metavar="DIR",
                         help="take each dependency from DIR/<name> (a git repository holding the "
                              "pinned commit, or a copy of the tree) or DIR/<GitHub archive name> "
@@ -451,13 +456,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args) -> int:
+    from vwwtorch.firmware.boards import BOARDS
+
     if args.board is None:
         deps = needed_by_default()
     elif args.board == ALL_BOARDS:
         deps = needed(None)
     else:
-        from vwwtorch.firmware.boards import BOARDS
-
         if args.board not in BOARDS:
             raise UserError(f"unknown board {args.board!r}; choose one of: {', '.join(BOARDS)}, {ALL_BOARDS}")
         deps = needed(args.board)
@@ -469,7 +474,8 @@ def run_command(args) -> int:
             stamp = installed(dep, root)
             state = ("missing" if stamp is None else
                      "installed" + ("" if stamp.get("verified") else " (UNVERIFIED)"))
-            boards = ", ".join(dep.boards) if dep.boards else "every board"
+            users = [b.name for b in BOARDS.values() if dep.name in b.deps]
+            boards = "every board" if len(users) == len(BOARDS) else ", ".join(users)
             print(f"{dep.name:13s} {dep.commit[:12]}  {state:22s} {boards:24s} {dep.archive_url}")
         print(f"cache: {root}")
         return 0
@@ -486,7 +492,7 @@ def run_command(args) -> int:
         missing = [d for d in deps if installed(d, root) is None]
         if missing:
             print("still missing: " + "; ".join(
-                f"{d.name} ({dir_flag(d)} PATH, or `{deps_command(args.board or DEFAULT_BOARDS[-1], [d])}` "
+                f"{d.name} ({dir_flag(d)} PATH, or `{_command_for(args.board, d)}` "
                 "to download it)" for d in missing))
         else:
             print(f"firmware dependencies ready in {root}")
@@ -509,6 +515,18 @@ def run_command(args) -> int:
         else:
             installer.download(dep)
     print(f"firmware dependencies ready in {root}")
-    if args.board is None and any(d not in deps for d in DEPENDENCIES.values()):
-        print("  (for the SparkFun Edge also run `vwwtorch firmware deps --board sparkfun_edge`)")
+    if args.board is None:
+        for board in BOARDS.values():
+            if any(d not in deps for d in needed(board.name)):
+                print(f"  (for {board.title} also run `vwwtorch firmware deps --board {board.name}`)")
     return 0
+
+
+def _command_for(board: str | None, dep: Dependency) -> str:
+    """The command that downloads `dep`: plain `firmware deps`, or with the first board needing it."""
+    from vwwtorch.firmware.boards import BOARDS
+
+    if board and board != ALL_BOARDS:
+        return deps_command(board, [dep])
+    needing = next(b.name for b in BOARDS.values() if dep.name in b.deps)
+    return deps_command(needing, [dep])

@@ -279,15 +279,21 @@ def find_app_bin(build_dir: Path) -> Path:
     """The application .bin of a `vwwtorch firmware build` output folder."""
     if not build_dir.is_dir():
         raise UserError(f"build folder {build_dir} does not exist; run `vwwtorch firmware build "
-                        f"--board sparkfun_edge` first")
+                        f"--board {_flashed_board_names()}` first")
     candidates = sorted(p for p in build_dir.glob("*.bin") if p.name not in ("ota.bin", "wire.bin"))
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
         raise UserError(f"no .bin file in {build_dir}; run `vwwtorch firmware build --board "
-                        f"sparkfun_edge` first, or pass the file with --bin")
+                        f"{_flashed_board_names()}` first, or pass the file with --bin")
     names = ", ".join(p.name for p in candidates)
     raise UserError(f"several .bin files in {build_dir} ({names}); pick one with --bin")
+
+
+def _flashed_board_names() -> str:
+    from vwwtorch.firmware.boards import board_choices, flashed_boards
+
+    return board_choices(flashed_boards())
 
 
 def build_blobs(app: bytes, split: int = image.DEFAULT_SPLIT) -> tuple[bytes, bytes]:
@@ -317,7 +323,7 @@ def register(subparsers) -> None:
     source.add_argument("--bin", type=Path, metavar="FILE",
                         help="raw application binary (objcopy -O binary), linked at 0xC000")
     source.add_argument("--build", type=Path, metavar="DIR",
-                        help="output folder of `vwwtorch firmware build --board sparkfun_edge`")
+                        help=f"output folder of `vwwtorch firmware build --board {_flashed_board_names()}`")
     p.add_argument("--port", help="serial port of the board (e.g. /dev/ttyUSB0, COM3)")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, metavar="RATE",
                    help="bootloader baud rate (default %(default)s, the Edge v1; Artemis boards: 115200)")

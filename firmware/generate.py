@@ -259,10 +259,10 @@ def build_settings(tflite: Path, data: bytes, info, *, board: str, labels: list[
                    person_index: int | None, threshold: float, arena_size: int | None) -> ModelSettings:
     from vwwtorch.contract.tflm import measure_arena
     from vwwtorch.firmware.arena import arena_with_margin
-    from vwwtorch.firmware.boards import check_fits, get_board
+    from vwwtorch.firmware.boards import check_fits, default_target, get_board
     from vwwtorch.firmware.ops import kernel_sources
 
-    board_spec = get_board(board)
+    board_spec = get_board(board) if board else default_target()
     _check_int8_io(info, str(tflite))
     _check_ops(info, str(tflite))
     inp, out = info.inputs[0], info.outputs[0]
@@ -324,7 +324,7 @@ def write_sources(out_dir: Path, data: bytes, settings: ModelSettings, overwrite
     return target
 
 
-def generate(tflite: str | Path, out_dir: str | Path, *, board: str = "sparkfun_edge",
+def generate(tflite: str | Path, out_dir: str | Path, *, board: str | None = None,
              labels: list[str] | None = None, person_index: int | None = None,
              threshold: float = 0.5, arena_size: int | None = None,
              overwrite: bool = True) -> ModelSettings:
@@ -353,8 +353,10 @@ def load_settings(model_dir: str | Path) -> ModelSettings:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tflite", required=True, help="int8 model (e.g. model_int8.tflite)")
     parser.add_argument("--out", required=True, help="folder for the generated sources")
-    parser.add_argument("--board", default="sparkfun_edge",
-                        help="board whose flash and RAM the model must fit (host, qemu_m4, sparkfun_edge)")
+    from vwwtorch.firmware.boards import BOARDS, default_target
+
+    parser.add_argument("--board", default=default_target().name, metavar="BOARD",
+                        help=f"board whose flash and RAM the model must fit ({', '.join(BOARDS)})")
     parser.add_argument("--labels", help="comma-separated label names, in output order "
                         "(default: labels.txt next to the model, else no_person,person)")
     parser.add_argument("--person-index", type=int,

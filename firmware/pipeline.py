@@ -1,9 +1,9 @@
 """The firmware stage of `vwwtorch quickstart`: generate, then build and run when possible.
 
 `firmware_stage(tflite, out, pixels)` always writes the generated model sources. When the
-dependencies are in the cache and the tools are installed, it also builds the host and qemu_m4
-firmware, runs both on the given images and checks their scores against the `tflite_micro`
-runtime. What cannot run is reported with the command that fixes it, never raised: quickstart
+dependencies are in the cache and the tools are installed, it also builds the firmware of every
+board that runs here (natively or emulated), runs each on the given images and checks their scores
+against the `tflite_micro` runtime. What cannot run is reported with the command that fixes it, never raised: quickstart
 must finish on a machine without the cross toolchain. A build or run that fails for another reason
 is reported too (`failed`), so the caller decides; `problems()` lists failures and mismatches.
 """
@@ -18,7 +18,6 @@ import numpy as np
 
 from vwwtorch.contract.errors import UserError
 
-BOARDS = ("host", "qemu_m4")
 
 
 @dataclass
@@ -66,9 +65,9 @@ def _missing_tool(board) -> str | None:
 
 
 def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
-                   boards: tuple[str, ...] = BOARDS, jobs: int | None = None) -> StageOutcome:
+                   boards: tuple[str, ...] | None = None, jobs: int | None = None) -> StageOutcome:
     """Generate into out/model; build out/<board>; run each on `pixels` (uint8, N x H x W x C)."""
-    from vwwtorch.firmware.boards import get_board
+    from vwwtorch.firmware.boards import boards_that_run_here, get_board
     from vwwtorch.firmware.build import build
     from vwwtorch.firmware.deps import deps_command, installed, needed
     from vwwtorch.firmware.generate import generate
@@ -76,13 +75,13 @@ def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
     from vwwtorch.firmware.run import run_tensors
 
     out = Path(out)
-    settings = generate(tflite, out / "model", board="sparkfun_edge")
+    settings = generate(tflite, out / "model")  # checked against the default target board
     outcome = StageOutcome(model_dir=out / "model")
     pixels = np.asarray(pixels, dtype=np.uint8).reshape(-1, settings.rows, settings.cols,
                                                          settings.channels)
     tensors = np.asarray(settings.byte_to_input, dtype=np.int8)[pixels]
     expected = tflm_scores(Path(tflite).read_bytes(), tensors)
-    for name in boards:
+    for name in boards if boards is not None else [b.name for b in boards_that_run_here()]:
         board = get_board(name)
         result = BoardOutcome(board=name)
         outcome.boards.append(result)

@@ -1,7 +1,7 @@
 """`vwwtorch firmware run`: run a firmware build on images and print its scores.
 
 The images are converted to int8 tensors (vwwtorch/firmware/images.py) and written to one raw
-file; the host program reads it directly, the qemu_m4 image reads it through semihosting inside
+file; a native build reads it directly, an emulated one through semihosting inside
 `qemu-system-arm -machine mps2-an386`. The scores are the firmware's own output lines, parsed.
 """
 
@@ -22,7 +22,6 @@ from vwwtorch.contract.errors import UserError
 
 ARENA_LINE = re.compile(r"arena (\d+) of (\d+) B used")
 STACK_LINE = re.compile(r"stack (\d+) of (\d+) B used")
-QEMU_MACHINE = ("-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none")
 
 
 @dataclass
@@ -31,7 +30,7 @@ class ImageResult:
     scores: list[int]
     label: str
     inference_us: int | None
-    instructions: int | None = None   # guest instructions in Invoke() (qemu_m4, when counted)
+    instructions: int | None = None   # guest instructions in Invoke() (emulated boards, when counted)
 
 
 @dataclass
@@ -42,8 +41,9 @@ class RunResult:
     output: str = ""
 
 
-def qemu_command(program: Path, input_name: str, extra: list[str] | None = None) -> list[str]:
-    return (["qemu-system-arm", *QEMU_MACHINE, "-kernel", str(program),
+def emulator_command(board, program: Path, input_name: str, extra: list[str] | None = None) -> list[str]:
+    """The board's emulator running `program`, which reads `input_name` through semihosting."""
+    return ([board.emulator, *board.emulator_args, "-kernel", str(program),
              "-semihosting-config", f"enable=on,target=native,arg=vww,arg={input_name}"]
             + list(extra or []))
 
@@ -87,7 +87,7 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
         raise UserError(f"{program} is missing; run `vwwtorch firmware build` again")
     if count_instructions and not board.emulator:
         raise UserError(f"instructions are counted under QEMU; {board.name} runs natively "
-                        "(build for qemu_m4)")
+                        "(build for an emulated board)")
     counts = None
     with tempfile.TemporaryDirectory(prefix="vww-run-") as work:
         input_name = "input.bin"
@@ -101,7 +101,7 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
 
                 extra = insn_count.qemu_arguments(program, f"{board.toolchain_prefix}nm",
                                                   Path(work) / "counts.txt")
-            command = qemu_command(program, input_name, extra)
+            command = emulator_command(board, program, input_name, extra)
         else:
             command = [str(program), input_name]
         try:
@@ -156,14 +156,17 @@ def run_files(build_dir: str | Path, images: list[str | Path], *, timeout: float
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build", required=True, help="folder from `vwwtorch firmware build`")
-    parser.add_argument("--board", help="check that the build is for this board (host or qemu_m4; "
-                        "a sparkfun_edge build runs on the board: `firmware flash`, `firmware monitor`)")
+    from vwwtorch.firmware.boards import board_choices, boards_that_run_here, flashed_boards
+
+    parser.add_argument("--board", help=f"check that the build is for this board "
+                        f"({board_choices(boards_that_run_here())}; a {board_choices(flashed_boards())} build "
+                        "runs on the board: `firmware flash`, `firmware monitor`)")
     parser.add_argument("--image", nargs="+", required=True, metavar="FILE",
                         help="images of the model's size (PNG, BMP, JPEG, PGM/PPM), .npy arrays "
                              "(uint8 pixels or int8 tensors) or raw int8 tensor files (.bin)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
     parser.add_argument("--count-instructions", action="store_true",
-                        help="qemu_m4: count the guest instructions of each inference "
+                        help="emulated boards: count the guest instructions of each inference "
                              "(a QEMU TCG plugin, compiled on first use with the host gcc)")
 
 

@@ -615,7 +615,7 @@ def demo_deps(tmp_path, monkeypatch):
     """Two small pinned dependencies (a git repository and a plain tree), an empty cache, no network."""
     import urllib.request
 
-    from test_firmware_deps import TREE, git, make_dep, write_tree
+    from test_firmware_deps import TREE, git, make_dep, use_demo_deps, write_tree
     from vwwtorch.firmware import deps
 
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
@@ -626,7 +626,7 @@ def demo_deps(tmp_path, monkeypatch):
     commit = git(repo, "rev-parse", "HEAD")
     plain = write_tree(tmp_path / "plain", TREE)
     one, two = make_dep(commit), make_dep(commit, name="libother")
-    monkeypatch.setattr(deps, "DEPENDENCIES", {d.name: d for d in (one, two)})
+    use_demo_deps(monkeypatch, [one, two])
 
     def no_network(*args, **kwargs):
         raise AssertionError("nothing may be downloaded")
@@ -648,7 +648,9 @@ def test_deps_offline_hint_names_a_real_flag(tmp_path, monkeypatch, capfd):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    monkeypatch.setattr(deps, "DEPENDENCIES", {"tflite-micro": deps.DEPENDENCIES["tflite-micro"]})
+    from test_firmware_deps import use_demo_deps
+
+    use_demo_deps(monkeypatch, [deps.DEPENDENCIES["tflite-micro"]])
     code = main(["firmware", "deps"])
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]

@@ -85,6 +85,19 @@ def make_dep(commit: str, **overrides) -> deps.Dependency:
     return deps.Dependency(**fields)
 
 
+def use_demo_deps(monkeypatch, common: list, device_only: list = ()) -> None:
+    """Pin only the demo dependencies: every board needs `common`, the flashed device also `device_only`."""
+    import dataclasses
+
+    from vwwtorch.firmware import boards
+
+    monkeypatch.setattr(deps, "DEPENDENCIES", {d.name: d for d in (*common, *device_only)})
+    monkeypatch.setattr(boards, "COMMON_DEPS", tuple(d.name for d in common))
+    monkeypatch.setattr(boards, "BOARDS", {
+        name: dataclasses.replace(board, extra_deps=tuple(d.name for d in device_only) if board.flashed else ())
+        for name, board in boards.BOARDS.items()})
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
@@ -225,7 +238,7 @@ def test_patch_from_another_dependency_is_applied(source, monkeypatch, tmp_path)
 def test_command_installs_from_dir_then_reports_it_installed(source, monkeypatch, tmp_path, capsys):
     repo, commit, _ = source
     dep = make_dep(commit)
-    monkeypatch.setattr(deps, "DEPENDENCIES", {dep.name: dep})
+    use_demo_deps(monkeypatch, [dep])
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "libdemo").symlink_to(repo)
@@ -244,7 +257,7 @@ def test_download_without_network_is_one_clear_line(source, monkeypatch, capsys)
 
     _, commit, _ = source
     dep = make_dep(commit)
-    monkeypatch.setattr(deps, "DEPENDENCIES", {dep.name: dep})
+    use_demo_deps(monkeypatch, [dep])
 
     def offline(*args, **kwargs):
         raise OSError("Network is unreachable")
@@ -274,7 +287,7 @@ def test_download_is_verified_and_the_archive_digest_recorded(source, monkeypatc
         return Response(blob)
 
     monkeypatch.setattr(urllib.request, "urlopen", serve)
-    monkeypatch.setattr(deps, "DEPENDENCIES", {dep.name: dep})
+    use_demo_deps(monkeypatch, [dep])
     assert cli_main(["firmware", "deps"]) == 0
     assert requested == [f"https://github.com/demo/libdemo/archive/{commit}.tar.gz"]
     digest = hashlib.sha256(blob).hexdigest()
@@ -282,7 +295,7 @@ def test_download_is_verified_and_the_archive_digest_recorded(source, monkeypatc
     assert json.loads((deps.deps_root() / "libdemo" / deps.STAMP).read_text())["archive_sha256"] == digest
     # Once pinned, a different archive is refused.
     pinned = deps.Dependency(**{**dep.__dict__, "archive_sha256": "0" * 64})
-    monkeypatch.setattr(deps, "DEPENDENCIES", {dep.name: pinned})
+    use_demo_deps(monkeypatch, [pinned])
     assert cli_main(["firmware", "deps", "--force"]) == 2
     assert "pinned " + "0" * 64 in capsys.readouterr().err
 
@@ -298,8 +311,8 @@ def test_board_specific_dependencies_only_with_their_board(source, monkeypatch, 
     """Without --board: what host and qemu_m4 need; a board's SDK only with --board or all."""
     repo, commit, _ = source
     common = make_dep(commit)
-    edge_only = make_dep(commit, name="vendor-sdk", boards=("sparkfun_edge",))
-    monkeypatch.setattr(deps, "DEPENDENCIES", {d.name: d for d in (common, edge_only)})
+    edge_only = make_dep(commit, name="vendor-sdk")
+    use_demo_deps(monkeypatch, [common], [edge_only])
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for name in ("libdemo", "vendor-sdk"):

@@ -3,7 +3,7 @@
 Generates the built-in dataset, trains the default model with `configs/quickstart.yaml`, validates
 the best checkpoint, exports it to int8 TFLite through the parity gate (`vwwtorch export`), then
 turns the verified model into firmware: the generated model sources always, and, when the firmware
-dependencies and tools are there, host and qemu_m4 builds whose scores are checked against the
+dependencies and tools are there, builds for the boards that run here, whose scores are checked against the
 TFLM runtime (`vwwtorch.firmware.pipeline`). Says where everything is.
 """
 
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
                     "MobileNetV1 0.25 (96x96 grayscale) with configs/quickstart.yaml, validate the best "
                     "checkpoint, export it to ONNX and int8 TFLite and verify parity (export/), then "
                     "generate the firmware model sources and, when `vwwtorch firmware deps` and the "
-                    "compilers are installed, build and run the host and qemu_m4 firmware on validation "
+                    "compilers are installed, build and run the firmware of every board that runs here on validation "
                     "images (firmware/). Everything is written under --out.")
     p.add_argument("--out", required=True, help="output folder (data/, runs/, export/, firmware/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")

@@ -1,7 +1,7 @@
 """The detection line every board logs, written once: its format and its one parser.
 
 Each board prints one line per inference through core's `LogDetection`
-(firmware/core/detection_log.cc), on stdout (host), semihosting (qemu_m4) or the UART (SparkFun Edge):
+(firmware/core/detection_log.cc), on stdout, semihosting or a UART, whatever the board:
 
     image <n>: scores: <score 0> <score 1> ... -> <label> (<microseconds> us)
 
