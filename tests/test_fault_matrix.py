@@ -307,7 +307,7 @@ def _checkpoint_variant(kind: str) -> Callable[[World], Path]:
 
 CHECKPOINT_NEEDLES = {
     "truncated": "cannot be read", "garbage": "cannot be read", "empty": "empty",
-    "foreign": "not a vwwtorch classifier checkpoint", "other-width": "width",
+    "foreign": "not a vwwtorch classifier checkpoint", "other-width": "width=0.5 (configured 0.25)",
     "width-abc": "width='abc'", "short-class-names": "class_names", "pickle-bomb": "may contain code",
 }
 
@@ -336,7 +336,7 @@ def _checkpoint_cases() -> dict[str, Case]:
             variant = _checkpoint_variant(kind)
             cases[f"checkpoint-{kind}-{command}"] = Case(
                 (lambda w, variant=variant, build=commands[command]: build(variant(w), w)),
-                CHECKPOINT_NEEDLES[kind] if kind != "other-width" or command != "init-from" else "another shape")
+                CHECKPOINT_NEEDLES[kind])
     return cases
 
 

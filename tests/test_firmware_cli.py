@@ -159,6 +159,41 @@ def test_help_names_every_board_and_its_dependencies(capsys):
             assert dep in deps, (board.name, dep)
 
 
+@pytest.mark.parametrize("name, make, phrase", [
+    ("big.png", lambda p: Image.new("L", (96, 96)).save(p), "is 96x96; the model takes 32x32"),
+    ("odd.bin", lambda p: p.write_bytes(bytes(1000)), "1000 bytes is not a whole number"),
+    ("wide.npy", lambda p: np.save(p, np.zeros((32, 33), np.uint8)), "does not hold 32x32x1"),
+    ("float.npy", lambda p: np.save(p, np.zeros((32, 32), np.float32)), "array of float32"),
+    ("notes.txt", lambda p: p.write_text("hi"), "unknown image type .txt"),
+    ("broken.png", lambda p: p.write_bytes(b"not a png"), "cannot read image"),
+])
+def test_run_refuses_bad_images_before_starting_the_firmware(model_dir, tmp_path, capsys, name,
+                                                             make, phrase):
+    build = fake_build(tmp_path, model_dir, "host")  # never started: the image is checked first
+    image = tmp_path / name
+    make(image)
+    refused(capsys, ["firmware", "run", "--build", str(build), "--image", str(image)], phrase)
+
+
+# --- pieces -----------------------------------------------------------------------------------
+
+def test_images_follow_the_camera_convention(tmp_path):
+    """Pixels go through the model's byte table (the reference quantization's: b - 128, written out
+    here independently), int8 tensors are taken as they are."""
+    from vwwtorch.contract.deployment import byte_to_int8
+
+    pixels = np.arange(32 * 32, dtype=np.uint32).reshape(32, 32).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    np.save(tmp_path / "t.npy", np.full((2, 32, 32, 1), -5, np.int8))
+    table = byte_to_int8(1 / 127.5, -1)
+    tensor = load_tensors(tmp_path / "a.png", 32, 32, 1, table)
+    assert tensor.shape == (1, 32, 32, 1) and tensor.dtype == np.int8
+    np.testing.assert_array_equal(tensor[0, ..., 0], pixels.astype(np.int16) - 128)
+    assert (load_tensors(tmp_path / "t.npy", 32, 32, 1, table) == -5).all()
+    with pytest.raises(UserError, match="does not exist"):
+        load_tensors(tmp_path / "missing.png", 32, 32, 1, table)
+
+
 def test_output_parsing():
     text = ("vww: model 300568 B, 5 ops, arena 82308 of 89536 B used\r\n"
             "image 0: scores: 4 -4 -> no_person (25200 us)\r\n"

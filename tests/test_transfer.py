@@ -114,7 +114,7 @@ def test_init_from_with_another_width_is_one_clear_line(datasets, capsys, tmp_pa
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("vwwtorch: error:")]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert "width 0.5 (configured 0.25)" in lines[0]
+    assert "width=0.5 (configured 0.25)" in lines[0] and "--model.width" in lines[0]
 
 
 class Recorder(Callback):

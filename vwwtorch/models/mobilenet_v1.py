@@ -22,6 +22,8 @@ SEPARABLE_BLOCKS: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
     (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
 )
+# What must match for weights to load into a model: the architecture, as data.
+ARCH_KEYS = ("width", "in_channels", "resolution", "num_classes")
 STEM_DEPTH = 32
 MIN_DEPTH = 8
 BN_EPS = 1e-3
@@ -126,6 +128,5 @@ class MobileNetV1(nn.Module):
         return torch.flatten(x, 1)  # logits [N, num_classes]
 
     def arch(self) -> dict:
-        """What must match for a checkpoint to load into this model."""
-        return {"width": self.width, "in_channels": self.in_channels,
-                "resolution": self.resolution, "num_classes": self.num_classes}
+        """What must match for a checkpoint to load into this model (ARCH_KEYS)."""
+        return {key: getattr(self, key) for key in ARCH_KEYS}

@@ -30,9 +30,11 @@ from vwwtorch.contract.console import keep_tensorflow_out_of_tensorboard, route_
 from vwwtorch.contract import stopping
 from vwwtorch.contract.errors import Stopped, UserError
 from vwwtorch.data.datamodule import VWWDataModule
-from vwwtorch.training.checkpoint import BestAndLastCheckpoint, SafeCheckpointIO, read_checkpoint
+from vwwtorch.models.mobilenet_v1 import ARCH_KEYS
+from vwwtorch.training.checkpoint import BestAndLastCheckpoint
+from vwwtorch.training.checkpoint_file import SafeCheckpointIO, check_architecture, read_checkpoint
 from vwwtorch.training.ema import TFWeightEMA
-from vwwtorch.training.module import ARCH_KEYS, VWWClassifier, check_architecture
+from vwwtorch.training.module import VWWClassifier
 
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 LAST_NAME = "last.ckpt"

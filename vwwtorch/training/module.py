@@ -21,10 +21,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.models.mobilenet_v1 import MobileNetV1
+from vwwtorch.training.checkpoint_file import check_architecture
 from vwwtorch.training.rmsprop_tf import RMSpropTF
 from vwwtorch.training.schedule import decay_steps, staircase_factor
 
-ARCH_KEYS = ("width", "in_channels", "resolution", "num_classes")
 
 
 class VWWClassifier(pl.LightningModule):
@@ -226,7 +226,7 @@ class VWWClassifier(pl.LightningModule):
 
     # -- checkpoints ----------------------------------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_architecture(checkpoint, {k: self.hparams[k] for k in ARCH_KEYS}, source="the checkpoint")
+        check_architecture(checkpoint, self.model.arch(), source="the checkpoint")
 
 
 # Each recipe number with the range it must lie in: (low, high, low inclusive, high inclusive).
@@ -264,14 +264,3 @@ def inverse_frequency_weights(labels: np.ndarray, num_classes: int,
         raise UserError("--model.class_weights auto: no training image of class(es) "
                         + ", ".join(names[i] for i in np.flatnonzero(counts == 0)))
     return (counts.sum() / (num_classes * counts)).astype(float).tolist()
-
-
-def check_architecture(checkpoint: dict, expected: dict, source: str) -> None:
-    """Refuse a checkpoint whose model differs from the configured one, naming the difference."""
-    saved = checkpoint.get("hyper_parameters") or {}
-    missing = [k for k in ARCH_KEYS if k not in saved]
-    if missing:
-        raise UserError(f"{source} is not a vwwtorch classifier checkpoint (no {', '.join(missing)})")
-    diffs = [f"{k}={saved[k]} (configured {expected[k]})" for k in expected if saved[k] != expected[k]]
-    if diffs:
-        raise UserError(f"{source} holds a different architecture: " + ", ".join(diffs))

@@ -17,6 +17,7 @@ import os
 from torch import nn
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.training.checkpoint_file import check_architecture, read_checkpoint
 
 BACKBONE_PREFIX = "model.features."  # VWWClassifier.model is the MobileNetV1
 
@@ -31,18 +32,11 @@ def backbone_state(checkpoint: dict, source: str) -> dict:
 
 def load_backbone(model: nn.Module, path: str | os.PathLike) -> int:
     """Copy the backbone of checkpoint `path` into `model` (a MobileNetV1); returns the tensors copied."""
-    from vwwtorch.training.checkpoint import read_checkpoint  # here: checkpoint.py imports the module
-
     source = f"--model.init_from {path}"
     checkpoint = read_checkpoint(path)
-    saved = checkpoint.get("hyper_parameters") or {}
-    if "width" not in saved or "in_channels" not in saved:
-        raise UserError(f"{source} is not a vwwtorch classifier checkpoint (no width/in_channels)")
-    diffs = [f"{key} {saved[key]} (configured {getattr(model, key)})"
-             for key in ("width", "in_channels") if saved[key] != getattr(model, key)]
-    if diffs:
-        raise UserError(f"{source} holds a backbone of another shape: " + ", ".join(diffs)
-                        + "; set --model.width/--model.in_channels to the checkpoint's")
+    # Width and input channels decide the backbone's tensors; resolution and classes may differ.
+    check_architecture(checkpoint, {key: model.arch()[key] for key in ("width", "in_channels")}, source,
+                       hint="set --model.width/--model.in_channels to the checkpoint's")
     state = backbone_state(checkpoint, source)
     own = model.features.state_dict()
     missing = sorted(set(own) - set(state))

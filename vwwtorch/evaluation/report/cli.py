@@ -4,16 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-FILES = {
-    "report_json": "report.json",
-    "confusion_matrix_txt": "confusion_matrix.txt",
-    "confusion_matrix_png": "confusion_matrix.png",
-    "roc_png": "roc.png",
-    "pr_png": "pr.png",
-    "errors_png": "misclassified.png",
-    "predictions_csv": "predictions.csv",
-}
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -63,7 +53,7 @@ def _check_args(args) -> None:
 
 
 def _run(args) -> None:
-    from vwwtorch.evaluation.report.writer import write_report
+    from vwwtorch.evaluation.report.writer import FILES, write_report
 
     _check_args(args)
     report, out = write_report(args)

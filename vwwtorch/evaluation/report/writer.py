@@ -15,6 +15,15 @@ from vwwtorch.evaluation.report.plots import confusion_matrix_figure, pr_figure,
 from vwwtorch.evaluation.report.predictions import Predictions, predict_checkpoint, predict_tflite
 from vwwtorch.evaluation.report.sheet import write_error_sheet
 
+FILES = {
+    "report_json": "report.json",
+    "confusion_matrix_txt": "confusion_matrix.txt",
+    "confusion_matrix_png": "confusion_matrix.png",
+    "roc_png": "roc.png",
+    "pr_png": "pr.png",
+    "errors_png": "misclassified.png",
+    "predictions_csv": "predictions.csv",
+}
 SCHEMA = "vwwtorch-report"
 VERSION = 1
 
@@ -50,8 +59,6 @@ def positive_index(classes: list[str], name: str | None) -> int:
 
 
 def write_report(args) -> tuple[dict, Path]:
-    from vwwtorch.evaluation.report.cli import FILES
-
     out = check_folder(args.out, overwrite=args.overwrite)
     if args.ckpt:
         predictions = predict_checkpoint(args.ckpt, args.data, args.split, batch_size=args.batch_size,
