@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-STAGES = ("onnx_export", "load_images", "conversion", "calibration", "parity")
 
 
 def run_once(ckpt: Path, data: Path, out: Path, num_calibration: int, num_parity: int) -> tuple[dict, dict]:
@@ -64,7 +63,9 @@ def main() -> None:
     header = f"{'stage':<14}" + "".join(f"{f'run {i + 1} (s)':>12}" for i in range(len(runs)))
     print(header)
     print("-" * len(header))
-    for stage in (*STAGES, "total"):
+    from vwwtorch.bridge.pipeline import STAGES
+
+    for stage in (*(s.key for s in STAGES), "total"):
         print(f"{stage:<14}" + "".join(f"{timings.get(stage, float('nan')):>12.1f}" for timings, _ in runs))
     print(f"{'process':<14}{process_s:>12.1f}   (fresh `vwwtorch export` subprocess, imports included)")
     print()

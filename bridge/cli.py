@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vwwtorch.contract.defaults import default
+
 GATES_HELP = """\
 Gates (all must pass, or the command exits 1 naming the failed gate and its worst images):
   input quantization   int8, scale 1/127.5, zero point -1 (camera byte b is fed as b-128)
@@ -17,20 +19,24 @@ Gates (all must pass, or the command exits 1 naming the failed gate and its wors
 
 
 def _add_thresholds(p: argparse.ArgumentParser, with_float: bool) -> None:
+    from vwwtorch.bridge.parity import Thresholds
+
     g = p.add_argument_group("thresholds")
     if with_float:
-        g.add_argument("--max-onnx-diff", type=float, default=1e-4,
+        g.add_argument("--max-onnx-diff", type=float, default=default(Thresholds, "onnx_max_diff"),
                        help="torch vs ONNX Runtime: max |probability difference| (default: %(default)s)")
-        g.add_argument("--max-float-diff", type=float, default=1e-4,
+        g.add_argument("--max-float-diff", type=float, default=default(Thresholds, "float_max_diff"),
                        help="torch vs TFLite float32: max |probability difference| (default: %(default)s)")
-    g.add_argument("--min-agreement", type=float, default=0.99,
+    g.add_argument("--min-agreement", type=float, default=default(Thresholds, "min_top1_agreement"),
                    help="torch vs TFLite int8: minimum fraction of images with the same top-1 class "
                         "(default: %(default)s)")
-    g.add_argument("--max-accuracy-drop", type=float, default=1.0,
+    g.add_argument("--max-accuracy-drop", type=float, default=default(Thresholds, "max_accuracy_drop"),
                    help="torch vs TFLite int8: maximum accuracy loss, in percentage points (default: %(default)s)")
 
 
 def register(subparsers) -> None:
+    from vwwtorch.bridge.pipeline import ExportOptions, ParityOptions
+
     e = subparsers.add_parser(
         "export", help="export a checkpoint to ONNX and int8 TFLite and verify parity",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -44,8 +50,9 @@ def register(subparsers) -> None:
     e.add_argument("--data", required=True, type=Path,
                    help="vwwtorch dataset: train split for calibration, val (or test) split for parity")
     e.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
-    e.add_argument("--num-calibration", type=int, default=300, help="calibration images (default: %(default)s)")
-    e.add_argument("--num-parity", type=int, default=1000,
+    e.add_argument("--num-calibration", type=int, default=default(ExportOptions, "num_calibration"),
+                   help="calibration images (default: %(default)s)")
+    e.add_argument("--num-parity", type=int, default=default(ExportOptions, "num_parity"),
                    help="parity images, or all of the split if fewer (default: %(default)s)")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     e.add_argument("--verbose", action="store_true", help="show onnx2tf and TensorFlow output")
@@ -61,7 +68,7 @@ def register(subparsers) -> None:
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint the model was converted from")
     p.add_argument("--tflite", required=True, type=Path, help="int8 .tflite to check")
     p.add_argument("--data", required=True, type=Path, help="vwwtorch dataset (val or test split is used)")
-    p.add_argument("--num-parity", type=int, default=1000,
+    p.add_argument("--num-parity", type=int, default=default(ParityOptions, "num_parity"),
                    help="parity images, or all of the split if fewer (default: %(default)s)")
     p.add_argument("--out", type=Path, help="also write parity.json and parity.md to this folder")
     _add_thresholds(p, with_float=False)

@@ -5,7 +5,7 @@ the TFLite converter directly, from that model:
 
 Both start from the same frozen TF graph, in which a convolution over a one-channel input (the
 grayscale model's first layer) is rewritten as the equivalent depthwise convolution, as TFLM's
-reference model has it (`bridge.depthwise`).
+reference model has it (`vwwtorch.bridge.passes.one_channel_depthwise`).
 
 - float32: plain conversion;
 - int8: full-integer quantization (int8 input and output, per-channel weights, TFLITE_BUILTINS_INT8
@@ -70,7 +70,7 @@ def _concrete_function(keras_model):
     """The TF function both converters start from, one-input-channel convs made depthwise."""
     import tensorflow as tf
 
-    from vwwtorch.bridge.depthwise import one_channel_convs_as_depthwise
+    from vwwtorch.bridge.passes.one_channel_depthwise import one_channel_convs_as_depthwise
 
     spec = keras_model.inputs[0]
     run = tf.function(lambda x: keras_model(x), input_signature=[tf.TensorSpec(spec.shape, tf.float32, INPUT_NAME)])

@@ -1,8 +1,9 @@
 """`vwwtorch export` and `vwwtorch parity`: the steps in order, the output folder written atomically.
 
 export: checkpoint (EMA weights) -> model.onnx -> onnx2tf -> model_float32.tflite and
-model_int8.tflite (calibrated on train images) -> parity gate on validation images -> labels.txt,
-parity.json, parity.md. Everything is made in a hidden sibling folder `.<out>.partial` and renamed
+model_int8.tflite (calibrated on train images, through the .tflite passes) -> parity gate on
+validation images -> labels.txt, parity.json, parity.md. The stages are data (`STAGES`): one list
+drives the progress lines, the timings and benchmarks/export.py. Everything is made in a hidden sibling folder `.<out>.partial` and renamed
 to `<out>` when complete, so `<out>` is never half-written. A failed gate still leaves the complete
 folder (to inspect) but without the "verified" marker, and the command exits 1.
 """
@@ -12,11 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from vwwtorch.contract.errors import GateFailed
+from vwwtorch.bridge.gates.op_set import MOBILENET_OPS
 from vwwtorch.bridge.parity import Thresholds
-from vwwtorch.bridge.quant_checks import MOBILENET_OPS
-from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.errors import GateFailed, UserError
 from vwwtorch.contract.hashing import sha256_bytes
 from vwwtorch.contract.outputs import check_folder, staged_folder, written_as_user_error
 
@@ -75,15 +76,106 @@ def _versions() -> dict:
     return found
 
 
-def export(opts: ExportOptions) -> Outcome:
-    from vwwtorch.bridge.calibration import check_dataset, load_eval_images, pick_split, pin_input_range
-    from vwwtorch.bridge.float_runners import onnx_probabilities, torch_probabilities
+@dataclass
+class ExportRun:
+    """What the stages share: the options, the model, the staging folder, and what each stage made."""
+
+    opts: ExportOptions
+    module: object
+    meta: dict
+    folder: Path                     # the staging folder
+    calib_split: str
+    parity_split: str
+    onnx_path: Path | None = None
+    calib: object = None             # EvalImages
+    parity_data: object = None       # EvalImages
+    keras_model: object = None
+    float_model: bytes = b""
+    int8_model: bytes = b""
+    pinned: bool = False
+    result: object = None            # ParityResult
+
+    @property
+    def hp(self):
+        return self.module.hparams
+
+
+def _onnx(run: ExportRun) -> None:
     from vwwtorch.bridge.onnx_export import export_onnx
+
+    hp = run.hp
+    run.onnx_path = export_onnx(run.module.model, run.folder / "model.onnx", hp.in_channels, hp.resolution,
+                                run.opts.verbose)
+
+
+def _images(run: ExportRun) -> None:
+    from vwwtorch.bridge.calibration import load_eval_images
+
+    o, hp = run.opts, run.hp
+    run.calib = load_eval_images(o.data, run.calib_split, o.num_calibration, hp.in_channels, hp.resolution,
+                                 run.meta, progress=o.progress)
+    run.parity_data = load_eval_images(o.data, run.parity_split, o.num_parity, hp.in_channels, hp.resolution,
+                                       run.meta, progress=o.progress)
+
+
+def _float32(run: ExportRun) -> None:
+    from vwwtorch.bridge import passes
+    from vwwtorch.bridge.convert import onnx_to_keras, to_float32_tflite
+
+    run.keras_model = onnx_to_keras(run.onnx_path, run.calib.images, run.opts.verbose)
+    run.float_model = passes.apply(to_float32_tflite(run.keras_model, run.opts.verbose))
+    (run.folder / "model_float32.tflite").write_bytes(run.float_model)
+
+
+def _int8(run: ExportRun) -> None:
+    from vwwtorch.bridge import passes
+    from vwwtorch.bridge.calibration import pin_input_range
+    from vwwtorch.bridge.convert import to_int8_tflite
+
+    calib_images, run.pinned = pin_input_range(run.calib.images)
+    run.int8_model = passes.apply(to_int8_tflite(run.keras_model, calib_images, run.opts.verbose))
+    (run.folder / "model_int8.tflite").write_bytes(run.int8_model)
+    run.keras_model = None
+
+
+def _parity(run: ExportRun) -> None:
+    from vwwtorch.bridge.float_runners import onnx_probabilities, torch_probabilities
     from vwwtorch.bridge.parity import run_parity
-    from vwwtorch.bridge.report import build_report, print_table, write_reports
-    from vwwtorch.bridge.slim import slim_tflite
-    from vwwtorch.contract.tflite import read_tflite
     from vwwtorch.contract.litert import TFLiteModel
+    from vwwtorch.contract.tflite import read_tflite
+
+    o, data, p = run.opts, run.parity_data, run.opts.progress
+    run.result = run_parity(
+        torch_probs=torch_probabilities(run.module.model, data.images, progress=p), data=data,
+        int8_model=run.int8_model,
+        int8_info=read_tflite(run.int8_model, "model_int8.tflite").require_classifier("model_int8.tflite"),
+        thresholds=o.thresholds, allowed_ops=o.allowed_ops, progress=p,
+        onnx_probs=lambda: onnx_probabilities(run.onnx_path, data.images, progress=p),
+        float_probs=lambda: TFLiteModel(run.float_model, name="TFLite float32").probabilities(data.images, p))
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str                              # its entry in the timings (and benchmarks/export.py's table)
+    title: Callable[[ExportRun], str]     # its progress line
+    run: Callable[[ExportRun], None]
+
+
+# The export, in order: one list drives the progress lines, the timings and the benchmark.
+STAGES = (
+    Stage("onnx_export", lambda r: f"ONNX export of {r.opts.ckpt} (EMA weights, "
+                                   f"1x{r.hp.in_channels}x{r.hp.resolution}x{r.hp.resolution})", _onnx),
+    Stage("load_images", lambda r: f"eval preprocessing of calibration ({r.calib_split}) and parity "
+                                   f"({r.parity_split}) images", _images),
+    Stage("conversion", lambda r: "onnx2tf conversion, TFLite float32", _float32),
+    Stage("calibration", lambda r: f"int8 quantization calibrated on {len(r.calib)} {r.calib_split} images", _int8),
+    Stage("parity", lambda r: f"parity on {len(r.parity_data)} {r.parity_split} images", _parity),
+)
+
+
+def export(opts: ExportOptions) -> Outcome:
+    from vwwtorch.bridge.calibration import check_dataset, pick_split
+    from vwwtorch.bridge.report import build_report, print_table, write_reports
 
     _check_counts(opts.num_calibration, opts.num_parity)
     opts.thresholds.check()
@@ -95,67 +187,32 @@ def export(opts: ExportOptions) -> Outcome:
     meta = check_dataset(opts.data, hp.in_channels, hp.resolution, hp.num_classes, module.class_names)
     calib_split = pick_split(meta, ("train", "val"), opts.data, "calibration")
     parity_split = pick_split(meta, ("val", "test"), opts.data, "the parity check")
-    p = opts.progress
     with staged_folder(out, checked=True) as tmp:
-        _stage(p, f"[1/5] ONNX export of {opts.ckpt} (EMA weights, 1x{hp.in_channels}x{hp.resolution}x{hp.resolution})")
-        t = time.monotonic()
-        onnx_path = export_onnx(module.model, tmp / "model.onnx", hp.in_channels, hp.resolution, opts.verbose)
-        timings["onnx_export"] = time.monotonic() - t
+        run = ExportRun(opts, module, meta, tmp, calib_split, parity_split)
+        for number, stage in enumerate(STAGES, 1):
+            _stage(opts.progress, f"[{number}/{len(STAGES)}] {stage.title(run)}")
+            t = time.monotonic()
+            stage.run(run)
+            timings[stage.key] = time.monotonic() - t
 
-        _stage(p, f"[2/5] eval preprocessing of calibration ({calib_split}) and parity ({parity_split}) images")
-        t = time.monotonic()
-        calib = load_eval_images(opts.data, calib_split, opts.num_calibration, hp.in_channels, hp.resolution,
-                                 meta, progress=p)
-        parity_data = load_eval_images(opts.data, parity_split, opts.num_parity, hp.in_channels, hp.resolution,
-                                       meta, progress=p)
-        timings["load_images"] = time.monotonic() - t
-
-        _stage(p, "[3/5] onnx2tf conversion, TFLite float32")
-        t = time.monotonic()
-        from vwwtorch.bridge.convert import onnx_to_keras, to_float32_tflite, to_int8_tflite
-
-        keras_model = onnx_to_keras(onnx_path, calib.images, opts.verbose)
-        float_model = slim_tflite(to_float32_tflite(keras_model, opts.verbose))
-        (tmp / "model_float32.tflite").write_bytes(float_model)
-        timings["conversion"] = time.monotonic() - t
-
-        _stage(p, f"[4/5] int8 quantization calibrated on {len(calib)} {calib_split} images")
-        t = time.monotonic()
-        calib_images, pinned = pin_input_range(calib.images)
-        int8_model = slim_tflite(to_int8_tflite(keras_model, calib_images, opts.verbose))
-        (tmp / "model_int8.tflite").write_bytes(int8_model)
-        timings["calibration"] = time.monotonic() - t
-        del keras_model
-
-        _stage(p, f"[5/5] parity on {len(parity_data)} {parity_split} images")
-        t = time.monotonic()
-        torch_probs = torch_probabilities(module.model, parity_data.images, progress=p)
-        result = run_parity(
-            torch_probs=torch_probs, data=parity_data, int8_model=int8_model,
-            int8_info=read_tflite(int8_model, "model_int8.tflite").require_classifier("model_int8.tflite"), thresholds=opts.thresholds,
-            allowed_ops=opts.allowed_ops, progress=p,
-            onnx_probs=lambda: onnx_probabilities(onnx_path, parity_data.images, progress=p),
-            float_probs=lambda: TFLiteModel(float_model, name="TFLite float32").probabilities(parity_data.images, p))
-        timings["parity"] = time.monotonic() - t
-
-        (tmp / "labels.txt").write_text("".join(f"{name}\n" for name in module.class_names))
+        (tmp / "labels.txt").write_text("".join(f"{name}\n" for name in module.class_names), encoding="utf-8")
         context = {
             "model": {"checkpoint": str(opts.ckpt), "architecture": "MobileNetV1",
                       "width": hp.width, "in_channels": hp.in_channels, "resolution": hp.resolution,
                       "num_classes": hp.num_classes, "classes": list(module.class_names), "weights": "EMA"},
             "data": {"dir": str(opts.data), "preprocessing": "eval: central crop 87.5%, resize, x/127.5-1",
-                     "calibration_split": calib_split, "calibration_images": len(calib),
-                     "calibration_range_pinned": pinned,
-                     "parity_split": parity_split, "parity_images": len(parity_data)},
+                     "calibration_split": calib_split, "calibration_images": len(run.calib),
+                     "calibration_range_pinned": run.pinned,
+                     "parity_split": parity_split, "parity_images": len(run.parity_data)},
             "thresholds": asdict(opts.thresholds),
             "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_bytes((tmp / name).read_bytes())}
                       for name in ("model.onnx", "model_float32.tflite", "model_int8.tflite")},
             "versions": _versions(),
         }
-        report = build_report(result, context)
+        report = build_report(run.result, context)
         write_reports(tmp, report)
     timings["total"] = time.monotonic() - started
-    if p:
+    if opts.progress:
         print_table(report)
         print(f"wrote {', '.join(FILES)} to {opts.out} in {timings['total']:.0f} s")
     if not report["passed"]:

@@ -1,6 +1,7 @@
 """Apollo3 secure-bootloader image blobs, built in pure Python.
 
-Two wrappers sit between the linker's raw `.bin` and the board (docs: ../shared/ref/apollo3.md §2):
+Two wrappers sit between the linker's raw `.bin` and the board (as AmbiqSuite SDK 2.4.2's
+create_cust_image_blob.py and create_cust_wireupdate_blob.py make them):
 
 * the **OTA image** ("customer image", non-secure magic 0xCB): a 128-byte header (size, CRC-32,
   security word, load address 0xC000, version) followed by the application padded to 4 bytes;
@@ -19,7 +20,6 @@ import zlib
 from dataclasses import dataclass
 
 FLASH_PAGE_SIZE = 0x2000
-FLASH_SIZE = 0x100000
 APP_LOAD_ADDRESS = 0xC000          # where the bootloader installs and starts a non-secure app
 WIRE_LOAD_ADDRESS = 0x20000        # where the wired blob is staged before the OTA install
 DEFAULT_SPLIT = 0x48000            # payload bytes per wired block (must fit the SBL's SRAM buffer)

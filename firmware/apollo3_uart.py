@@ -7,7 +7,8 @@ Every message is little-endian 32-bit words:
     ...      payload
 
 The host sends HELLO, OTADESC, UPDATE, DATA, RESET (and ABORT); the bootloader answers HELLO with
-STATUS and everything else with ACK. Details and sources: ../shared/ref/apollo3.md §1.
+STATUS and everything else with ACK. Sources: the Apollo3 Secure Update Flow document and
+uart_wired_update.py (AmbiqSuite SDK 2.4.2, docs/secure_bootloader and tools/apollo3_scripts).
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
         # The linker allows the whole application region; the bootloader's staging does not.
         raise UserError(f"model too big for {board.name}: the image takes {result.flash_bytes:,} B of "
                         f"flash, more than the {board.flash_bytes:,} B an application flashed through "
-                        "the bootloader can use (see vwwtorch/firmware/boards.py)")
+                        "the bootloader can use (see firmware/boards.py)")
     write_file(out_dir / BUILD_INFO, json.dumps(asdict(result), indent=2) + "\n", checked=True)
     return result
 

@@ -1,6 +1,6 @@
 """`vwwtorch firmware generate | deps | build | run`: from an int8 model to scores on a target.
 
-Hooked into the `firmware` command group by `vwwtorch/firmware/cli.py`; the work happens in
+Hooked into the `firmware` command group by `firmware/cli.py`; the work happens in
 generate.py, deps.py, build.py and run.py, imported only when a command runs.
 """
 
@@ -55,7 +55,7 @@ def _runner(module_name: str):
     return run
 
 
-def register_build_commands(firmware_subparsers) -> None:
+def register(firmware_subparsers) -> None:
     """Add generate, deps, build and run to the `vwwtorch firmware` sub-command group."""
     for name, module_name, short, long in _commands():
         parser = firmware_subparsers.add_parser(
@@ -68,7 +68,3 @@ def register_build_commands(firmware_subparsers) -> None:
 def _add_arguments(module_name: str, parser) -> None:
     # Only argparse and light modules are imported here, so `--help` stays quick.
     importlib.import_module(module_name).add_arguments(parser)
-
-
-# The firmware group's modules expose `register(subparsers)` (vwwtorch/firmware/cli.py).
-register = register_build_commands

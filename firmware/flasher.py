@@ -1,6 +1,7 @@
 """`vwwtorch firmware flash`: the host side of the Apollo3 bootloader's UART wired update.
 
-Sequence (../shared/ref/apollo3.md §1.4): HELLO -> STATUS; OTADESC -> ACK; then for each wired
+Sequence (as Ambiq's uart_wired_update.py and the Apollo3 Secure Update Flow document, AmbiqSuite
+SDK 2.4.2, describe it): HELLO -> STATUS; OTADESC -> ACK; then for each wired
 block, last block first: UPDATE(size, CRC-32) -> ACK and DATA messages of up to 8180 bytes, each
 -> ACK carrying the next expected offset; finally RESET -> ACK, on which the bootloader installs the
 staged OTA image at 0xC000.
@@ -338,7 +339,7 @@ def register(subparsers) -> None:
                    help="seconds to wait for the bootloader's answer to HELLO (default %(default)s)")
     p.add_argument("--attempts", type=int, metavar="N", default=FlashOptions.max_attempts,
                    help="sends per message when the bootloader NACKs it (default %(default)s)")
-    p.add_argument("--reply-crc", choices=("warn", "strict"), default="warn",
+    p.add_argument("--reply-crc", choices=("warn", "strict"), default=FlashOptions.reply_crc,
                    help="a reply with a bad CRC: 'warn' accepts it if it reports exactly the "
                         "expected success, 'strict' stops (default %(default)s)")
     p.add_argument("--reset", choices=("poi", "por", "none"), default="poi",

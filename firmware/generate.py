@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vwwtorch.contract.deployment import byte_to_int8
+from vwwtorch.contract.defaults import default
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_folder, staged_folder
 
@@ -361,10 +362,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: labels.txt next to the model, else no_person,person)")
     parser.add_argument("--person-index", type=int,
                         help="output index of the person score (default: the 'person' label, else 1)")
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--threshold", type=float, default=default(generate, "threshold"),
                         help="person when the dequantized person score reaches this")
     parser.add_argument("--arena-size", type=int,
-                        help="tensor arena bytes (default: measured + margin, see vwwtorch/firmware/arena.py)")
+                        help="tensor arena bytes (default: measured + margin, see firmware/arena.py)")
 
 
 def run_command(args) -> int:

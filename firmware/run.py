@@ -1,6 +1,6 @@
 """`vwwtorch firmware run`: run a firmware build on images and print its scores.
 
-The images are converted to int8 tensors (vwwtorch/firmware/images.py) and written to one raw
+The images are converted to int8 tensors (firmware/images.py) and written to one raw
 file; a native build reads it directly, an emulated one through semihosting inside
 `qemu-system-arm -machine mps2-an386`. The scores are the firmware's own output lines, parsed.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.contract.detection_log import parse_detection
+from vwwtorch.contract.defaults import default
 from vwwtorch.contract.errors import UserError
 
 ARENA_LINE = re.compile(r"arena (\d+) of (\d+) B used")
@@ -164,7 +165,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", nargs="+", required=True, metavar="FILE",
                         help="images of the model's size (PNG, BMP, JPEG, PGM/PPM), .npy arrays "
                              "(uint8 pixels or int8 tensors) or raw int8 tensor files (.bin)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
+    parser.add_argument("--timeout", type=float, default=default(run_files, "timeout"), help="seconds before giving up")
     parser.add_argument("--count-instructions", action="store_true",
                         help="emulated boards: count the guest instructions of each inference "
                              "(a QEMU TCG plugin, compiled on first use with the host gcc)")

@@ -25,7 +25,7 @@ from vwwtorch.firmware import apollo3_uart as uart
 from vwwtorch.firmware.apollo3_image import WIRE_HEADER_SIZE, WireHeader, crc32
 from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType
 
-# What real SparkFun Edge boards report (../shared/ref/apollo3.md §1.3).
+# What real SparkFun Edge boards report to HELLO (console logs of uart_wired_update.py runs).
 EDGE_STATUS = dict(version=3, max_image_size=0x4FFA0, status_=2, state=7,
                    am_info=(0x1, 0xFF2DA3FF, 0x55FFF, 0x1, 0x49F40003))
 

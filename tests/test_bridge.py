@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from vwwtorch.bridge.quant_checks import MOBILENET_OPS, static_checks
+from vwwtorch.bridge.gates import static_checks
+from vwwtorch.bridge.gates.op_set import MOBILENET_OPS
 from vwwtorch.contract.tflite import read_tflite as inspect_tflite
 from conftest import write_dataset
 from vwwtorch.cli import main
@@ -193,7 +194,7 @@ def test_only_one_channel_convs_become_depthwise():
     """The first-layer rewrite: same outputs, a depthwise op where the conv input has one channel."""
     import tensorflow as tf
 
-    from vwwtorch.bridge.depthwise import one_channel_convs_as_depthwise
+    from vwwtorch.bridge.passes.one_channel_depthwise import one_channel_convs_as_depthwise
 
     rng = np.random.default_rng(0)
     first = tf.constant(rng.normal(size=(3, 3, 1, 8)).astype(np.float32))

@@ -2,8 +2,7 @@
 
 The digests below were produced by the SDK's create_cust_image_blob.py and
 create_cust_wireupdate_blob.py (AmbiqSuite 2.4.2; 2.2.0 gives the same bytes) for the synthetic app
-byte i = (i*7 + 3) & 0xFF, with load 0xC000, magic 0xCB, version 0, type 6, options 1, split 0x48000
-(../shared/ref/apollo3.md §5.1).
+byte i = (i*7 + 3) & 0xFF, with load 0xC000, magic 0xCB, version 0, type 6, options 1, split 0x48000.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`vwwtorch firmware flash` against a simulated Apollo3 bootloader on a pty, with injected faults.
 
 Every case must end either in a verified success (the fake's reassembled blob equals ours byte for
-byte and the frame sequence is the one in ../shared/ref/apollo3.md §5.2) or in a non-zero exit with
+byte and the frame sequence is the one uart_wired_update.py sends) or in a non-zero exit with
 one clear line, never in a reported success with a wrong image.
 """
 

@@ -198,7 +198,7 @@ def test_device_memory(firmware, person_detect):
 
 
 def test_every_supported_op_links(firmware, tmp_path):
-    """The op table (vwwtorch/firmware/ops.py) names real resolver methods and kernel sources: a
+    """The op table (firmware/ops.py) names real resolver methods and kernel sources: a
     resolver registering every op builds and still runs the model right."""
     model_dir = tmp_path / "all_ops"
     generate(firmware.models["tiny_int8"], model_dir, board="host")

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from vwwtorch.configs import config_path
+from vwwtorch.contract.defaults import default
+from vwwtorch.data.synthetic import generate
 
 QUICKSTART_CONFIG = config_path("quickstart.yaml")
 
@@ -31,7 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder (data/, runs/, export/, firmware/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--config", default=str(QUICKSTART_CONFIG), help="training config")
-    p.add_argument("--train-images", type=int, default=6000, help="size of the generated train split")
+    p.add_argument("--train-images", type=int, default=default(generate, "train"),
+                   help="size of the generated train split")
     p.add_argument("--no-export", dest="export", action="store_false",
                    help="stop after validation (skip the int8 export, its parity gate and the firmware)")
     p.add_argument("--no-firmware", dest="firmware", action="store_false",
@@ -54,7 +57,6 @@ def _firmware_stage(model: Path, out: Path, data_dir: Path, model_info: dict):
 def _run(args) -> None:
     from vwwtorch.contract.outputs import check_folder
     from vwwtorch.data.format import read_meta
-    from vwwtorch.data.synthetic import generate
     from vwwtorch.contract.errors import UserError
     from vwwtorch.training.lightning_cli import run_lightning_cli
 

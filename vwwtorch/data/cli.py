@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
+from vwwtorch.contract.defaults import default
+from vwwtorch.data.build import build_vww
+from vwwtorch.data.contact_sheet import write_contact_sheet
+from vwwtorch.data.folder import build_folder_dataset
+from vwwtorch.data.synthetic import generate
+
 
 def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="build, check and inspect datasets",
@@ -17,10 +23,11 @@ def register(subparsers) -> None:
         description="Generate the built-in demo dataset: 128x128 grayscale scenes with and without "
                     "person-like figures, deterministic by seed.")
     synth.add_argument("--out", required=True, help="output dataset folder")
-    synth.add_argument("--train", type=int, default=6000, help="training images")
-    synth.add_argument("--val", type=int, default=1000, help="validation images")
-    synth.add_argument("--test", type=int, default=1000, help="test images")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
+    synth.add_argument("--train", type=int, default=default(generate, "train"), help="training images")
+    synth.add_argument("--val", type=int, default=default(generate, "val"), help="validation images")
+    synth.add_argument("--test", type=int, default=default(generate, "test"), help="test images")
+    synth.add_argument("--seed", type=int, default=default(generate, "seed"),
+                       help="random seed (same seed, same dataset)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     synth.set_defaults(func=_synthetic)
     _register_vww(sub)
@@ -30,8 +37,6 @@ def register(subparsers) -> None:
 
 
 def _synthetic(args) -> None:
-    from vwwtorch.data.synthetic import generate
-
     out = generate(args.out, train=args.train, val=args.val, test=args.test, seed=args.seed,
                    overwrite=args.overwrite)
     print(f"wrote built-in dataset to {out} (train {args.train}, val {args.val}, test {args.test})")
@@ -59,25 +64,28 @@ def _register_vww(sub) -> None:
     src.add_argument("--val-annotations",
                      help="val annotations (default: COCO_DIR/annotations/instances_val2014.json)")
     vww.add_argument("--out", required=True, help="output dataset folder")
-    vww.add_argument("--class-name", default="person",
+    vww.add_argument("--class-name", default=default(build_vww, "class_name"),
                      help="COCO category that makes label 1, e.g. person or car (default: %(default)s)")
-    vww.add_argument("--small-object-area-threshold", type=float, default=0.005, metavar="FRACTION",
+    vww.add_argument("--small-object-area-threshold", type=float, default=default(build_vww, "threshold"),
+                     metavar="FRACTION",
                      help="annotations covering less than this fraction of the image are ignored "
                           "(default: %(default)s)")
-    vww.add_argument("--split", choices=("book", "minival"), default="book",
+    vww.add_argument("--split", choices=("book", "minival"), default=default(build_vww, "split"),
                      help="book: train2014 -> train, val2014 -> val; minival: the ids in --minival-ids -> val, "
                           "all other train2014+val2014 images -> train (VWW paper) (default: %(default)s)")
     vww.add_argument("--minival-ids", metavar="FILE",
                      help="for --split minival: text file with one COCO image id per line "
                           "(the VWW paper's mscoco_minival_ids.txt)")
-    vww.add_argument("--image-size", type=int, default=128, help="stored image side in pixels (default: %(default)s)")
-    vww.add_argument("--channels", type=int, choices=(1, 3), default=1,
+    vww.add_argument("--image-size", type=int, default=default(build_vww, "image_size"),
+                     help="stored image side in pixels (default: %(default)s)")
+    vww.add_argument("--channels", type=int, choices=(1, 3), default=default(build_vww, "channels"),
                      help="1 = grayscale, 3 = RGB (default: %(default)s)")
     vww.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="decoding processes (default: the number of CPUs, %(default)s)")
-    vww.add_argument("--chunk-size", type=int, default=256,
+    vww.add_argument("--chunk-size", type=int, default=default(build_vww, "chunk_size"),
                      help="images per committed chunk; resuming needs the same value (default: %(default)s)")
-    vww.add_argument("--max-bad-fraction", type=float, default=0.01, metavar="FRACTION",
+    vww.add_argument("--max-bad-fraction", type=float, default=default(build_vww, "max_bad_fraction"),
+                     metavar="FRACTION",
                      help="fail (exit 2) when more than this fraction of images is unreadable or missing "
                           "(default: %(default)s)")
     vww.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -87,7 +95,6 @@ def _register_vww(sub) -> None:
 
 
 def _vww(args) -> None:
-    from vwwtorch.data.build import build_vww
     from vwwtorch.data.coco_vww import coco_sources
 
     sources = coco_sources(args.coco_dir, train_images=args.train_images, val_images=args.val_images,
@@ -122,15 +129,18 @@ def _register_folder(sub) -> None:
         epilog="example: vwwtorch data folder --image-dir ~/photos/flowers --out data/flowers --channels 3")
     folder.add_argument("--image-dir", required=True, help="folder with one sub-folder of images per class")
     folder.add_argument("--out", required=True, help="output dataset folder")
-    folder.add_argument("--validation-percentage", type=float, default=10.0, metavar="PCT",
+    folder.add_argument("--validation-percentage", type=float, metavar="PCT",
+                        default=default(build_folder_dataset, "validation_percentage"),
                         help="share of images for the val split (default: %(default)s)")
-    folder.add_argument("--testing-percentage", type=float, default=10.0, metavar="PCT",
+    folder.add_argument("--testing-percentage", type=float, metavar="PCT",
+                        default=default(build_folder_dataset, "testing_percentage"),
                         help="share of images for the test split (default: %(default)s)")
-    folder.add_argument("--image-size", type=int, default=128,
+    folder.add_argument("--image-size", type=int, default=default(build_folder_dataset, "image_size"),
                         help="stored image side in pixels; the model crops and resizes from it (default: %(default)s)")
-    folder.add_argument("--channels", type=int, choices=(1, 3), default=1,
+    folder.add_argument("--channels", type=int, choices=(1, 3), default=default(build_folder_dataset, "channels"),
                         help="1 = grayscale (the book's model), 3 = RGB (default: %(default)s)")
-    folder.add_argument("--min-per-class", type=int, default=10, metavar="N",
+    folder.add_argument("--min-per-class", type=int, default=default(build_folder_dataset, "min_per_class"),
+                        metavar="N",
                         help="fail when a class has fewer readable images than this (default: %(default)s)")
     folder.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="decoding processes (default: the number of CPUs, %(default)s)")
@@ -139,7 +149,7 @@ def _register_folder(sub) -> None:
 
 
 def _folder(args) -> None:
-    from vwwtorch.data.folder import LABELS_FILE, REPORT_FILE, build_folder_dataset
+    from vwwtorch.data.folder import LABELS_FILE, REPORT_FILE
 
     result = build_folder_dataset(args.image_dir, args.out, validation_percentage=args.validation_percentage,
                                   testing_percentage=args.testing_percentage, image_size=args.image_size,
@@ -187,9 +197,10 @@ def _register_show(sub) -> None:
                     "id and framed in the label's colour, so labels can be checked by eye.")
     show.add_argument("dataset", metavar="DIR", help="dataset folder")
     show.add_argument("--out", required=True, help="image file to write (.png or .jpg)")
-    show.add_argument("--n", type=int, default=64, help="number of images")
+    show.add_argument("--n", type=int, default=default(write_contact_sheet, "n"), help="number of images")
     show.add_argument("--split", help="split to show (default: val if present, else the first split)")
-    show.add_argument("--seed", type=int, default=0, help="random seed for choosing images")
+    show.add_argument("--seed", type=int, default=default(write_contact_sheet, "seed"),
+                      help="random seed for choosing images")
     show.set_defaults(func=_show)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vwwtorch.evaluation.report import options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,19 +24,20 @@ def register(subparsers) -> None:
     model.add_argument("--ckpt", help="Lightning checkpoint from `vwwtorch fit` (its EMA weights)")
     model.add_argument("--tflite", help=".tflite model (int8 or float32), e.g. from `vwwtorch export`")
     p.add_argument("--data", required=True, help="dataset folder in the vwwtorch format")
-    p.add_argument("--split", default="val", help="split to evaluate, e.g. val or test (default: %(default)s)")
+    p.add_argument("--split", default=options.SPLIT, help="split to evaluate, e.g. val or test (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder for the report")
     p.add_argument("--positive-class", metavar="NAME",
                    help="class whose score the ROC/PR curves and thresholds are about "
                         "(default: the class with label 1, 'person' for VWW)")
-    p.add_argument("--fpr", type=float, nargs="+", default=[0.01, 0.05, 0.1], metavar="RATE",
+    p.add_argument("--fpr", type=float, nargs="+", default=list(options.FPR_TARGETS), metavar="RATE",
                    help="false-positive rates to find thresholds for (default: %(default)s)")
     p.add_argument("--thresholds", type=float, nargs="+", metavar="T",
-                   default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-                   help="score thresholds for the threshold table (default: 0.1 ... 0.9)")
-    p.add_argument("--max-errors", type=int, default=32, metavar="N",
+                   default=list(options.THRESHOLDS),
+                   help="score thresholds for the threshold table (default: %(default)s)")
+    p.add_argument("--max-errors", type=int, default=options.MAX_ERRORS, metavar="N",
                    help="misclassified images on the contact sheet and in report.json (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=options.BATCH_SIZE,
+                   help="images per forward pass (default: %(default)s)")
     p.add_argument("--convert-channels", action="store_true",
                    help="convert RGB data for a grayscale model (or the reverse) instead of refusing it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out folder")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+
+from vwwtorch.evaluation.report import options
 import torch
 from torchmetrics.functional.classification import (
     binary_auroc,
@@ -25,8 +27,6 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-DEFAULT_FPR_TARGETS = (0.01, 0.05, 0.1)
 
 
 def class_metrics(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict:
@@ -100,8 +100,8 @@ def threshold_for_fpr(scores: np.ndarray, positive: np.ndarray, target: float) -
     return float(candidates[ok[-1]])
 
 
-def threshold_table(scores: np.ndarray, positive: np.ndarray, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                    fpr_targets: Sequence[float] = DEFAULT_FPR_TARGETS) -> tuple[list[dict], list[dict]]:
+def threshold_table(scores: np.ndarray, positive: np.ndarray, thresholds: Sequence[float] = options.THRESHOLDS,
+                    fpr_targets: Sequence[float] = options.FPR_TARGETS) -> tuple[list[dict], list[dict]]:
     table = [_row(t, scores, positive) for t in thresholds]
     targets = []
     if positive.any() and not positive.all():
@@ -128,8 +128,8 @@ def _plain(value):
 
 
 def compute_report(probs: np.ndarray, labels: np.ndarray, ids: np.ndarray, classes: Sequence[str],
-                   positive_index: int, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                   fpr_targets: Sequence[float] = DEFAULT_FPR_TARGETS, max_errors: int = 32) -> dict:
+                   positive_index: int, thresholds: Sequence[float] = options.THRESHOLDS,
+                   fpr_targets: Sequence[float] = options.FPR_TARGETS, max_errors: int = options.MAX_ERRORS) -> dict:
     """The figures of report.json (without the model/data description the CLI adds)."""
     probs = np.asarray(probs, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)

@@ -1,11 +1,12 @@
-"""vwwtorch.bridge.slim: what it removes from a converter's .tflite, and that nothing computed changes."""
+"""The .tflite passes of the bridge (vwwtorch.bridge.passes): what they remove from a converter's .tflite,
+and that nothing computed changes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vwwtorch.bridge.slim import slim_tflite
+from vwwtorch.bridge.passes import apply as run_passes
 from vwwtorch.contract.litert import TFLiteModel
 from vwwtorch.contract.tflm import run_tflm
 
@@ -55,7 +56,7 @@ def test_reshape_shape_tensor_is_folded_and_names_stripped(converted):
     assert len(_reshape_op(model, graph, schema).inputs) == 2, "the converter should give a 2-input RESHAPE"
     assert any(t.name for t in graph.tensors)
 
-    slim = slim_tflite(converted)
+    slim = run_passes(converted)
     model_s, graph_s, _ = _graph(slim)
     op = _reshape_op(model_s, graph_s, schema)
     assert len(op.inputs) == 1 and list(op.builtinOptions.newShape) == [1, 4]
@@ -65,12 +66,12 @@ def test_reshape_shape_tensor_is_folded_and_names_stripped(converted):
     assert names == {b"input", b"probabilities"}
     assert sum(1 for t in graph_s.tensors if t.name) == 2
     assert len(slim) < len(converted)
-    assert slim_tflite(converted) == slim, "slimming must be deterministic"
+    assert run_passes(converted) == slim, "slimming must be deterministic"
 
 
 def test_slimmed_model_computes_the_same_and_needs_less_arena(converted):
     inputs = np.random.default_rng(1).integers(-128, 128, (50, 8, 8, 1), dtype=np.int8)
-    slim = slim_tflite(converted)
+    slim = run_passes(converted)
     before, after = TFLiteModel(converted), TFLiteModel(slim)
     np.testing.assert_array_equal(before.raw_outputs(inputs), after.raw_outputs(inputs))
     tflm_before, arena_before = run_tflm(converted, inputs)
@@ -91,6 +92,6 @@ def test_a_shape_that_is_not_the_static_output_shape_is_kept(converted):
 
     builder = flatbuffers.Builder(0)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    model_s, graph_s, _ = _graph(slim_tflite(bytes(builder.Output())))
+    model_s, graph_s, _ = _graph(run_passes(bytes(builder.Output())))
     assert len(_reshape_op(model_s, graph_s, schema).inputs) == 2
     assert len(graph_s.tensors) == len(graph.tensors)

@@ -1,0 +1,20 @@
+"""Gate: only the ops TFLM's person-detection build needs for MobileNetV1, softmax last."""
+
+from __future__ import annotations
+
+from vwwtorch.bridge.gates.check import Check
+from vwwtorch.contract.tflite import ModelFile
+
+MOBILENET_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "SOFTMAX")
+
+
+def check(info: ModelFile, allowed: tuple[str, ...] = MOBILENET_OPS) -> Check:
+    extra = sorted(set(info.ops) - set(allowed))
+    histogram = ", ".join(f"{k} x{v}" for k, v in info.op_histogram.items())
+    last_ok = bool(info.ops) and info.ops[-1] == "SOFTMAX" if "SOFTMAX" in allowed else True
+    detail = histogram
+    if extra:
+        detail += f" - not allowed: {', '.join(extra)}"
+    if not last_ok:
+        detail += " - the last op must be SOFTMAX"
+    return Check("op set", not extra and last_ok, detail)
