@@ -404,8 +404,9 @@ def run_flash(args) -> int:
         input("Press Enter while still holding 14... ")
     with open_port(args.port, args.baud, args.timeout) as port:
         print(f"sending HELLO on {args.port} at {args.baud} baud")
-        # tqdm.write keeps warnings from tearing the progress bar.
-        report = WiredUpdate(port, options, log=lambda text: tqdm.write(text, file=sys.stderr)).run(wire)
+        # Warnings on stderr, progress on stdout; tqdm.write keeps either from tearing the bar.
+        report = WiredUpdate(port, options, log=lambda text: tqdm.write(
+            text, file=sys.stderr if text.startswith("warning:") else sys.stdout)).run(wire)
     resent = f", {report.resends} resent after NACK" if report.resends else ""
     print(f"done: {report.bytes_sent:,} bytes in {report.blocks} block(s) acknowledged by the "
           f"bootloader ({report.messages} messages{resent}).")

@@ -15,12 +15,13 @@ import json
 import numpy as np
 import pytest
 import torch
-
+from cli_asserts import assert_one_line_error
+from conftest import write_dataset
 from vwwtorch.bridge.gates import static_checks
 from vwwtorch.bridge.gates.op_set import MOBILENET_OPS
-from vwwtorch.contract.tflite import read_tflite as inspect_tflite
-from conftest import write_dataset
+
 from vwwtorch.cli import main
+from vwwtorch.contract.tflite import read_tflite as inspect_tflite
 
 pytestmark = pytest.mark.learning  # the module's tests stand on a model trained here
 
@@ -193,8 +194,9 @@ def test_parity_command_rechecks_an_int8_model(exported, trained, blobs, tmp_pat
 def test_only_one_channel_convs_become_depthwise():
     """The first-layer rewrite: same outputs, a depthwise op where the conv input has one channel."""
     import tensorflow as tf
-
-    from vwwtorch.bridge.passes.one_channel_depthwise import one_channel_convs_as_depthwise
+    from vwwtorch.bridge.passes.one_channel_depthwise import (
+        one_channel_convs_as_depthwise,
+    )
 
     rng = np.random.default_rng(0)
     first = tf.constant(rng.normal(size=(3, 3, 1, 8)).astype(np.float32))
@@ -242,9 +244,7 @@ def test_perturbed_int8_model_fails_parity(exported, trained, blobs, tmp_path, c
     code, printed, err = run_cli(capsys, "parity", "--ckpt", trained, "--tflite", broken, "--data", blobs,
                                  "--num-parity", 100, "--out", report_dir)
     assert code == 1
-    message = err.strip().splitlines()[-1]  # after the progress bars
-    assert message.startswith("vwwtorch: error: parity gate failed") and "torch vs TFLite int8" in message
-    assert "worst images:" in message
+    assert_one_line_error(code, err, "parity gate failed", "torch vs TFLite int8", "worst images:", exit_code=1)
     report = read_report(report_dir)
     assert "verified" not in report and report["passed"] is False
     int8 = next(s for s in report["seams"] if s["key"] == "torch_vs_tflite_int8")
@@ -327,8 +327,8 @@ def test_width_resolution_and_rgb_variant_exports(tmp_path, capsys):
 def test_predict_tflite_uses_firmware_input_and_agrees_with_torch(exported, trained, blobs, tmp_path,
                                                                   capsys):
     from PIL import Image
-
     from vwwtorch.bridge.calibration import load_eval_images
+
     from vwwtorch.contract.litert import TFLiteModel
     from vwwtorch.training.checkpoint import load_classifier
 
@@ -352,14 +352,6 @@ def test_predict_tflite_uses_firmware_input_and_agrees_with_torch(exported, trai
 
 
 # -- bad input: one line, exit 2, nothing written --------------------------------------------------
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vwwtorch: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
 
 @pytest.fixture
 def export_args(trained, blobs, tmp_path):

@@ -12,10 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_asserts import assert_one_line_error
+from coco_fixture import (
+    MINIVAL_IDS,
+    SPECS,
+    damaged,
+    expected,
+    make_coco_tree,
+    source_pixels,
+)
 from PIL import Image
 from pycocotools.coco import COCO
 
-from coco_fixture import MINIVAL_IDS, SPECS, damaged, expected, make_coco_tree, source_pixels
 from vwwtorch.cli import main
 from vwwtorch.data.build import build_vww
 from vwwtorch.data.coco_vww import coco_sources
@@ -188,9 +196,7 @@ def test_report_lists_bad_files(person_book):
 def test_too_many_bad_images_fail_with_exit_2(coco, tmp_path, capsys):
     out = tmp_path / "strict"
     code = main(["data", "vww", "--coco-dir", str(coco), "--out", str(out), "--workers", "1", "--chunk-size", "3"])
-    assert code == 2
-    last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
-    assert last.startswith("vwwtorch: error: ") and "--max-bad-fraction" in last and "report.json" in last
+    assert_one_line_error(code, capsys.readouterr().err, "--max-bad-fraction", "report.json")
     assert not out.exists()
     report = json.loads((tmp_path / "strict.chunks" / "report.json").read_text())
     assert report["bad_count"] >= 1

@@ -30,9 +30,10 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from cli_asserts import assert_one_line_error
+from conftest import write_dataset
 from PIL import Image
 
-from conftest import write_dataset
 from vwwtorch.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,14 +147,7 @@ def run_case(world: World, capfd, argv: list) -> Result:
 
 
 def assert_one_line(result: Result, code: int, *needles: str, prefix: str = "vwwtorch: error:") -> str:
-    lines = [line for line in result.err.splitlines() if line.strip()]
-    assert result.code == code, (result.code, result.err[-3000:])
-    assert "Traceback" not in result.err, result.err[-3000:]
-    assert len(lines) == 1, result.err[-3000:]
-    assert lines[0].startswith(prefix), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+    return assert_one_line_error(result.code, result.err, *needles, exit_code=code, prefix=prefix)
 
 
 def assert_untouched(result: Result, *allowed: str) -> None:
@@ -336,7 +330,10 @@ def _checkpoint_cases() -> dict[str, Case]:
             variant = _checkpoint_variant(kind)
             cases[f"checkpoint-{kind}-{command}"] = Case(
                 (lambda w, variant=variant, build=commands[command]: build(variant(w), w)),
-                CHECKPOINT_NEEDLES[kind])
+                # validate and init-from compare with a configured model; export builds the
+                # checkpoint's own, whose weights then do not fit it.
+                "does not fit its own architecture" if (kind, command) == ("other-width", "export")
+                else CHECKPOINT_NEEDLES[kind])
     return cases
 
 
@@ -638,8 +635,9 @@ def demo_deps(tmp_path, monkeypatch):
 def test_deps_offline_hint_names_a_real_flag(tmp_path, monkeypatch, capfd):
     import urllib.request
 
-    from vwwtorch.cli import build_parser
     from vwwtorch.firmware import deps
+
+    from vwwtorch.cli import build_parser
 
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -696,12 +694,7 @@ def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: fl
 
 
 def _one_line(err: str, code: int, returncode: int, *needles: str, prefix: str = "vwwtorch: error:") -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert returncode == code, err[-3000:]
-    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith(prefix), err[-3000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+    return assert_one_line_error(returncode, err, *needles, exit_code=code, prefix=prefix)
 
 
 def test_ctrl_c_in_synthetic_leaves_nothing(tmp_path):

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
+from cli_asserts import assert_one_line_error
 from firmware_models import write_models
-from vwwtorch.cli import main as cli_main
-from vwwtorch.contract.errors import UserError
+from PIL import Image
 from vwwtorch.firmware.build import BUILD_INFO
 from vwwtorch.firmware.images import load_tensors
 from vwwtorch.firmware.run import parse_output
+
+from vwwtorch.cli import main as cli_main
+from vwwtorch.contract.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,7 @@ def model_dir(tmp_path_factory):
 
 
 def refused(capsys, args, *phrases):
-    code = cli_main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and err[0].startswith("vwwtorch: error: "), err
-    for phrase in phrases:
-        assert phrase in err[0], err[0]
-    return err[0]
+    return assert_one_line_error(cli_main(args), capsys.readouterr().err, *phrases)
 
 
 def path_with_only(tmp_path: Path, *programs: str) -> str:

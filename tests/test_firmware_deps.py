@@ -16,11 +16,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 import vwwtorch.firmware.deps as deps
+from cli_asserts import assert_one_line_error
+from vwwtorch.firmware.patching import PatchError, apply_patch
+
 from vwwtorch.cli import main as cli_main
 from vwwtorch.contract.errors import UserError
-from vwwtorch.firmware.patching import PatchError, apply_patch
 
 TREE = {
     "include/lib.h": "int answer();\n",
@@ -98,6 +99,9 @@ def use_demo_deps(monkeypatch, common: list, device_only: list = ()) -> None:
         for name, board in boards.BOARDS.items()})
 
 
+REAL_CACHE = deps.cache_root()  # before the fixture below points each test at an empty one
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
@@ -118,6 +122,16 @@ def github_tarball(path: Path, dep: deps.Dependency, files: dict[str, str], comm
 
 
 # --- tree digests -----------------------------------------------------------------------------
+
+def test_tree_digest_is_the_documented_sum(tmp_path):
+    """sha256 over sorted "path<TAB>sha256-of-content" lines, written out here independently."""
+    import hashlib
+
+    root = write_tree(tmp_path / "t", {"b.txt": "bee\n", "a/c.txt": "sea\n"})
+    lines = sorted(f"{p}\t{hashlib.sha256(t.encode()).hexdigest()}\n" for p, t in
+                   (("b.txt", "bee\n"), ("a/c.txt", "sea\n")))
+    assert deps.tree_digest(root) == hashlib.sha256("".join(lines).encode()).hexdigest()
+
 
 def test_tree_digest_depends_on_content_and_paths_only(tmp_path):
     a = write_tree(tmp_path / "a", TREE)
@@ -263,9 +277,8 @@ def test_download_without_network_is_one_clear_line(source, monkeypatch, capsys)
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    assert cli_main(["firmware", "deps"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot download" in err[0] and "--libdemo-dir or --from-dir" in err[0]
+    assert_one_line_error(cli_main(["firmware", "deps"]), capsys.readouterr().err, "cannot download",
+                          "--libdemo-dir or --from-dir")
     assert not [p for p in deps.deps_root().iterdir() if p.name.startswith(".")]
 
 
@@ -336,11 +349,28 @@ def test_pins_cover_what_a_cortex_m_build_needs():
     needed = {d.name for d in deps.needed("qemu_m4")}
     assert {"tflite-micro", "flatbuffers", "gemmlowp", "cmsis-nn", "cmsis"} <= needed
     assert {"cmsis-nn", "cmsis"}.isdisjoint(d.name for d in deps.needed("host"))
-    for dep in deps.DEPENDENCIES.values():
-        assert len(dep.commit) == 40 and len(dep.tree_sha256) == 64
-        assert dep.archive_url.startswith("https://")
     flatbuffers = deps.DEPENDENCIES["flatbuffers"]
     assert flatbuffers.patch == ("tflite-micro", "tensorflow/lite/micro/tools/make/flatbuffers.patch")
+
+
+def test_pins_are_what_the_pinned_tflm_pins():
+    """Against an independent source: the pinned TFLM tree's own download scripts name the commits
+    of CMSIS-NN, CMSIS 6 and gemmlowp, and flatbuffers' headers carry the version TFLM asks for."""
+    import re
+
+    tflm = REAL_CACHE / "firmware" / "deps" / "tflite-micro"
+    if not (tflm / deps.STAMP).is_file() or not (REAL_CACHE / "firmware" / "deps" / "flatbuffers" / deps.STAMP).is_file():
+        pytest.skip("TFLM and flatbuffers are not in the cache: run `vwwtorch firmware deps`")
+    make = tflm / "tensorflow" / "lite" / "micro" / "tools" / "make"
+    scripts = {"cmsis-nn": make / "ext_libs" / "cmsis_nn_download.sh", "cmsis": make / "ext_libs" / "cmsis_download.sh",
+               "gemmlowp": make / "third_party_downloads.inc"}
+    for name, script in scripts.items():
+        assert deps.DEPENDENCIES[name].commit in re.findall(r"[0-9a-f]{40}", script.read_text()), name
+    tag = re.search(r'ZIP_PREFIX="v(\d+)\.(\d+)\.(\d+)"', (make / "flatbuffers_download.sh").read_text()).groups()
+    base = (REAL_CACHE / "firmware" / "deps" / "flatbuffers" / "include" / "flatbuffers" / "base.h").read_text()
+    version = tuple(re.search(rf"#define FLATBUFFERS_VERSION_{part} (\d+)", base)[1]
+                    for part in ("MAJOR", "MINOR", "REVISION"))
+    assert version == tag
 
 
 # --- the patch applier ------------------------------------------------------------------------

@@ -18,14 +18,16 @@ import serial
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import vwwtorch.cli  # noqa: E402
+from cli_asserts import assert_one_line_error
 from fake_apollo3_bootloader import FakeBootloader, Fault  # noqa: E402
 from vwwtorch.firmware import apollo3_image as img  # noqa: E402
 from vwwtorch.firmware import apollo3_uart as uart  # noqa: E402
 from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType  # noqa: E402
 from vwwtorch.firmware.flasher import open_port  # noqa: E402
-from vwwtorch.contract.detection_log import Detection, format_detection, parse_detection  # noqa: E402
 from vwwtorch.firmware.monitor import monitor  # noqa: E402
+
+import vwwtorch.cli  # noqa: E402
+from vwwtorch.contract.detection_log import Detection, format_detection, parse_detection  # noqa: E402
 
 # Short but not tight: the fake answers in milliseconds, the machine may be busy.
 FAST = ("--timeout", "1", "--hello-timeout", "1", "--no-prompt")
@@ -63,8 +65,9 @@ def expected_wire(path: Path) -> bytes:
 def flash(cli, fake: FakeBootloader, app: Path, *extra):
     with fake:
         code, out, err = cli("flash", "--port", fake.port, "--bin", app, *FAST, *extra)
-    if code != 0:   # a failure is always one clear line, never a traceback
-        assert err.strip().splitlines()[-1].startswith("vwwtorch: error: ") and "Traceback" not in err
+    if code != 0:   # a failure is one clear line, never a traceback (after any retry warnings)
+        errors = "\n".join(line for line in err.splitlines() if not line.startswith("warning:"))
+        assert_one_line_error(code, errors, exit_code=code)
     return code, out, err
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from firmware_models import require_firmware_deps, require_tools, write_models
+from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
 
 # torchvision must be loaded before TensorFlow's converter runs in this process: the other order
 # aborts with "LLVM ERROR: inconsistency in registered CommandLine options".
 from vwwtorch.data.format import open_split
 from vwwtorch.data.transforms import eval_transform
-from firmware_models import require_firmware_deps, require_tools, write_models
-from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):
     import vwwtorch.firmware.build
     import vwwtorch.firmware.deps
     import vwwtorch.firmware.pipeline
+
     from vwwtorch.contract.errors import UserError
 
     def broken_build(board, *args, **kwargs):
@@ -51,6 +52,12 @@ def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):
 
 
 def test_with_dependencies_the_host_build_matches_the_runtime(tiny, tmp_path):
+    """The stage's verdict against an independent reference: TFLite's reference kernels (bit-exact
+    with TFLM's) on the camera convention written out here, b - 128."""
+    from vwwtorch.firmware.run import run_tensors
+
+    from vwwtorch.contract.litert import TFLiteModel
+
     require_tools("g++", "make")
     require_firmware_deps("host")
     pixels = np.random.default_rng(1).integers(0, 256, size=(3, 32, 32, 1), dtype=np.uint8)
@@ -58,6 +65,10 @@ def test_with_dependencies_the_host_build_matches_the_runtime(tiny, tmp_path):
     (host,) = outcome.boards
     assert host.scores_match is True and (host.build_dir / "build.json").is_file()
     assert "scores equal the TFLM runtime" in "\n".join(outcome.lines())
+    tensors = (pixels.astype(np.int16) - 128).astype(np.int8)
+    reference = TFLiteModel(tiny, reference_kernels=True).raw_outputs(tensors)
+    firmware = np.array([image.scores for image in run_tensors(host.build_dir, tensors).images])
+    np.testing.assert_array_equal(firmware, reference)
 
 
 def test_dataset_pixels_follow_the_eval_preprocessing(synthetic_small):

@@ -20,16 +20,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_asserts import assert_one_line_error
+from firmware_models import (
+    camera_bytes_to_int8,
+    convert_keras,
+    reference_scores,
+    require_firmware_deps,
+    require_tools,
+    tiny_classifier,
+    write_models,
+)
 from PIL import Image
-
-from firmware_models import (camera_bytes_to_int8, reference_scores, require_firmware_deps,
-                             require_tools, tiny_classifier, write_models, convert_keras)
-from vwwtorch.cli import main as cli_main
-from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.build import build, load_build
-from vwwtorch.firmware.generate import generate, load_settings, render_makefile, render_ops
+from vwwtorch.firmware.generate import (
+    generate,
+    load_settings,
+    render_makefile,
+    render_ops,
+)
 from vwwtorch.firmware.ops import SUPPORTED_OPS, kernel_sources
 from vwwtorch.firmware.run import parse_output, run_tensors
+
+from vwwtorch.cli import main as cli_main
+from vwwtorch.contract.errors import UserError
 
 JOBS = 2
 TARGETS = [("host", "reference"), ("qemu_m4", "cmsis_nn"), ("qemu_m4", "reference")]
@@ -252,9 +265,7 @@ def test_a_model_too_big_for_the_device_is_refused_by_the_linker(test_models, de
     generate(test_models["big_activations"], tmp_path / "gen", board="host")
     code = cli_main(["firmware", "build", "--board", "qemu_m4", "--model-dir", str(tmp_path / "gen"),
                      "--out", str(tmp_path / "out"), "-j", str(JOBS)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "model too big for qemu_m4: RAM overflowed by" in err[0]
+    assert_one_line_error(code, capsys.readouterr().err, "model too big for qemu_m4: RAM overflowed by")
     with pytest.raises(UserError):
         load_build(tmp_path / "out")  # no runnable build is left behind
 
@@ -264,9 +275,7 @@ def test_run_refuses_an_image_of_the_wrong_size(firmware, tmp_path, capsys):
     image = tmp_path / "big.png"
     Image.new("L", (96, 96)).save(image)
     code = cli_main(["firmware", "run", "--build", str(build_dir), "--image", str(image)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "is 96x96; the model takes 32x32" in err[0]
+    assert_one_line_error(code, capsys.readouterr().err, "is 96x96; the model takes 32x32")
 
 
 def test_host_program_reads_image_files_itself(firmware, person_detect, tmp_path):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from vwwtorch.training.ema import tf_ema_decay
 from vwwtorch.training.module import VWWClassifier
 from vwwtorch.training.rmsprop_tf import RMSpropTF
 from vwwtorch.training.schedule import decay_steps, staircase_factor
@@ -73,10 +72,32 @@ def test_module_scheduler_and_weight_decay_groups():
     np.testing.assert_allclose(lrs, expected, rtol=1e-12)
 
 
-def test_tf_ema_decay_warmup():
-    assert tf_ema_decay(0.9999, 0) == pytest.approx(0.1)
-    assert tf_ema_decay(0.9999, 90) == pytest.approx(0.91)
-    assert tf_ema_decay(0.9999, 10 ** 7) == 0.9999
+def tf_ema_decay(decay: float, num_updates: int) -> float:
+    """TensorFlow's ExponentialMovingAverage(decay, num_updates): min(decay, (1 + n) / (10 + n))."""
+    return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
+
+
+def test_ema_decay_warms_up_then_settles_at_the_configured_decay():
+    """A 1 then 0s: after the first update (a copy), each update multiplies the average by its decay,
+    (1 + n) / (10 + n) with n the updates so far (2/11 at the second), and the configured decay once
+    that exceeds it."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from vwwtorch.training.ema import tf_ema_multi_avg_fn
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    ema = AveragedModel(net, multi_avg_fn=tf_ema_multi_avg_fn(0.9999), use_buffers=True)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update_parameters(net)                       # first update copies: 1
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema.update_parameters(net)                       # n = 1 update so far: decay (1+1)/(10+1)
+    assert ema.module.weight.item() == pytest.approx(2 / 11, rel=1e-6)
+    ema.n_averaged.fill_(10 ** 7)                    # far into training: the decay is capped at 0.9999
+    before = ema.module.weight.item()
+    ema.update_parameters(net)
+    assert ema.module.weight.item() == pytest.approx(before * 0.9999, rel=1e-6)
 
 
 def test_ema_average_follows_tf_formula():

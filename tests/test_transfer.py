@@ -9,14 +9,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from cli_asserts import assert_one_line_error
+from conftest import write_dataset
 from pytorch_lightning.callbacks import Callback
 
-from conftest import write_dataset
 from vwwtorch.cli import main
+from vwwtorch.contract.errors import UserError
 from vwwtorch.data.datamodule import VWWDataModule
 from vwwtorch.data.format import DatasetWriter
 from vwwtorch.data.transforms import Augmentation
-from vwwtorch.contract.errors import UserError
 from vwwtorch.training.bottleneck import BottleneckTraining, backbone_key
 from vwwtorch.training.checkpoint import load_classifier, read_checkpoint
 from vwwtorch.training.ema import TFWeightEMA
@@ -111,10 +112,7 @@ def test_init_from_with_another_width_is_one_clear_line(datasets, capsys, tmp_pa
                  "--model.init_from", str(datasets.wide), "--data.data_dir", datasets.three,
                  "--model.resolution", "32", "--data.num_workers", "0", "--trainer.logger", "false",
                  "--trainer.enable_progress_bar", "false"])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("vwwtorch: error:")]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert "width=0.5 (configured 0.25)" in lines[0] and "--model.width" in lines[0]
+    assert_one_line_error(code, capsys.readouterr().err, "width=0.5 (configured 0.25)", "--model.width")
 
 
 class Recorder(Callback):

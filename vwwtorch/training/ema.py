@@ -13,10 +13,6 @@ import torch
 from pytorch_lightning.callbacks import WeightAveraging
 
 
-def tf_ema_decay(decay: float, num_updates: int) -> float:
-    return min(decay, (1.0 + num_updates) / (10.0 + num_updates))
-
-
 def tf_ema_multi_avg_fn(decay: float):
     """`multi_avg_fn` for `torch.optim.swa_utils.AveragedModel` implementing TF's decay schedule.
 
