@@ -40,18 +40,72 @@ def test_validate_prints_a_results_table(capsys, trained_checkpoint, synthetic_s
 
 
 def test_predict_prints_and_writes_csv(capsys, trained_checkpoint, tmp_path):
+    """The CSV holds the model's own softmax: a 120x160 file through the training's eval
+    preprocessing (central crop, resize), a 96x96 RGB file (the model's size) as it is, in gray."""
+    import torch
+
+    from vwwtorch.data.transforms import eval_transform
+    from vwwtorch.training.checkpoint import load_classifier
+
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (120, 160), dtype=np.uint8)).save(folder / "a.png")
-    Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(folder / "sub" / "b.jpg")
+    a = rng.integers(0, 255, (120, 160), dtype=np.uint8)
+    b = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(a).save(folder / "a.png")
+    Image.fromarray(b).save(folder / "sub" / "b.png")
     (folder / "notes.txt").write_text("not an image")
     out_csv = tmp_path / "pred.csv"
     assert main(["predict", "--ckpt", str(trained_checkpoint), str(folder), "--output", str(out_csv)]) == 0
     printed = capsys.readouterr().out
-    assert "a.png" in printed and "b.jpg" in printed
+    assert "a.png" in printed and "b.png" in printed
     rows = list(csv.DictReader(out_csv.open()))
-    assert [Path(r["path"]).name for r in rows] == ["a.png", "b.jpg"]
-    for row in rows:
-        assert row["label"] in ("no_person", "person")
-        assert float(row["p_no_person"]) + float(row["p_person"]) == pytest.approx(1.0, abs=1e-5)
+    assert [Path(r["path"]).name for r in rows] == ["a.png", "b.png"]
+
+    model = load_classifier(trained_checkpoint)
+    gray_b = np.asarray(Image.fromarray(b).convert("L"))
+    with torch.inference_mode():
+        x_a = eval_transform(96, 1)(torch.from_numpy(a)[None])
+        x_b = torch.from_numpy(gray_b)[None].to(torch.float32) / 127.5 - 1.0
+        expected = torch.softmax(model(torch.stack([x_a, x_b])), dim=1).numpy()
+    for row, probs in zip(rows, expected):
+        got = [float(row["p_no_person"]), float(row["p_person"])]
+        np.testing.assert_allclose(got, probs, atol=2e-6)
+        assert row["label"] == ["no_person", "person"][int(probs.argmax())]
+
+
+def test_predict_feeds_a_checkpoint_and_its_int8_model_the_same_pixels(tmp_path, capsys, monkeypatch):
+    """One deployment rule: whatever the file (at the model's size or not), `predict --ckpt` and
+    `predict --tflite` hand their models the same pixels (normalized for one, through the byte table
+    for the other)."""
+    import torch
+
+    from firmware_models import write_models
+    from vwwtorch.contract.litert import TFLiteModel
+    from vwwtorch.training.module import VWWClassifier
+
+    tflite = write_models(tmp_path / "models", only=("tiny_int8",))["tiny_int8"]   # 32x32x1 int8
+    ckpt = tmp_path / "m32.ckpt"
+    module = VWWClassifier(resolution=32, class_names=["0", "1"])
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(frames / "at_size.png")
+    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(frames / "photo.png")
+
+    seen = {}
+    forward = VWWClassifier.forward
+    monkeypatch.setattr(VWWClassifier, "forward", lambda self, x: (seen.setdefault("float", x.clone()),
+                                                                   forward(self, x))[1])
+    model_inputs = TFLiteModel.model_inputs
+    monkeypatch.setattr(TFLiteModel, "model_inputs", lambda self, images: (seen.setdefault("int8", images.copy()),
+                                                                           model_inputs(self, images))[1])
+    assert main(["predict", "--ckpt", str(ckpt), str(frames)]) == 0
+    assert main(["predict", "--tflite", str(tflite), str(frames)]) == 0
+    capsys.readouterr()
+    float_bytes = np.rint((seen["float"].permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).astype(np.uint8)
+    assert seen["int8"].dtype == np.uint8 and seen["int8"].shape == float_bytes.shape == (2, 32, 32, 1)
+    np.testing.assert_array_equal(seen["int8"], float_bytes)
+    # The file at the model's size went in untouched; the photo was cropped and resized.
+    np.testing.assert_array_equal(seen["int8"][0, ..., 0], np.asarray(Image.open(frames / "at_size.png")))

@@ -99,7 +99,12 @@ def test_exit_code_and_message_from_the_installed_command(tmp_path):
 
 
 def test_help_lists_the_commands():
+    """Exactly the product's commands, each on its own line of the command list."""
     proc = subprocess.run([sys.executable, "-m", "vwwtorch", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    for command in ("fit", "validate", "test", "predict", "data", "quickstart"):
-        assert command in proc.stdout
+    listed = proc.stdout.split("positional arguments:")[1].split("options:")[0]
+    names = [line.split()[0] for line in listed.splitlines()
+             if line.startswith("    ") and not line.startswith("      ") and line.strip()]
+    assert names == ["fit", "validate", "test", "predict", "data", "report", "quickstart", "export", "parity",
+                     "firmware"]
+    assert "exit codes: 0 done, 1 a verification gate failed, 2 wrong input" in " ".join(proc.stdout.split())

@@ -200,10 +200,22 @@ def test_output_parsing():
     assert (result.arena_used, result.stack_used) == (82308, 1004)
 
 
-@pytest.mark.parametrize("command", ["generate", "deps", "build", "run"])
-def test_help(command, capsys):
+@pytest.mark.parametrize("command, explained", [
+    ("generate", ("--tflite", "--out", "--board", "(default: sparkfun_edge)", "--labels", "--person-index",
+                  "--threshold", "(default: 0.5)", "--arena-size", "op resolver")),
+    ("deps", ("--board", "--from-dir", "--tflm-dir", "--flatbuffers-dir", "--gemmlowp-dir", "--cmsis-nn-dir",
+              "--cmsis-dir", "--ambiq-sdk-dir", "--sparkfun-bsp-dir", "--allow-unverified", "--force", "--list")),
+    ("build", ("--board", "--model-dir", "--out", "--kernels", "{cmsis_nn,reference}", "--jobs", "host",
+               "qemu_m4", "sparkfun_edge")),
+    ("run", ("--build", "--board", "--image", "--timeout", "(default: 120.0)", "--count-instructions")),
+])
+def test_help(command, explained, capsys):
+    """Each firmware command's help explains every option, with its real default."""
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["firmware", command, "--help"])
     assert exit_info.value.code == 0
-    assert "usage: vwwtorch firmware " + command in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: vwwtorch firmware " + command)
+    for phrase in explained:
+        assert phrase in text, (command, phrase)
 
