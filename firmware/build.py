@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import write_file
+from vwwtorch.contract.records import load_record
 
 BUILD_INFO = "build.json"
 
@@ -207,16 +208,11 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
 
 
 def load_build(build_dir: str | Path) -> BuildResult:
-    path = Path(build_dir) / BUILD_INFO
     if not Path(build_dir).is_dir():
         raise UserError(f"build directory {build_dir} does not exist (run `vwwtorch firmware build`)")
-    try:
-        return BuildResult(**json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise UserError(f"{build_dir} is not a firmware build directory (no {BUILD_INFO}; run "
-                        "`vwwtorch firmware build`)") from None
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{path} is damaged ({exc}); build again") from None
+    return load_record(Path(build_dir) / BUILD_INFO, BuildResult, remedy="build again",
+                       missing=f"{build_dir} is not a firmware build directory (no {BUILD_INFO}; run "
+                               "`vwwtorch firmware build`)")
 
 
 def size_report(r: BuildResult) -> list[str]:
