@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.deployment import SYMMETRIC
+from vwwtorch.contract.deployment import SYMMETRIC, normalization
 from vwwtorch.contract.errors import UserError
 
 SELECTION_SEED = 0
@@ -27,14 +27,15 @@ class EvalImages:
     labels: np.ndarray   # int64 [N]
     ids: np.ndarray      # dataset ids (COCO id, file name, index)
     split: str
+    input_range: str = SYMMETRIC.name  # how the float model normalizes the bytes
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def images(self) -> np.ndarray:
-        """float32 [N, H, W, C]: the pixels as the float model takes them (x / 127.5 - 1)."""
-        return SYMMETRIC.real(self.pixels)
+        """float32 [N, H, W, C]: the pixels as the float model takes them (x / 127.5 - 1 for [-1, 1])."""
+        return normalization(self.input_range).real(self.pixels)
 
 
 def check_dataset(data_dir: str | Path, channels: int, resolution: int, num_classes: int,
@@ -63,7 +64,8 @@ def pick_split(meta: dict, preferred: tuple[str, ...], data_dir: str | Path, pur
 
 
 def load_eval_images(data_dir: str | Path, split: str, count: int, channels: int, resolution: int,
-                     meta: dict | None = None, progress: bool = True) -> EvalImages:
+                     meta: dict | None = None, progress: bool = True,
+                     input_range: str = SYMMETRIC.name) -> EvalImages:
     """`count` images of `split` (all if fewer), a fixed pseudo-random subset, preprocessed for eval."""
     from vwwtorch.data.format import eval_pixels, open_split, read_meta
 
@@ -81,21 +83,23 @@ def load_eval_images(data_dir: str | Path, split: str, count: int, channels: int
     labels = np.asarray(arrays.labels[indices], dtype=np.int64)
     if labels.min() < 0 or labels.max() >= len(meta["classes"]):
         raise UserError(f"split {split!r} of {data_dir} has labels outside 0..{len(meta['classes']) - 1}")
-    return EvalImages(out, labels, np.asarray(arrays.ids[indices]), split)
+    return EvalImages(out, labels, np.asarray(arrays.ids[indices]), split, input_range)
 
 
-def pin_input_range(images: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Make the calibration set span the full input range [-1, 1].
+def pin_input_range(images: np.ndarray, input_range: str = SYMMETRIC.name) -> tuple[np.ndarray, bool]:
+    """Make the calibration set span the model's whole input range ([-1, 1] or [0, 1]).
 
     The converter takes the int8 input scale from the min and max it sees; the firmware feeds every
-    byte 0..255, so the range must be exactly [-1, 1] (scale 1/127.5, zero point -1). When no
-    calibration image reaches byte 0 or 255, one pixel of the first image is set to each end: the
-    input range becomes right and inner-layer ranges barely notice. Returns (images, pinned?).
+    byte 0..255, so the range must be exactly that of bytes 0 and 255 (scale 1/127.5, zero point -1
+    for [-1, 1]; 1/255, -128 for [0, 1]). When no calibration image reaches byte 0 or 255, one pixel
+    of the first image is set to each end: the input range becomes right and inner-layer ranges
+    barely notice. Returns (images, pinned?).
     """
+    norm = normalization(input_range)
     low, high = float(images.min()), float(images.max())
-    if low <= -1.0 and high >= 1.0:
+    if low <= norm.low and high >= norm.high:
         return images, False
     pinned = images.copy()
-    pinned[0, 0, 0, 0] = -1.0
-    pinned[0, -1, -1, 0] = 1.0
+    pinned[0, 0, 0, 0] = norm.low
+    pinned[0, -1, -1, 0] = norm.high
     return pinned, True

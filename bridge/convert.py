@@ -107,4 +107,7 @@ def to_int8_tflite(keras_model, calibration: np.ndarray, verbose: bool = False) 
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         converter._experimental_disable_per_channel = False  # per-channel weights (the default, pinned)
+        # Dense layers per tensor, as MLPerf's reference model has its classifier (and as every
+        # TFLM port, CMSIS-NN's included, has long supported).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         return converter.convert()

@@ -3,6 +3,7 @@
     torch (float, EMA weights) --- ONNX Runtime          max |probability difference|
     torch                      --- TFLite float32        max |probability difference|
     torch                      --- TFLite int8           top-1 agreement, accuracy drop
+    (no checkpoint)                TFLite int8           accuracy on the data's labels
     TFLite int8 reference kernels --- TFLite Micro       bit-exact int8 outputs
 
 plus the static checks of the int8 file and its footprint (file bytes, TFLM arena bytes, op
@@ -18,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from vwwtorch.bridge.calibration import EvalImages
-from vwwtorch.bridge.gates import int8_agreement, softmax_input_scale, static_checks, tflm_bit_exact
+from vwwtorch.bridge.gates import int8_accuracy, int8_agreement, softmax_input_scale, static_checks, tflm_bit_exact
 from vwwtorch.bridge.gates.check import WORST, Check, Seam, not_run
 from vwwtorch.bridge.gates.float_seams import probability_seam
 from vwwtorch.bridge.isolated import Isolated, RuntimeCrashed
@@ -34,12 +35,14 @@ class Thresholds:
     float_max_diff: float = 1e-4         # torch vs TFLite float32, max |probability difference|
     min_top1_agreement: float = 0.99     # torch vs TFLite int8, fraction of images
     max_accuracy_drop: float = 1.0       # torch vs TFLite int8, accuracy points
+    min_int8_accuracy: float = 0.0       # TFLite int8 alone (no checkpoint), fraction of images
 
     def check(self) -> None:
         """A threshold outside its range is a wrong flag (exit 2), never a failed gate."""
         ranges = (("--max-onnx-diff", self.onnx_max_diff, 0.0, 1.0), ("--max-float-diff", self.float_max_diff, 0.0, 1.0),
                   ("--min-agreement", self.min_top1_agreement, 0.0, 1.0),
-                  ("--max-accuracy-drop", self.max_accuracy_drop, 0.0, 100.0))
+                  ("--max-accuracy-drop", self.max_accuracy_drop, 0.0, 100.0),
+                  ("--min-accuracy", self.min_int8_accuracy, 0.0, 1.0))
         for flag, value, low, high in ranges:
             if not low <= value <= high:  # NaN fails both comparisons
                 raise UserError(f"{flag} must be in [{low:g}, {high:g}], got {value}")
@@ -66,13 +69,16 @@ class ParityResult:
         return failed
 
 
-def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, int8_info: ModelFile,
-               thresholds: Thresholds, allowed_ops: tuple[str, ...],
+def run_parity(*, torch_probs: np.ndarray | None, data: EvalImages, int8_model: bytes, int8_info: ModelFile,
+               thresholds: Thresholds, allowed_ops: tuple[str, ...], input_range: str | None = "[-1, 1]",
                onnx_probs: Callable[[], np.ndarray] | None = None,
                float_probs: Callable[[], np.ndarray] | None = None,
                progress: bool = True) -> ParityResult:
-    """All gates. `onnx_probs` / `float_probs` are given by `vwwtorch export` (which made those files)."""
-    checks = static_checks(int8_info, allowed_ops)
+    """All gates. `onnx_probs` / `float_probs` are given by `vwwtorch export` (which made those files).
+    Without `torch_probs` (a model checked without its checkpoint) the int8 model's accuracy on the
+    data's labels replaces torch-vs-int8 agreement, and `input_range` None accepts any input
+    quantization that camera bytes map onto."""
+    checks = static_checks(int8_info, allowed_ops, input_range)
     seams: list[Seam] = []
     if onnx_probs is not None:
         seams.append(probability_seam("torch_vs_onnxruntime", "torch vs ONNX Runtime", torch_probs,
@@ -81,13 +87,13 @@ def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, 
         seams.append(probability_seam("torch_vs_tflite_float32", "torch vs TFLite float32", torch_probs,
                                        float_probs(), thresholds.float_max_diff, data))
     footprint = {"int8_bytes": len(int8_model), "tflm_arena_bytes": None, "op_histogram": int8_info.op_histogram}
-    int8_req = int8_agreement.requirement(thresholds)
+    int8_gate = int8_agreement if torch_probs is not None else int8_accuracy
 
     def int8_not_run(reason: str) -> Seam:
-        return not_run(int8_agreement.KEY, int8_agreement.TITLE, int8_req, reason)
+        return not_run(int8_gate.KEY, int8_gate.TITLE, int8_gate.requirement(thresholds), reason)
 
     def tflm_not_run(reason: str) -> Seam:
-        return not_run(tflm_bit_exact.KEY, tflm_bit_exact.TITLE, tflm_bit_exact.REQUIREMENT, reason)
+        return not_run(tflm_bit_exact.KEY, tflm_bit_exact.TITLE, tflm_bit_exact.requirement(int8_info.ops), reason)
 
     unsafe = [c for c in checks if c.name == softmax_input_scale.NAME and not c.passed]
     if unsafe:
@@ -110,9 +116,11 @@ def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, 
         except (RuntimeError, ValueError) as exc:
             default_raw = None
             seams.append(int8_not_run(str(exc)))
-        if default_raw is not None:
+        if default_raw is not None and torch_probs is not None:
             seams.append(int8_agreement.int8_seam(torch_probs, default_kernels.dequantize(default_raw), data,
                                                   thresholds))
+        elif default_raw is not None:
+            seams.append(int8_accuracy.accuracy_seam(default_kernels.dequantize(default_raw), data, thresholds))
         if progress:
             print("      waiting for TFLM and reference-kernel runs...", flush=True)
         try:
@@ -121,9 +129,12 @@ def run_parity(*, torch_probs: np.ndarray, data: EvalImages, int8_model: bytes, 
         except (RuntimeCrashed, RuntimeError, ValueError, UserError) as exc:
             seams.append(tflm_not_run(str(exc)))
             return ParityResult(checks, seams, footprint, {})
-    seams.append(tflm_bit_exact.tflm_seam(tflm_raw, ref_raw, data))
+    seams.append(tflm_bit_exact.tflm_seam(tflm_raw, ref_raw, data, int8_info.ops))
     footprint["tflm_arena_bytes"] = arena
     notes = {}
+    if default_kernels.repairs:
+        # What LiteRT needed changed to load the file (TFLM runs it as it is); no gate was skipped.
+        notes["litert_repairs"] = default_kernels.repairs
     if default_raw is not None:
         lsb = np.abs(default_raw.astype(np.int32) - ref_raw.astype(np.int32)).max(axis=1)
         # Informational: TFLite's optimized kernels may round differently from the reference ones.

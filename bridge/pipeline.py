@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from vwwtorch.bridge.gates.op_set import MOBILENET_OPS
+from vwwtorch.bridge.gates.op_set import ops_for
 from vwwtorch.bridge.parity import Thresholds
+from vwwtorch.contract.deployment import normalization
 from vwwtorch.contract.errors import GateFailed, UserError
 from vwwtorch.contract.hashing import sha256_bytes
 from vwwtorch.contract.outputs import check_folder, staged_folder, written_as_user_error
@@ -32,7 +33,8 @@ class ExportOptions:
     num_calibration: int = 300
     num_parity: int = 1000
     thresholds: Thresholds = field(default_factory=Thresholds)
-    allowed_ops: tuple[str, ...] = MOBILENET_OPS
+    allowed_ops: tuple[str, ...] | None = None   # None: the model's reference op set (`ops_for`)
+    calibrate: bool = False                      # calibrate even an imported checkpoint's ranges
     overwrite: bool = False
     verbose: bool = False
     progress: bool = True
@@ -99,6 +101,25 @@ class ExportRun:
     def hp(self):
         return self.module.hparams
 
+    @property
+    def input_range(self) -> str:
+        return self.module.model.input_range
+
+    @property
+    def allowed_ops(self) -> tuple[str, ...]:
+        return self.opts.allowed_ops or ops_for(self.module.model.head)
+
+    @property
+    def source_ranges(self) -> dict | None:
+        """The imported checkpoint's source int8 ranges, unless told to calibrate."""
+        return None if self.opts.calibrate else self.module.source_quantization
+
+    def quantization_title(self) -> str:
+        if self.source_ranges:
+            return (f"int8 quantization with {self.source_ranges['source']}'s ranges (kept by the imported "
+                    "checkpoint)")
+        return f"int8 quantization calibrated on {len(self.calib)} {self.calib_split} images"
+
 
 def _onnx(run: ExportRun) -> None:
     from vwwtorch.bridge.onnx_export import export_onnx
@@ -113,9 +134,9 @@ def _images(run: ExportRun) -> None:
 
     o, hp = run.opts, run.hp
     run.calib = load_eval_images(o.data, run.calib_split, o.num_calibration, hp.in_channels, hp.resolution,
-                                 run.meta, progress=o.progress)
+                                 run.meta, progress=o.progress, input_range=run.input_range)
     run.parity_data = load_eval_images(o.data, run.parity_split, o.num_parity, hp.in_channels, hp.resolution,
-                                       run.meta, progress=o.progress)
+                                       run.meta, progress=o.progress, input_range=run.input_range)
 
 
 def _float32(run: ExportRun) -> None:
@@ -132,8 +153,9 @@ def _int8(run: ExportRun) -> None:
     from vwwtorch.bridge.calibration import pin_input_range
     from vwwtorch.bridge.convert import to_int8_tflite
 
-    calib_images, run.pinned = pin_input_range(run.calib.images)
-    run.int8_model = passes.apply(to_int8_tflite(run.keras_model, calib_images, run.opts.verbose))
+    calib_images, run.pinned = pin_input_range(run.calib.images, run.input_range)
+    run.int8_model = passes.apply(to_int8_tflite(run.keras_model, calib_images, run.opts.verbose),
+                                  ranges=run.source_ranges)
     (run.folder / "model_int8.tflite").write_bytes(run.int8_model)
     run.keras_model = None
 
@@ -149,7 +171,7 @@ def _parity(run: ExportRun) -> None:
         torch_probs=torch_probabilities(run.module.model, data.images, progress=p), data=data,
         int8_model=run.int8_model,
         int8_info=read_tflite(run.int8_model, "model_int8.tflite").require_classifier("model_int8.tflite"),
-        thresholds=o.thresholds, allowed_ops=o.allowed_ops, progress=p,
+        thresholds=o.thresholds, allowed_ops=run.allowed_ops, input_range=run.input_range, progress=p,
         onnx_probs=lambda: onnx_probabilities(run.onnx_path, data.images, progress=p),
         float_probs=lambda: TFLiteModel(run.float_model, name="TFLite float32").probabilities(data.images, p))
 
@@ -168,7 +190,7 @@ STAGES = (
     Stage("load_images", lambda r: f"eval preprocessing of calibration ({r.calib_split}) and parity "
                                    f"({r.parity_split}) images", _images),
     Stage("conversion", lambda r: "onnx2tf conversion, TFLite float32", _float32),
-    Stage("calibration", lambda r: f"int8 quantization calibrated on {len(r.calib)} {r.calib_split} images", _int8),
+    Stage("calibration", lambda r: r.quantization_title(), _int8),
     Stage("parity", lambda r: f"parity on {len(r.parity_data)} {r.parity_split} images", _parity),
 )
 
@@ -200,9 +222,13 @@ def export(opts: ExportOptions) -> Outcome:
             "model": {"checkpoint": str(opts.ckpt), "architecture": "MobileNetV1",
                       "width": hp.width, "in_channels": hp.in_channels, "resolution": hp.resolution,
                       "num_classes": hp.num_classes, "classes": list(module.class_names), "weights": "EMA"},
-            "data": {"dir": str(opts.data), "preprocessing": "eval: central crop 87.5%, resize, x/127.5-1",
+            "data": {"dir": str(opts.data),
+                     "preprocessing": f"eval: central crop 87.5%, resize, {normalization(run.input_range).formula}",
                      "calibration_split": calib_split, "calibration_images": len(run.calib),
                      "calibration_range_pinned": run.pinned,
+                     "int8_ranges": (f"kept from {run.source_ranges['source']} (sha256 "
+                                     f"{run.source_ranges.get('sha256', 'unknown')})") if run.source_ranges
+                                    else "calibrated",
                      "parity_split": parity_split, "parity_images": len(run.parity_data)},
             "thresholds": asdict(opts.thresholds),
             "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_bytes((tmp / name).read_bytes())}
@@ -222,22 +248,40 @@ def export(opts: ExportOptions) -> Outcome:
 
 @dataclass
 class ParityOptions:
-    ckpt: Path
+    ckpt: Path | None                    # None: the int8 model alone (gates that need no torch model)
     tflite: Path
     data: Path
     num_parity: int = 1000
     out: Path | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
-    allowed_ops: tuple[str, ...] = MOBILENET_OPS
+    allowed_ops: tuple[str, ...] | None = None   # None: the checkpoint's reference op set, or any head's
     progress: bool = True
 
 
+def _check_shapes(info, tflite: Path, shape: tuple[int, ...], num_classes: int, what: str) -> None:
+    if info.input.shape != shape or info.output.shape[-1:] != (num_classes,):
+        raise UserError(f"{tflite} takes {list(info.input.shape)} -> {list(info.output.shape)} but {what} "
+                        f"takes {list(shape)} -> [1, {num_classes}]")
+
+
+def _foreign_geometry(info, tflite: Path) -> tuple[int, int, int]:
+    """(channels, resolution, classes) of an int8 image classifier, or a one-line UserError."""
+    shape = info.input.shape
+    if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or shape[3] not in (1, 3) \
+            or len(info.output.shape) != 2:
+        raise UserError(f"{tflite} takes {list(shape)} -> {list(info.output.shape)}; parity checks image "
+                        "classifiers [1, N, N, 1 or 3] -> [1, classes]")
+    return shape[3], shape[1], info.output.shape[-1]
+
+
 def parity(opts: ParityOptions) -> Outcome:
-    """The int8 gates for any int8 `.tflite` (ours or not) against the checkpoint it claims to be."""
+    """The int8 gates for any int8 `.tflite` (ours or not): against the checkpoint it claims to be,
+    or, without one, every gate that needs no torch model."""
     from vwwtorch.bridge.calibration import check_dataset, load_eval_images, pick_split
     from vwwtorch.bridge.float_runners import torch_probabilities
     from vwwtorch.bridge.parity import run_parity
     from vwwtorch.bridge.report import build_report, print_table, write_reports
+    from vwwtorch.contract.deployment import SYMMETRIC, matching_normalization
     from vwwtorch.contract.tflite import load_tflite
 
     _check_counts(None, opts.num_parity)
@@ -250,22 +294,33 @@ def parity(opts: ParityOptions) -> Outcome:
     if not info.is_int8:
         raise UserError(f"{opts.tflite} is not a full-integer int8 model (input {info.input.dtype}, "
                         f"output {info.output.dtype}); parity checks int8 models")
-    module = _load_model(opts.ckpt)
-    hp = module.hparams
-    shape = (1, hp.resolution, hp.resolution, hp.in_channels)
-    if info.input.shape != shape or info.output.shape[-1:] != (hp.num_classes,):
-        raise UserError(f"{opts.tflite} takes {list(info.input.shape)} -> {list(info.output.shape)} but the "
-                        f"checkpoint's model takes {list(shape)} -> [1, {hp.num_classes}]")
-    meta = check_dataset(opts.data, hp.in_channels, hp.resolution, hp.num_classes, module.class_names)
+    if opts.ckpt is not None:
+        module = _load_model(opts.ckpt)
+        hp = module.hparams
+        channels, resolution, num_classes = hp.in_channels, hp.resolution, hp.num_classes
+        _check_shapes(info, opts.tflite, (1, resolution, resolution, channels), num_classes, "the checkpoint's model")
+        class_names, input_range, head = module.class_names, module.model.input_range, module.model.head
+        model_context = {"checkpoint": str(opts.ckpt), "width": hp.width}
+    else:
+        module = None
+        channels, resolution, num_classes = _foreign_geometry(info, opts.tflite)
+        class_names, head = None, None
+        found = matching_normalization(info.input.scale or 0.0, info.input.zero_point or 0) \
+            if info.input.scale else None
+        # None: the input quantization gate accepts any byte mapping (and says so when there is none).
+        input_range = None
+        model_context = {"checkpoint": None, "camera_bytes_as": found.name if found else None}
+    meta = check_dataset(opts.data, channels, resolution, num_classes, class_names)
     split = pick_split(meta, ("val", "test"), opts.data, "the parity check")
-    data = load_eval_images(opts.data, split, opts.num_parity, hp.in_channels, hp.resolution, meta,
-                            progress=opts.progress)
-    torch_probs = torch_probabilities(module.model, data.images, progress=opts.progress)
+    data = load_eval_images(opts.data, split, opts.num_parity, channels, resolution, meta,
+                            progress=opts.progress, input_range=input_range or SYMMETRIC.name)
+    torch_probs = torch_probabilities(module.model, data.images, progress=opts.progress) if module else None
     result = run_parity(torch_probs=torch_probs, data=data, int8_model=int8_model, int8_info=info,
-                        thresholds=opts.thresholds, allowed_ops=opts.allowed_ops, progress=opts.progress)
+                        thresholds=opts.thresholds, allowed_ops=opts.allowed_ops or ops_for(head),
+                        input_range=input_range, progress=opts.progress)
     context = {
-        "model": {"checkpoint": str(opts.ckpt), "tflite": str(opts.tflite), "width": hp.width,
-                  "in_channels": hp.in_channels, "resolution": hp.resolution, "classes": list(module.class_names)},
+        "model": {**model_context, "tflite": str(opts.tflite), "in_channels": channels, "resolution": resolution,
+                  "classes": list(class_names or meta["classes"])},
         "data": {"dir": str(opts.data), "parity_split": split, "parity_images": len(data)},
         "thresholds": asdict(opts.thresholds),
         "files": {opts.tflite.name: {"bytes": len(int8_model), "sha256": sha256_bytes(int8_model)}},

@@ -41,6 +41,9 @@ def _seam_figures(seam: dict) -> str:
                 f"acc {m['float_accuracy']:.2%} -> {m['int8_accuracy']:.2%} "
                 f"(drop {m['accuracy_drop_points']:.2f} pt), |p diff| mean {m['mean_abs_diff']:.4f} "
                 f"max {m['max_abs_diff']:.4f}")
+    if seam["key"] == "tflite_int8_accuracy" and m:
+        per_class = ", ".join(f"class {k} {v:.2%}" for k, v in m["accuracy_per_class"].items())
+        return f"accuracy {m['int8_accuracy']:.2%} ({m['errors']} wrong; {per_class})"
     if seam["key"] == "tflm_vs_tflite_ref" and m:
         return f"{m['mismatched_images']} of {m['images']} images differ (max {m['max_lsb_diff']} LSB)"
     if m:
@@ -89,6 +92,9 @@ def to_markdown(report: dict) -> str:
         for title, rows in worst:
             cells = "; ".join(", ".join(f"{k} {_fmt(v)}" for k, v in row.items()) for row in rows)
             lines.append(f"- {title}: {cells}")
+    if report.get("notes", {}).get("litert_repairs"):
+        lines += ["", "## Repaired for LiteRT on load (TFLM runs the file as it is)", ""]
+        lines += [f"- {r}" for r in report["notes"]["litert_repairs"]]
     if report.get("failures"):
         lines += ["", "## Failures", ""] + [f"- {f}" for f in report["failures"]]
     return "\n".join(lines) + "\n"

@@ -32,6 +32,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from vwwtorch.contract.cache import deps_root
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.hashing import sha256_file
 from vwwtorch.contract.outputs import publish_folder
@@ -114,14 +115,6 @@ DEPENDENCIES: dict[str, Dependency] = {dep.name: dep for dep in (
 def dir_flag(dep: Dependency) -> str:
     """The command-line flag that installs `dep` from a local copy."""
     return "--tflm-dir" if dep.name == "tflite-micro" else f"--{dep.name}-dir"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("VWWTORCH_CACHE") or Path.home() / ".cache" / "vwwtorch")
-
-
-def deps_root() -> Path:
-    return cache_root() / "firmware" / "deps"
 
 
 # --- tree digests -----------------------------------------------------------------------------

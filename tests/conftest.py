@@ -3,6 +3,10 @@
 import numpy as np
 import pytest
 
+# torchvision before TensorFlow's converter, whatever tests are selected: the other order aborts
+# the process with "LLVM ERROR: inconsistency in registered CommandLine options".
+import torchvision  # noqa: F401
+
 from vwwtorch.data.format import DatasetWriter
 from vwwtorch.data.synthetic import generate
 

@@ -58,6 +58,7 @@ class World:
     app: Path             # a raw Apollo3 application .bin
     coco: Path            # a small COCO 2014 tree
     photos: Path          # an image folder with two classes
+    wake_vision: Path     # a small Wake Vision: metadata CSVs and one image archive
     unwritable: Path      # a folder nobody can create anything in
     work: Path = Path()   # the case's working folder (cwd), filled per case
 
@@ -116,7 +117,23 @@ def world(tmp_path_factory, trained_checkpoint) -> World:
             Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(photos / name / f"{i}.png")
     return World(gray=gray, rgb=rgb, other_classes=other, ckpt=trained_checkpoint, tiny=models["tiny_int8"],
                  tiny_float=models["tiny_float"], image=image, app=app, coco=make_coco_tree(root / "coco"),
-                 photos=photos, unwritable=_unwritable(root))
+                 photos=photos, wake_vision=_wake_vision(root / "wake_vision"), unwritable=_unwritable(root))
+
+
+def _wake_vision(root: Path) -> Path:
+    import wake_vision_files as wvf
+
+    splits = wvf.make_splits(seed=2, train=8, val=8, test=0)
+    del splits["test"]
+    wvf.write_csvs(root, splits)
+    rows = [r for s in splits.values() for r in s.rows]
+    wvf.write_archives(root, [[(r.filename, wvf.member_bytes(r)) for r in rows]])
+    return root
+
+
+def _wake_vision_args(w: World, out) -> list:
+    return ["data", "wake-vision", "--metadata", *sorted(w.wake_vision.glob("*.csv")),
+            "--images", *w.wake_vision.glob("*.tar.gz"), "--out", out, "--workers", 1]
 
 
 # --- running a case -----------------------------------------------------------------------------
@@ -175,17 +192,21 @@ def _out_commands(w: World) -> dict[str, Callable[[str], list]]:
                                        "--overwrite"],
         "data-folder": lambda out: ["data", "folder", "--image-dir", w.photos, "--out", out, "--min-per-class", 1],
         "data-vww": lambda out: ["data", "vww", "--coco-dir", w.coco, "--out", out, "--workers", 1],
+        "data-wake-vision": lambda out: _wake_vision_args(w, out),
         "report": lambda out: ["report", "--ckpt", w.ckpt, "--data", w.gray, "--out", out],
         "export": lambda out: ["export", "--ckpt", w.ckpt, "--data", w.gray, "--out", out],
         "firmware-generate": lambda out: ["firmware", "generate", "--tflite", w.tiny, "--out", out],
         "flash-dry-run": lambda out: ["firmware", "flash", "--bin", w.app, "--dry-run", "--out", out],
         "quickstart": lambda out: ["quickstart", "--out", out, "--no-export"],
         "predict-output": lambda out: ["predict", "--ckpt", w.ckpt, w.image, "--output", out],
+        "import": lambda out: ["import", w.tiny, "--out", out],
+        "pretrained-get": lambda out: ["pretrained", "get", "person-gray-96", "--out", out],
     }
 
 
-OUT_COMMANDS = ("data-synthetic", "data-folder", "data-vww", "report", "export", "firmware-generate",
-                "flash-dry-run", "quickstart", "predict-output")
+OUT_COMMANDS = ("data-synthetic", "data-folder", "data-vww", "data-wake-vision", "report", "export", "firmware-generate",
+                "flash-dry-run", "quickstart", "predict-output", "import", "pretrained-get")
+FILE_COMMANDS = ("predict-output", "import", "pretrained-get")   # they write one file, not a folder
 OUT_TARGETS = {
     # target kind -> (how to make the path, what the error says)
     "existing-file": (lambda w: _touch(w.work / "taken"), "is a file"),
@@ -205,7 +226,7 @@ def test_output_path(world, tmp_path, monkeypatch, capfd, command, target):
     world.work = tmp_path
     monkeypatch.chdir(tmp_path)
     make, needle = OUT_TARGETS[target]
-    if command == "predict-output":  # it writes a file: a folder is what is wrong there
+    if command in FILE_COMMANDS:  # they write a file: a folder is what is wrong there
         make, needle = {"existing-file": (lambda w: w.work, "is a folder"),
                         "current-folder": (lambda w: ".", "is a folder"),
                         "unwritable": (lambda w: w.unwritable / "x.csv", "cannot write")}[target]
@@ -213,7 +234,7 @@ def test_output_path(world, tmp_path, monkeypatch, capfd, command, target):
     result = run_case(world, capfd, _out_commands(world)[command](out))
     assert_one_line(result, 2, needle)
     assert_untouched(result)
-    if target == "existing-file" and command != "predict-output":
+    if target == "existing-file" and command not in FILE_COMMANDS:
         assert Path(out).read_text() == "not yours\n"
 
 
@@ -424,6 +445,20 @@ CASES: dict[str, Case] = {
                                 "--convert-channels"),
     "rgb-data-gray-model-export": Case(lambda w: ["export", "--ckpt", w.ckpt, "--data", w.rgb,
                                                   "--out", w.work / "e"], "3-channel"),
+    "report-by-without-attributes": Case(lambda w: ["report", "--ckpt", w.ckpt, "--data", w.gray, "--out",
+                                                    w.work / "r", "--by", "gender"], "per-image attributes"),
+    # Wake Vision's published files, mistaken or damaged
+    "wake-vision-archive-without-metadata": Case(lambda w: ["data", "wake-vision", "--images",
+                                                            *w.wake_vision.glob("*.tar.gz"), "--out", w.work / "d"],
+                                                 "--metadata"),
+    "wake-vision-csv-not-wake-vision": Case(lambda w: ["data", "wake-vision", "--metadata",
+                                                       _write(w.work / "wake_vision_test.csv", b"id,label\n1,1\n"),
+                                                       "--images", w.wake_vision, "--out", w.work / "d"],
+                                            "no 'filename' column"),
+    "wake-vision-truncated-archive": Case(lambda w: [
+        "data", "wake-vision", "--metadata", *sorted(w.wake_vision.glob("*.csv")), "--images",
+        _write(w.work / "wake-vision-train-1.tar.gz", next(w.wake_vision.glob("*.tar.gz")).read_bytes()[:900]),
+        "--out", w.work / "d", "--workers", 1], "cannot read archive"),
     # foreign or broken model files
     "float-tflite-predict": Case(lambda w: ["predict", "--tflite", w.tiny_float, w.image], "not a full-integer"),
     "truncated-tflite-generate": Case(lambda w: ["firmware", "generate", "--tflite", _half(w.tiny, w.work),

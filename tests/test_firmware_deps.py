@@ -20,6 +20,7 @@ import vwwtorch.firmware.deps as deps
 from cli_asserts import assert_one_line_error
 from vwwtorch.firmware.patching import PatchError, apply_patch
 
+from vwwtorch.contract.cache import cache_root
 from vwwtorch.cli import main as cli_main
 from vwwtorch.contract.errors import UserError
 
@@ -99,7 +100,7 @@ def use_demo_deps(monkeypatch, common: list, device_only: list = ()) -> None:
         for name, board in boards.BOARDS.items()})
 
 
-REAL_CACHE = deps.cache_root()  # before the fixture below points each test at an empty one
+REAL_CACHE = cache_root()  # before the fixture below points each test at an empty one
 
 
 @pytest.fixture(autouse=True)

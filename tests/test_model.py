@@ -64,3 +64,44 @@ def test_stride2_layers_match_tensorflow_same_padding():
 def test_invalid_arguments_are_rejected(bad):
     with pytest.raises(ValueError):
         MobileNetV1(**bad)
+
+
+def test_mlperf_variant_has_the_keras_reference_parameters():
+    """MLPerf's variant (ReLU, conv biases, dense head) has exactly the trainable parameters and
+    BatchNorm statistics of the same model built in Keras (tf_keras, MLPerf's structure)."""
+    pytest.importorskip("tf_keras")
+    from test_foreign import build_keras_mobilenet
+
+    import tf_keras as k
+
+    model = MobileNetV1(in_channels=3, resolution=64, activation="relu", conv_bias=True, head="dense",
+                        input_range="[0, 1]")
+    assert isinstance(model.classifier, torch.nn.Linear)
+    assert not any(isinstance(m, torch.nn.ReLU6) for m in model.modules())
+    assert all(m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    ours = sum(p.numel() for p in model.parameters()) + sum(
+        m.running_mean.numel() + m.running_var.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keras = k.models.load_model(build_keras_mobilenet(f"{tmp}/m.h5"), compile=False)
+    assert ours == keras.count_params()
+    slim = MobileNetV1(in_channels=3, resolution=64)
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("bad", [dict(activation="gelu"), dict(head="mlp"), dict(input_range="[0, 255]")])
+def test_invalid_variants_are_rejected(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        MobileNetV1(**bad)
+
+
+def test_a_checkpoint_with_a_damaged_variant_is_refused(tmp_path):
+    from vwwtorch.contract.errors import UserError
+    from vwwtorch.training.checkpoint_file import read_checkpoint
+
+    base = {"width": 0.25, "in_channels": 1, "resolution": 96, "num_classes": 2}
+    for key, value in (("activation", "gelu"), ("conv_bias", "yes"), ("head", 3), ("input_range", "[0, 2]")):
+        torch.save({"state_dict": {}, "hyper_parameters": {**base, key: value}}, tmp_path / "c.ckpt")
+        with pytest.raises(UserError, match=f"damaged hyper-parameter {key}="):
+            read_checkpoint(tmp_path / "c.ckpt")

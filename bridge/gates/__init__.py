@@ -1,7 +1,7 @@
 """The gates an int8 export must pass, one per module.
 
 Static gates read the `.tflite` file before anything runs it:
-    input_quantization   int8, scale 1/127.5, zero point -1 (camera byte b is fed as b - 128)
+    input_quantization   int8, the model's input range's scale and zero point (b -> b - 128)
     output_quantization  int8 softmax, scale 1/256, zero point -128
     op_set               only the MobileNetV1 ops of TFLM's person-detection build, softmax last
     per_channel_weights  weights int8, per output channel
@@ -21,7 +21,8 @@ from vwwtorch.bridge.gates.op_set import MOBILENET_OPS
 from vwwtorch.contract.tflite import ModelFile
 
 
-def static_checks(info: ModelFile, allowed_ops: tuple[str, ...] = MOBILENET_OPS) -> list[Check]:
-    """Every static gate, in report order."""
-    return [input_quantization.check(info), output_quantization.check(info), op_set.check(info, allowed_ops),
-            per_channel_weights.check(info), softmax_input_scale.check(info)]
+def static_checks(info: ModelFile, allowed_ops: tuple[str, ...] = MOBILENET_OPS,
+                  input_range: str | None = "[-1, 1]") -> list[Check]:
+    """Every static gate, in report order. `input_range` None: a foreign model's, not known."""
+    return [input_quantization.check(info, input_range), output_quantization.check(info),
+            op_set.check(info, allowed_ops), per_channel_weights.check(info), softmax_input_scale.check(info)]

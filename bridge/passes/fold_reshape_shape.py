@@ -13,15 +13,13 @@ from collections import Counter
 
 import numpy as np
 
-from vwwtorch.bridge.passes.flatbuffer import indices
+from vwwtorch.contract.tflite import indices, operator_names
 from vwwtorch.contract.tflite import schema as tflite_schema
 
 
 def apply(model) -> None:
     schema = tflite_schema()
-    reshape_codes = {i for i, code in enumerate(model.operatorCodes or [])
-                     if max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
-                     == schema.BuiltinOperator.RESHAPE}
+    reshape_codes = {i for i, name in enumerate(operator_names(model)) if name == "RESHAPE"}
     for graph_index, graph in enumerate(model.subgraphs):
         uses = Counter(i for op in graph.operators or [] for i in indices(op.inputs))
         graph_io = set(indices(graph.inputs)) | set(indices(graph.outputs))

@@ -8,7 +8,7 @@ names (`input`, `probabilities`).
 
 from __future__ import annotations
 
-from vwwtorch.bridge.passes.flatbuffer import indices
+from vwwtorch.contract.tflite import indices
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"

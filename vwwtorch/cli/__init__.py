@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "vwwtorch.data.cli",
     "vwwtorch.evaluation.report.cli",
     "vwwtorch.cli.quickstart",
+    "vwwtorch.training.foreign.cli",
     "vwwtorch.bridge.cli",
     "vwwtorch.firmware.cli",
 )

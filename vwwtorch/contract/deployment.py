@@ -40,6 +40,10 @@ class Normalization:
     offset: float
 
     @property
+    def formula(self) -> str:
+        return f"x / {self.divisor:g}" + (f" - {-self.offset:g}" if self.offset < 0 else "")
+
+    @property
     def low(self) -> float:
         return self.offset
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".g
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any camera frame a VWW model sees
 
 
-def _open(path: Path):
+def _open(path):
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -33,15 +34,16 @@ def _open(path: Path):
 
 
 def decode_image(path: str | os.PathLike, channels: int, *, exif: bool = True,
-                 draft: tuple[int, int] | None = None):
+                 draft: tuple[int, int] | None = None, data: bytes | None = None):
     """A PIL image in mode L (channels=1) or RGB (3), fully decoded; `draft` lets JPEG decode at a
-    reduced size no smaller than it (DCT-domain scaling)."""
+    reduced size no smaller than it (DCT-domain scaling). With `data`, the image is those bytes (an
+    archive member) and `path` only names it in messages."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     mode = "L" if channels == 1 else "RGB"
     try:
-        with _open(path) as source:
+        with _open(io.BytesIO(data) if data is not None else path) as source:
             if source.width * source.height > MAX_PIXELS:
                 raise Image.DecompressionBombError(f"{source.width}x{source.height}")
             if draft is not None:

@@ -11,6 +11,12 @@ raw or dequantized outputs. Images are NHWC (or NHW for a one-channel model) and
 `reference_kernels=True` selects TFLite's reference kernels (`OpResolverType.BUILTIN_REF`), whose
 integer arithmetic matches TFLite Micro's bit for bit; the default optimized kernels may differ by
 one LSB.
+
+LiteRT validates some things TFLM does not: TFLM's own person_detect.tflite quantizes its 1-D bias
+tensors per channel along dimension 3, which LiteRT refuses ("quantized_dimension out of range").
+`repair_for_litert` rewrites such a file into the equivalent one LiteRT accepts (the dimension of a
+1-D tensor's per-channel quantization can only be 0) and lists what it changed; `TFLiteModel` applies
+it and keeps the list in `repairs`, so reports can say so. The integer data is not touched.
 """
 
 from __future__ import annotations
@@ -31,6 +37,26 @@ class Quantization:
     zero_point: int
 
 
+def repair_for_litert(data: bytes) -> tuple[bytes, list[str]]:
+    """(bytes LiteRT loads, what was changed); the input unchanged and [] when nothing needed it."""
+    from vwwtorch.contract.tflite import pack, unpack
+
+    model = unpack(bytes(data))
+    repairs = []
+    for graph in model.subgraphs or []:
+        for tensor in graph.tensors or []:
+            q = tensor.quantization
+            rank = len(tensor.shape) if tensor.shape is not None else 0
+            if q is not None and q.scale is not None and len(q.scale) > 1 and q.quantizedDimension >= max(rank, 1):
+                name = tensor.name.decode(errors="replace") if isinstance(tensor.name, bytes) else str(tensor.name)
+                repairs.append(f"per-channel quantization of {rank}-D tensor {name or '(unnamed)'} along "
+                               f"dimension {q.quantizedDimension} set to dimension 0")
+                q.quantizedDimension = 0
+    if not repairs:
+        return bytes(data), []
+    return pack(model, size_hint=len(data)), repairs
+
+
 class TFLiteModel:
     """One `.tflite` classifier loaded into an `ai_edge_litert` interpreter (batch 1, NHWC)."""
 
@@ -42,6 +68,7 @@ class TFLiteModel:
 
         content = model if isinstance(model, (bytes, bytearray)) else _read(Path(model))
         self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else str(model))
+        content, self.repairs = repair_for_litert(content)
         self.normalization = normalization
         resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
         try:

@@ -1,7 +1,11 @@
-"""The one reader of `.tflite` files: tensors, quantization and operators, without running anything.
+"""The one reader of `.tflite` files: tensors, quantization and operators, without running anything,
+and the one writer that packs a modified model back.
 
 Parsed with the flatbuffer schema that ships with the `tflite_micro` package (no TensorFlow import).
-The gates (bridge), firmware generation and the runtimes' callers all read models through here.
+The gates and passes (bridge), the importers (training), firmware generation and the runtimes'
+callers all read models through here. The schema asks for constant buffers aligned to 16 bytes
+(`force_align: 16`), which the generated Python code ignores, so `pack` aligns them, as the TFLite
+converter does.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from pathlib import Path
 from vwwtorch.contract.errors import UserError
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+FILE_IDENTIFIER = b"TFL3"
+BUFFER_ALIGNMENT = 16
+NUMPY_TYPES = {"INT8": "<i1", "UINT8": "<u1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FLOAT32": "<f4"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,15 @@ class Tensor:
     scales: tuple[float, ...]    # empty when not quantized; one per channel when per-channel
     zero_points: tuple[int, ...]
     quantized_dimension: int = 0
+    raw: bytes | None = field(default=None, repr=False, compare=False)  # a constant's buffer
+
+    def values(self):
+        """A constant tensor's values as a numpy array of its shape (None when it has no data)."""
+        import numpy as np
+
+        if not self.raw or self.dtype not in NUMPY_TYPES:
+            return None
+        return np.frombuffer(self.raw, dtype=NUMPY_TYPES[self.dtype]).reshape(self.shape)
 
     @property
     def scale(self) -> float | None:
@@ -39,6 +55,7 @@ class Operator:
     op: str                                # builtin name (CONV_2D) or "CUSTOM:<code>"
     inputs: tuple[Tensor | None, ...]      # None for an omitted optional input
     outputs: tuple[Tensor, ...]
+    options: object = field(default=None, repr=False, compare=False)  # the schema's *OptionsT
 
     @property
     def input_types(self) -> tuple[str | None, ...]:
@@ -128,19 +145,27 @@ def unpack(data: bytes, source: str = "model"):
         raise UserError(f"{source} is not a readable TFLite model ({type(exc).__name__})") from None
 
 
-def read_tflite(data: bytes, source: str = "model") -> ModelFile:
-    """Parse a TFLite flatbuffer; a UserError if it is not one."""
+def operator_names(model) -> list[str]:
+    """The name of each operator code of a schema object tree (`unpack`), by code index."""
     s = schema()
-    model = unpack(data, source)
-    if not model.subgraphs:
-        raise UserError(f"{source} has no subgraph")
-    op_names, type_names = _names(s.BuiltinOperator), _names(s.TensorType)
+    op_names = _names(s.BuiltinOperator)
     codes = []
     for code in model.operatorCodes or []:
         # Newer converters fill builtin_code; older ones only the deprecated 8-bit field.
         builtin = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
         codes.append(f"CUSTOM:{_text(code.customCode)}" if builtin == s.BuiltinOperator.CUSTOM
                      else op_names.get(builtin, f"BUILTIN_{builtin}"))
+    return codes
+
+
+def read_tflite(data: bytes, source: str = "model") -> ModelFile:
+    """Parse a TFLite flatbuffer; a UserError if it is not one."""
+    s = schema()
+    model = unpack(data, source)
+    if not model.subgraphs:
+        raise UserError(f"{source} has no subgraph")
+    type_names = _names(s.TensorType)
+    codes = operator_names(model)
 
     def tensors_of(graph) -> list[Tensor]:
         out = []
@@ -149,8 +174,10 @@ def read_tflite(data: bytes, source: str = "model") -> ModelFile:
             scales = tuple(float(v) for v in (q.scale if q is not None and q.scale is not None else ()))
             zps = tuple(int(v) for v in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
             shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+            buffer = model.buffers[t.buffer] if model.buffers and 0 < t.buffer < len(model.buffers) else None
+            raw = bytes(bytearray(buffer.data)) if buffer is not None and buffer.data is not None else None
             out.append(Tensor(_text(t.name), shape, type_names.get(t.type, str(t.type)), scales, zps,
-                              int(q.quantizedDimension or 0) if q is not None else 0))
+                              int(q.quantizedDimension or 0) if q is not None else 0, raw))
         return out
 
     main = model.subgraphs[0]
@@ -164,8 +191,48 @@ def read_tflite(data: bytes, source: str = "model") -> ModelFile:
         for op in graph.operators or []:
             ins = tuple(None if int(i) < 0 else tensors[int(i)] for i in (op.inputs if op.inputs is not None else ()))
             outs = tuple(tensors[int(i)] for i in (op.outputs if op.outputs is not None else ()))
-            info.operators.append(Operator(codes[op.opcodeIndex], ins, outs))
+            info.operators.append(Operator(codes[op.opcodeIndex], ins, outs, op.builtinOptions))
     return info
+
+
+def pack(model, size_hint: int = 0) -> bytes:
+    """A schema object tree (from `unpack`, maybe modified) as `.tflite` bytes, buffers 16-aligned."""
+    import flatbuffers
+
+    aligned_buffer = _aligned_buffer_class(schema())
+    for i, buffer in enumerate(model.buffers):
+        model.buffers[i] = aligned = aligned_buffer()
+        aligned.data, aligned.offset, aligned.size = buffer.data, buffer.offset, buffer.size
+    builder = flatbuffers.Builder(size_hint + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def indices(array) -> list[int]:
+    """A flatbuffer int vector (or None) as a list."""
+    return [int(i) for i in (array if array is not None else [])]
+
+
+def _aligned_buffer_class(schema):
+    import numpy as np
+
+    class AlignedBufferT(schema.BufferT):
+        def Pack(self, builder):  # noqa: N802 (flatbuffers naming)
+            vector = None
+            if self.data is not None:
+                raw = np.asarray(self.data, dtype=np.uint8).tobytes()
+                builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
+                builder.head = builder.head - len(raw)
+                builder.Bytes[builder.head:builder.head + len(raw)] = raw
+                vector = builder.EndVector()
+            schema.BufferStart(builder)
+            if vector is not None:
+                schema.BufferAddData(builder, vector)
+            schema.BufferAddOffset(builder, self.offset)
+            schema.BufferAddSize(builder, self.size)
+            return schema.BufferEnd(builder)
+
+    return AlignedBufferT
 
 
 def load_tflite(path: str | Path) -> tuple[bytes, ModelFile]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from vwwtorch.data import chunks as chunkio
 from vwwtorch.data.coco_vww import LABEL_RULE, SPLIT_RULES, VwwPlan, make_plan
-from vwwtorch.data.format import DatasetWriter
+from vwwtorch.data.format import DatasetWriter, NpyAppender
 from vwwtorch.contract.errors import Stopped, UserError
 from vwwtorch.contract.outputs import check_folder, is_staging, write_file, written_as_user_error
 from vwwtorch.contract.stopping import SIGNAL_EXIT_CODES, Terminated
@@ -103,7 +103,7 @@ def _looks_like_ours(work: Path) -> bool:
         for p in work.iterdir())
 
 
-def _prepare_work_dir(work: Path, fingerprint: str, settings: dict, restart: bool) -> None:
+def prepare_work_dir(work: Path, fingerprint: str, settings: dict, restart: bool) -> None:
     plan_path = work / PLAN_FILE
     if work.exists():
         if not work.is_dir() or not _looks_like_ours(work):
@@ -120,7 +120,7 @@ def _prepare_work_dir(work: Path, fingerprint: str, settings: dict, restart: boo
         if is_staging(stale):
             stale.unlink(missing_ok=True)  # half-written chunks of an interrupted run
     if not plan_path.exists():
-        _write_json(plan_path, {"fingerprint": fingerprint, "settings": settings})
+        write_json(plan_path, {"fingerprint": fingerprint, "settings": settings})
 
 
 def _committed(path: Path, expected: int) -> bool:
@@ -148,7 +148,7 @@ def _bad_report(tasks, listed: int) -> dict:
             "bad_fraction": round(len(bad) / listed, 6) if listed else 0.0, "bad": bad}
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     write_file(path, json.dumps(data, indent=2) + "\n", checked=True)
 
 
@@ -159,7 +159,7 @@ def _too_many_bad(bad: int, listed: int, max_bad_fraction: float) -> bool:
 def _fail_bad(work: Path, tasks, listed: int, max_bad_fraction: float, partial: bool) -> None:
     done = [t for t in tasks if t[1].exists()]
     report = _bad_report(done, listed)
-    _write_json(work / REPORT_FILE, report)
+    write_json(work / REPORT_FILE, report)
     first = report["bad"][0] if report["bad"] else {}
     qualifier = "at least " if partial else ""
     raise UserError(
@@ -208,11 +208,7 @@ def _decode_pending(pending, listed: int, already: int, bad_so_far: int, *, work
 
 def _assemble(classes: list[str], split_names: list[str], tasks, out: Path, *, size: int, channels: int,
               provenance: dict, report: dict, overwrite: bool) -> dict[str, dict[str, int]]:
-    """Stream the committed chunks, in order, into the dataset layout through `DatasetWriter`.
-
-    `images.npy` is written with plain appends after its header rather than through a memory map,
-    so the pages written do not pile up in this process's resident memory.
-    """
+    """Stream the committed chunks, in order, into the dataset layout through `DatasetWriter`."""
     with DatasetWriter(out, classes=classes, image_size=(size, size), channels=channels,
                        provenance=provenance, overwrite=overwrite) as writer, written_as_user_error(out):
         return _assemble_into(writer, split_names, tasks, size=size, channels=channels, report=report)
@@ -220,8 +216,6 @@ def _assemble(classes: list[str], split_names: list[str], tasks, out: Path, *, s
 
 def _assemble_into(writer: DatasetWriter, split_names: list[str], tasks, *, size: int, channels: int,
                    report: dict) -> dict[str, dict[str, int]]:
-    from numpy.lib import format as npy
-
     for split in split_names:
         split_tasks = [t for t in tasks if t[0] == split]
         summaries = [chunkio.read_chunk_summary(path) for _, path, _ in split_tasks]
@@ -229,18 +223,14 @@ def _assemble_into(writer: DatasetWriter, split_names: list[str], tasks, *, size
         ids = np.concatenate([s[1] for s in summaries]).astype(np.int64)
         if len(labels) == 0:
             raise UserError(f"every image of the {split} split is unreadable: nothing to build")
-        folder = writer.tmp / split
-        folder.mkdir(parents=True, exist_ok=True)
-        header = {"descr": npy.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-                  "shape": (len(labels), size, size, channels)}
-        with open(folder / "images.npy", "wb") as f:
-            npy.write_array_header_1_0(f, header)
+        folder = writer.split_folder(split)
+        with NpyAppender(folder / "images.npy", np.uint8, (len(labels), size, size, channels)) as images:
             for _, path, _ in split_tasks:
-                f.write(np.ascontiguousarray(chunkio.read_chunk_images(path)).tobytes())
+                images.append(chunkio.read_chunk_images(path))
         np.save(folder / "labels.npy", labels)
         np.save(folder / "ids.npy", ids)
         writer.add_split_meta(split, labels)
-    _write_json(writer.tmp / REPORT_FILE, report)
+    write_json(writer.tmp / REPORT_FILE, report)
     writer.finish()
     return {split: info["per_class"] for split, info in writer.meta["splits"].items()}
 
@@ -271,7 +261,7 @@ def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", th
     work = out.with_name(out.name + WORK_SUFFIX)
     settings = {"class_name": plan.class_name, "threshold": plan.threshold, "split": plan.split,
                 "image_size": image_size, "channels": channels, "chunk_size": chunk_size}
-    _prepare_work_dir(work, _fingerprint(plan, chunk_size, image_size, channels, fast_decode), settings, restart)
+    prepare_work_dir(work, _fingerprint(plan, chunk_size, image_size, channels, fast_decode), settings, restart)
 
     tasks = _chunk_tasks(plan, work, chunk_size)
     listed = plan.total

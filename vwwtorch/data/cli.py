@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     synth.set_defaults(func=_synthetic)
     _register_vww(sub)
+    _register_wake_vision(sub)
     _register_folder(sub)
     _register_verify(sub)
     _register_show(sub)
@@ -112,6 +113,83 @@ def _vww(args) -> None:
     if result.bad:
         print(f"skipped {result.bad} of {result.listed} images (unreadable or missing): "
               f"see {result.out / 'report.json'}")
+    if result.decoded:
+        print(f"decoded {result.decoded} images in {result.seconds:.1f} s ({result.images_per_second:.0f} img/s)")
+
+
+def _register_wake_vision(sub) -> None:
+    from vwwtorch.data import wake_vision as wv
+
+    p = sub.add_parser(
+        "wake-vision", help="build the Wake Vision person dataset from its published files",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build Wake Vision (Banbury et al.: 6M Open Images photos, person / no person, fine-grained\n"
+                    "fairness and robustness flags on validation and test) from the files you downloaded:\n"
+                    "the metadata CSVs from Harvard Dataverse (wake_vision_train_large.csv, wake_vision_train_bbox.csv\n"
+                    "= train_quality, wake_vision_validation.csv, wake_vision_test.csv) and the image archives\n"
+                    "(*.tar.gz, read as a stream, never unpacked), folders of images, or the Hugging Face parquet\n"
+                    "shards (which carry their labels: --metadata is then optional).\n\n"
+                    "Each CSV's split comes from its name (train/validation/test) or is given as SPLIT=PATH.\n"
+                    "The fine-grained columns are kept per image in SPLIT/attributes.npy (-1 = unknown) for\n"
+                    "`vwwtorch report --by`. Images are resized whole (no crop) to --image-size.\n\n"
+                    "The build runs in chunks committed to OUT.chunks/; if it is interrupted, run the same command\n"
+                    "again and it resumes. Listed images that no source holds (missing) or that cannot be decoded\n"
+                    "and archive members no CSV lists (unlisted) are counted in OUT/report.json.",
+        epilog="examples:\n"
+               "  vwwtorch data wake-vision --metadata wake_vision_validation.csv wake_vision_test.csv \\\n"
+               "      --images wake-vision-validation.tar.gz wake-vision-test.tar.gz --out data/wv_eval\n"
+               "  vwwtorch data wake-vision --metadata wake_vision_train_bbox.csv wake_vision_validation.csv \\\n"
+               "      --images wake-vision-train-*.tar.gz wake-vision-validation.tar.gz --allow-unlisted \\\n"
+               "      --out data/wake_vision --workers 8\n"
+               "  vwwtorch data wake-vision --images hf/data/validation-*.parquet hf/data/test-*.parquet "
+               "--out data/wv_eval")
+    p.add_argument("--metadata", nargs="+", default=[], metavar="CSV",
+                   help="metadata CSVs (split from the name, or SPLIT=PATH with SPLIT train, val or test)")
+    p.add_argument("--images", nargs="+", required=True, metavar="PATH",
+                   help="image sources: .tar.gz/.tar archives, .parquet shards or folders, read in this order")
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--image-size", type=int, default=default(wv.build_wake_vision, "image_size"),
+                   help="stored image side in pixels; the trainer crops and resizes from it; use at least the "
+                        "model's --resolution (default: %(default)s)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=default(wv.build_wake_vision, "channels"),
+                   help="1 = grayscale, 3 = RGB (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="decoding processes (default: the number of CPUs, %(default)s)")
+    p.add_argument("--chunk-size", type=int, default=default(wv.build_wake_vision, "chunk_size"),
+                   help="images per committed chunk; resuming needs the same value (default: %(default)s)")
+    p.add_argument("--max-bad-fraction", type=float, default=default(wv.build_wake_vision, "max_bad_fraction"),
+                   metavar="FRACTION",
+                   help="fail (exit 2) when more than this fraction of the listed images is missing or "
+                        "unreadable, or of the archive members is unlisted (default: %(default)s)")
+    p.add_argument("--allow-unlisted", action="store_true",
+                   help="accept any number of archive members that no CSV lists (building train_quality from "
+                        "the train archives it shares with train_large)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an interrupted build in OUT.chunks/ instead of resuming it")
+    p.set_defaults(func=_wake_vision)
+
+
+def _wake_vision(args) -> None:
+    from vwwtorch.data.wake_vision import build_wake_vision
+
+    result = build_wake_vision(args.out, args.metadata, args.images, image_size=args.image_size,
+                               channels=args.channels, workers=args.workers, chunk_size=args.chunk_size,
+                               max_bad_fraction=args.max_bad_fraction, allow_unlisted=args.allow_unlisted,
+                               overwrite=args.overwrite, restart=args.restart)
+    parts = []
+    for split, per_class in result.counts.items():
+        total = sum(per_class.values())
+        parts.append(f"{split} {total} ({100 * list(per_class.values())[1] / total:.1f}% person)")
+    print(f"wrote Wake Vision dataset to {result.out}: {', '.join(parts)}")
+    report = result.report
+    for key, what in (("missing_count", "listed images in no --images source"),
+                      ("unreadable_count", "unreadable images"),
+                      ("unlisted_count", "images in --images that no CSV lists"),
+                      ("duplicate_count", "duplicate images (skipped)"),
+                      ("unlabelled_rows", "rows without a 0/1 person label (skipped)")):
+        if report[key]:
+            print(f"  {report[key]} {what}: see {result.out / 'report.json'}")
     if result.decoded:
         print(f"decoded {result.decoded} images in {result.seconds:.1f} s ({result.images_per_second:.0f} img/s)")
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vwwtorch.data.format import SplitArrays, open_split, read_meta
 from vwwtorch.data.transforms import Augmentation, eval_transform, train_transform
+from vwwtorch.contract.deployment import normalization
 from vwwtorch.contract.errors import UserError
 
 
@@ -108,6 +109,7 @@ class VWWDataModule(pl.LightningDataModule):
         channels: model input channels; set from the model by the CLI.
         convert_channels: allow feeding RGB data to a grayscale model (or the reverse) by converting.
         augmentation: train-time distortions (slim's inception preprocessing by default).
+        input_range: the model's input range, "[-1, 1]" or "[0, 1]"; set from the model by the CLI.
         train_split, val_split, test_split: split names inside the dataset.
         seed: seed for shuffling and augmentation.
     """
@@ -115,7 +117,8 @@ class VWWDataModule(pl.LightningDataModule):
     def __init__(self, data_dir: str, batch_size: int = 96, num_workers: int = 2, resolution: int = 96,
                  channels: int = 1, convert_channels: bool = False,
                  augmentation: Optional[Augmentation] = None, train_split: str = "train",
-                 val_split: str = "val", test_split: str = "test", seed: int = 0):
+                 val_split: str = "val", test_split: str = "test", seed: int = 0,
+                 input_range: str = "[-1, 1]"):
         super().__init__()
         if batch_size < 1:
             raise UserError(f"--data.batch_size must be at least 1, got {batch_size}")
@@ -126,6 +129,7 @@ class VWWDataModule(pl.LightningDataModule):
         self.augmentation = augmentation or Augmentation()
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.seed = seed
+        self.input_range = normalization(input_range).name
         self.meta: Optional[dict] = None
 
     # -- dataset checks -------------------------------------------------------------------------
@@ -161,9 +165,10 @@ class VWWDataModule(pl.LightningDataModule):
             raise UserError(f"split {self.splits[stage]!r} of {self.data_dir} has labels outside "
                             f"0..{len(meta['classes']) - 1}")
         if train:
-            tf = train_transform(self.resolution, self.augmentation, meta["channels"], self.channels)
+            tf = train_transform(self.resolution, self.augmentation, meta["channels"], self.channels,
+                                 self.input_range)
         else:
-            tf = eval_transform(self.resolution, self.channels)
+            tf = eval_transform(self.resolution, self.channels, self.input_range)
         return SplitDataset(arrays, tf, self.seed)
 
     # -- Lightning hooks ------------------------------------------------------------------------

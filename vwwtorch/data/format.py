@@ -134,6 +134,27 @@ def open_split(root: str | os.PathLike, split: str, meta: dict[str, Any] | None 
     return SplitArrays(images=images, labels=labels, ids=ids)
 
 
+ATTRIBUTES_FILE = "attributes.npy"
+
+
+def open_attributes(root: str | os.PathLike, split: str, meta: dict[str, Any]) -> tuple[list[str], np.ndarray] | None:
+    """(column names, int8 [N, A]) of a split's per-image attributes (1 / 0, -1 unknown), or None when
+    the dataset has none (Wake Vision's fine-grained flags; see docs/dataset_format.md)."""
+    names = meta.get("attributes")
+    if not names:
+        return None
+    path = Path(root) / split / ATTRIBUTES_FILE
+    try:
+        flags = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"cannot read {path}: {exc}: {root} is damaged") from None
+    count = meta["splits"][split]["count"]
+    if flags.dtype != np.int8 or flags.shape != (count, len(names)):
+        raise UserError(f"{path} holds {flags.dtype} {tuple(flags.shape)}, meta.json promises int8 "
+                        f"[{count}, {len(names)}]")
+    return list(names), flags
+
+
 def check_model_classes(model_classes: list[str] | None, num_model_classes: int, data_classes: list[str],
                         source: str) -> None:
     """A model evaluated or calibrated on a dataset must predict the dataset's classes, in its order."""
@@ -144,6 +165,31 @@ def check_model_classes(model_classes: list[str] | None, num_model_classes: int,
     if named and list(model_classes) != list(data_classes):
         raise UserError(f"{source} was trained on classes {', '.join(model_classes)}, the dataset has "
                         f"{', '.join(data_classes)}")
+
+
+class NpyAppender:
+    """Write a `.npy` file of known shape by appending rows: no process holds the whole array, and
+    plain appends (not a memory map) keep the written pages out of this process's resident memory."""
+
+    def __init__(self, path: Path, dtype, shape: tuple[int, ...]):
+        self.dtype, self.shape, self.rows = np.dtype(dtype), tuple(shape), 0
+        self.handle = open(path, "wb")
+        np.lib.format.write_array_header_1_0(self.handle, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                           "fortran_order": False, "shape": self.shape})
+
+    def __enter__(self) -> "NpyAppender":
+        return self
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        assert rows.shape[1:] == self.shape[1:], (rows.shape, self.shape)
+        self.handle.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.handle.close()
+        if kind is None and self.rows != self.shape[0]:
+            raise AssertionError(f"{self.handle.name}: wrote {self.rows} rows of {self.shape[0]}")
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
-from vwwtorch.contract.deployment import SYMMETRIC, eval_bytes
+from vwwtorch.contract.deployment import SYMMETRIC, eval_bytes, normalization
 
 
 @dataclass
@@ -29,9 +29,9 @@ class Augmentation:
     contrast: float = 0.5  # slim: random_contrast lower 0.5, upper 1.5
 
 
-def scale_to_unit_range(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1] as x / 127.5 - 1 (exactly what the int8 input quantization inverts)."""
-    return SYMMETRIC.real(x)
+def scale_to_unit_range(x: torch.Tensor, input_range: str = SYMMETRIC.name) -> torch.Tensor:
+    """uint8 [0, 255] -> the model's real input range: [-1, 1] as x / 127.5 - 1 (slim's), or [0, 1]."""
+    return normalization(input_range).real(x)
 
 
 def channel_conversion(data_channels: int, model_channels: int) -> list:
@@ -42,7 +42,8 @@ def channel_conversion(data_channels: int, model_channels: int) -> list:
     return [v2.Grayscale(num_output_channels=3)]  # gray -> 3 identical channels
 
 
-def train_transform(resolution: int, aug: Augmentation, data_channels: int, model_channels: int):
+def train_transform(resolution: int, aug: Augmentation, data_channels: int, model_channels: int,
+                    input_range: str = SYMMETRIC.name):
     steps: list = []
     if tuple(aug.crop_area) != (1.0, 1.0) or tuple(aug.crop_aspect) != (1.0, 1.0):
         steps.append(v2.RandomResizedCrop(resolution, scale=tuple(aug.crop_area), ratio=tuple(aug.crop_aspect),
@@ -56,10 +57,11 @@ def train_transform(resolution: int, aug: Augmentation, data_channels: int, mode
         steps.append(v2.ColorJitter(brightness=(max(0.0, 1 - aug.brightness), 1 + aug.brightness)
                                     if aug.brightness else None, contrast=contrast))
     steps += channel_conversion(data_channels, model_channels)
-    steps.append(v2.Lambda(scale_to_unit_range))
+    steps.append(v2.Lambda(normalization(input_range).real))
     return v2.Compose(steps)
 
 
-def eval_transform(resolution: int, model_channels: int):
+def eval_transform(resolution: int, model_channels: int, input_range: str = SYMMETRIC.name):
     """uint8 [C, H, W] -> the float input the model is evaluated on."""
-    return lambda image: scale_to_unit_range(eval_bytes(image, resolution, model_channels))
+    norm = normalization(input_range)
+    return lambda image: norm.real(eval_bytes(image, resolution, model_channels))

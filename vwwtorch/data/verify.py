@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vwwtorch.data.format import class_counts, open_split, read_meta
+from vwwtorch.data.format import ATTRIBUTES_FILE, class_counts, open_attributes, open_split, read_meta
 from vwwtorch.contract.errors import UserError
 
 SAMPLE_PER_SPLIT = 512
@@ -76,6 +76,13 @@ def _check_split(report: VerifyReport, name: str) -> np.ndarray | None:
     ids = np.asarray(arrays.ids)
     if len(np.unique(ids)) != len(ids):
         problems.append(f"split {name!r} has {len(ids) - len(np.unique(ids))} duplicate ids")
+    try:
+        attributes = open_attributes(report.root, name, meta)
+    except UserError as exc:
+        problems.append(str(exc))
+        attributes = None
+    if attributes is not None and not np.isin(np.asarray(attributes[1]), (-1, 0, 1)).all():
+        problems.append(f"split {name!r}: {ATTRIBUTES_FILE} holds values other than 1, 0 and -1")
     mean, std, constant = _sample_stats(arrays.images)
     sampled = min(len(labels), SAMPLE_PER_SPLIT)
     if constant == sampled:

@@ -71,7 +71,7 @@ def _run(args) -> None:
     import numpy as np
     import torch
 
-    from vwwtorch.contract.deployment import SYMMETRIC
+    from vwwtorch.contract.deployment import normalization
     from vwwtorch.contract.errors import UserError
     from vwwtorch.contract.progress import progress_bar
     from vwwtorch.training.checkpoint import load_classifier
@@ -91,7 +91,7 @@ def _run(args) -> None:
                                   disable=len(files) <= args.batch_size):
             chunk = files[start:start + args.batch_size]
             pixels = np.stack([file_pixels(path, hp.resolution, hp.in_channels) for path in chunk])
-            images = SYMMETRIC.real(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+            images = normalization(model.model.input_range).real(torch.from_numpy(pixels).permute(0, 3, 1, 2))
             probs = torch.softmax(model(images), dim=1)
             for path, p in zip(chunk, probs):
                 label = int(p.argmax())

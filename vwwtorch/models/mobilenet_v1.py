@@ -1,4 +1,5 @@
-"""MobileNetV1 as tf.slim defines it (`mobilenet_v1.py` in tensorflow/models research/slim).
+"""MobileNetV1 as tf.slim defines it (`mobilenet_v1.py` in tensorflow/models research/slim), with the
+options that other trained VWW models need: one model class, its variants as data.
 
 What makes it slim's and not torchvision-style:
 - channel counts are `max(int(depth * width), 8)` (slim's `depth()` with min_depth 8);
@@ -7,6 +8,11 @@ What makes it slim's and not torchvision-style:
   so the exported TFLite graph needs no PAD op (PyTorch's symmetric padding would force one);
 - the global pool is an average pool with the feature map as kernel (AVERAGE_POOL_2D in TFLite,
   not MEAN), then dropout and a 1x1 conv classifier (CONV_2D, not FULLY_CONNECTED).
+
+The variants (`VARIANTS`; slim's is the default): MLPerf Tiny's VWW reference (Keras) uses ReLU,
+convolutions with a bias before each BatchNorm, a dense head (FULLY_CONNECTED) and inputs in [0, 1]
+(x / 255) instead of [-1, 1]. The input range is the model's contract with its data: training,
+evaluation and deployment normalize bytes by it (`vwwtorch.contract.deployment`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ SEPARABLE_BLOCKS: tuple[tuple[int, int], ...] = (
 )
 # What must match for weights to load into a model: the architecture, as data.
 ARCH_KEYS = ("width", "in_channels", "resolution", "num_classes")
+# The variant options and their defaults (slim's MobileNetV1); checkpoints without them are slim's.
+VARIANTS = {"activation": "relu6", "conv_bias": False, "head": "conv", "input_range": "[-1, 1]"}
+ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+HEADS = ("conv", "dense")
+INPUT_RANGES = ("[-1, 1]", "[0, 1]")
+SLIM = dict(VARIANTS)
+MLPERF = {"activation": "relu", "conv_bias": True, "head": "dense", "input_range": "[0, 1]"}
 STEM_DEPTH = 32
 MIN_DEPTH = 8
 BN_EPS = 1e-3
@@ -41,11 +54,12 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-class ConvBNReLU6(nn.Sequential):
-    """conv -> BatchNorm -> ReLU6, with TF SAME padding folded into the conv where it is symmetric."""
+class ConvBNAct(nn.Sequential):
+    """conv -> BatchNorm -> ReLU6 (or ReLU), with TF SAME padding folded into the conv where it is
+    symmetric."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, input_size: int,
-                 groups: int = 1, bn_momentum: float = 0.003):
+                 groups: int = 1, bn_momentum: float = 0.003, activation: str = "relu6", bias: bool = False):
         pad = same_padding(input_size, kernel, stride)
         layers: list[nn.Module] = []
         if pad[0] == pad[1]:
@@ -56,9 +70,9 @@ class ConvBNReLU6(nn.Sequential):
             layers.append(nn.ZeroPad2d((pad[0], pad[1], pad[0], pad[1])))
             conv_pad = 0
         layers += [
-            nn.Conv2d(in_ch, out_ch, kernel, stride, conv_pad, groups=groups, bias=False),
+            nn.Conv2d(in_ch, out_ch, kernel, stride, conv_pad, groups=groups, bias=bias),
             nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=bn_momentum),
-            nn.ReLU6(inplace=True),
+            ACTIVATIONS[activation](inplace=True),
         ]
         super().__init__(*layers)
 
@@ -74,10 +88,18 @@ class MobileNetV1(nn.Module):
         dropout: drop probability before the classifier (slim keeps 0.999 -> 0.001).
         bn_momentum: PyTorch BatchNorm momentum = 1 - slim's decay (0.9997 -> 0.0003 is slim's
             training default; larger values settle faster on short runs).
+        activation: "relu6" (slim) or "relu" (MLPerf).
+        conv_bias: convolutions with a bias before their BatchNorm (MLPerf's Keras layers).
+        head: "conv", a 1x1 convolution (slim; CONV_2D), or "dense", a linear layer on the pooled
+            features (MLPerf; FULLY_CONNECTED).
+        input_range: the real range camera bytes map to: "[-1, 1]" (x / 127.5 - 1, slim) or
+            "[0, 1]" (x / 255, MLPerf).
     """
 
     def __init__(self, width: float = 0.25, in_channels: int = 1, resolution: int = 96,
-                 num_classes: int = 2, dropout: float = 0.001, bn_momentum: float = 0.0003):
+                 num_classes: int = 2, dropout: float = 0.001, bn_momentum: float = 0.0003,
+                 activation: str = VARIANTS["activation"], conv_bias: bool = VARIANTS["conv_bias"],
+                 head: str = VARIANTS["head"], input_range: str = VARIANTS["input_range"]):
         super().__init__()
         if not 0.1 <= width <= 1.0:
             raise ValueError(f"width must be in [0.1, 1.0], got {width}")
@@ -87,31 +109,40 @@ class MobileNetV1(nn.Module):
             raise ValueError(f"resolution must be a positive multiple of 32, got {resolution}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        if input_range not in INPUT_RANGES:
+            raise ValueError(f"input_range must be one of {', '.join(INPUT_RANGES)}, got {input_range!r}")
         self.width, self.in_channels = width, in_channels
         self.resolution, self.num_classes = resolution, num_classes
+        self.activation, self.conv_bias, self.head, self.input_range = activation, bool(conv_bias), head, input_range
+        block = dict(bn_momentum=bn_momentum, activation=activation, bias=self.conv_bias)
 
         size = resolution
         depth = scaled_depth(STEM_DEPTH, width)
-        layers: list[nn.Module] = [ConvBNReLU6(in_channels, depth, 3, 2, size, bn_momentum=bn_momentum)]
+        layers: list[nn.Module] = [ConvBNAct(in_channels, depth, 3, 2, size, **block)]
         size = math.ceil(size / 2)
         for base_depth, stride in SEPARABLE_BLOCKS:
             out = scaled_depth(base_depth, width)
             layers.append(nn.Sequential(
-                ConvBNReLU6(depth, depth, 3, stride, size, groups=depth, bn_momentum=bn_momentum),
-                ConvBNReLU6(depth, out, 1, 1, math.ceil(size / stride), bn_momentum=bn_momentum),
+                ConvBNAct(depth, depth, 3, stride, size, groups=depth, **block),
+                ConvBNAct(depth, out, 1, 1, math.ceil(size / stride), **block),
             ))
             depth, size = out, math.ceil(size / stride)
         self.features = nn.Sequential(*layers)
         self.feature_size = size
         self.num_features = depth
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv2d(depth, num_classes, 1, bias=True)
+        self.classifier = nn.Conv2d(depth, num_classes, 1, bias=True) if head == "conv" else \
+            nn.Linear(depth, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
         # slim: truncated normal stddev 0.09 for convs; classifier biases start at zero.
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.09, a=-0.18, b=0.18)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -122,11 +153,16 @@ class MobileNetV1(nn.Module):
         # Fixed-kernel average pool exports as AVERAGE_POOL_2D (what TFLM's example uses).
         return F.avg_pool2d(x, kernel_size=x.shape[-2:])
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits [N, num_classes] from pooled features [N, C, 1, 1]."""
+        features = self.dropout(features)
+        if self.head == "dense":
+            return self.classifier(torch.flatten(features, 1))
+        return torch.flatten(self.classifier(features), 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x)
-        x = self.classifier(self.dropout(x))
-        return torch.flatten(x, 1)  # logits [N, num_classes]
+        return self.classify(self.forward_features(x))
 
     def arch(self) -> dict:
-        """What must match for a checkpoint to load into this model (ARCH_KEYS)."""
-        return {key: getattr(self, key) for key in ARCH_KEYS}
+        """What must match for a checkpoint to load into this model: ARCH_KEYS and the variant."""
+        return {key: getattr(self, key) for key in (*ARCH_KEYS, *VARIANTS)}

@@ -38,6 +38,8 @@ def load_classifier(path: str | os.PathLike, expect: dict | None = None) -> VWWC
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
         raise UserError(f"checkpoint {path} does not fit its own architecture: {str(exc).splitlines()[0]}") from None
+    # An imported checkpoint's source int8 ranges, for the export to reproduce (None otherwise).
+    module.source_quantization = checkpoint.get("quantization")
     return module.eval()
 
 

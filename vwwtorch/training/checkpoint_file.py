@@ -22,7 +22,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.models.mobilenet_v1 import ARCH_KEYS
+from vwwtorch.models.mobilenet_v1 import ACTIVATIONS, ARCH_KEYS, HEADS, INPUT_RANGES, VARIANTS
 
 # How torch's weights-only unpickler names a Python object it refused to create.
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -56,7 +56,33 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(f"{path} is not a Lightning checkpoint (no state_dict)")
     check_hyper_parameters(checkpoint.get("hyper_parameters"), f"checkpoint {path}")
+    if "quantization" in checkpoint:
+        check_quantization_record(checkpoint["quantization"], f"checkpoint {path}")
     return checkpoint
+
+
+def _quantization_ok(entry: Any) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("scale"), float) and 0 < entry["scale"] < 1e6
+            and _is_int(entry.get("zero_point")) and -128 <= entry["zero_point"] <= 127)
+
+
+def _scales_ok(scales: Any) -> bool:
+    return isinstance(scales, list) and all(isinstance(v, float) and 0 <= v < 1e6 for v in scales)
+
+
+def _integers_ok(values: Any) -> bool:
+    return isinstance(values, list) and all(_is_int(v) and -2**31 <= v < 2**31 for v in values)
+
+
+def check_quantization_record(record: Any, source: str) -> None:
+    """The int8 ranges an imported checkpoint keeps from its source (`vwwtorch import`), well formed."""
+    operators = record.get("operators") if isinstance(record, dict) else None
+    if not (isinstance(record, dict) and isinstance(record.get("source"), str) and _quantization_ok(record.get("input"))
+            and isinstance(operators, list) and operators
+            and all(_quantization_ok(e) and isinstance(e.get("op"), str) and _scales_ok(e.get("weight_scales", []))
+                    and _integers_ok(e.get("bias", [])) for e in operators)):
+        raise UserError(f"{source} has a damaged quantization record (the int8 ranges of the model it was "
+                        "imported from)")
 
 
 def _is_int(value: Any) -> bool:
@@ -84,19 +110,31 @@ def check_hyper_parameters(hparams: Any, source: str) -> None:
         raise bad("resolution", resolution, "a positive multiple of 32")
     if not _is_int(classes) or not 2 <= classes <= 10_000:
         raise bad("num_classes", classes, "an integer >= 2")
+    for key, allowed in (("activation", ACTIVATIONS), ("head", HEADS), ("input_range", INPUT_RANGES)):
+        if key in hparams and hparams[key] not in allowed:
+            raise bad(key, hparams[key], "one of " + ", ".join(allowed))
+    if "conv_bias" in hparams and not isinstance(hparams["conv_bias"], bool):
+        raise bad("conv_bias", hparams["conv_bias"], "true or false")
     names = hparams.get("class_names")
     if names is not None and (not isinstance(names, (list, tuple)) or len(names) != classes
                               or not all(isinstance(n, str) and n.strip() and "\n" not in n for n in names)):
         raise bad("class_names", names, f"{classes} non-empty names, one per output")
 
 
+def architecture(hparams: dict) -> dict:
+    """ARCH_KEYS and the variant options of a checkpoint's hyper-parameters (slim's variant where a
+    checkpoint predates the options)."""
+    return {**VARIANTS, **{k: hparams[k] for k in (*ARCH_KEYS, *VARIANTS) if k in hparams}}
+
+
 def check_architecture(checkpoint: dict, expected: dict, source: str, hint: str = "") -> None:
-    """Refuse a checkpoint whose model differs from the configured one (some or all of ARCH_KEYS),
-    naming the difference."""
-    saved = checkpoint.get("hyper_parameters") or {}
-    missing = [k for k in ARCH_KEYS if k not in saved]
+    """Refuse a checkpoint whose model differs from the configured one (some or all of ARCH_KEYS and
+    the variant options), naming the difference."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    missing = [k for k in ARCH_KEYS if k not in hparams]
     if missing:
         raise UserError(f"{source} is not a vwwtorch classifier checkpoint (no {', '.join(missing)})")
+    saved = architecture(hparams)
     diffs = [f"{k}={saved[k]} (configured {expected[k]})" for k in expected if saved[k] != expected[k]]
     if diffs:
         raise UserError(f"{source} holds a different architecture: " + ", ".join(diffs) + (f"; {hint}" if hint else ""))

@@ -30,7 +30,7 @@ from vwwtorch.contract.console import keep_tensorflow_out_of_tensorboard, route_
 from vwwtorch.contract import stopping
 from vwwtorch.contract.errors import Stopped, UserError
 from vwwtorch.data.datamodule import VWWDataModule
-from vwwtorch.models.mobilenet_v1 import ARCH_KEYS
+from vwwtorch.models.mobilenet_v1 import ARCH_KEYS, VARIANTS
 from vwwtorch.training.checkpoint import BestAndLastCheckpoint
 from vwwtorch.training.checkpoint_file import SafeCheckpointIO, check_architecture, read_checkpoint
 from vwwtorch.training.ema import TFWeightEMA
@@ -164,6 +164,7 @@ class VWWLightningCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.link_arguments("model.resolution", "data.resolution")
         parser.link_arguments("model.in_channels", "data.channels")
+        parser.link_arguments("model.input_range", "data.input_range")
         parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
@@ -185,7 +186,8 @@ class VWWLightningCLI(LightningCLI):
         if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
             checkpoint = read_checkpoint(ckpt_path)
             model_config = config["model"]
-            configured = {k: model_config[k] for k in ARCH_KEYS if k in model_config}  # num_classes: from data
+            # num_classes comes from the data, so it is checked when the model is built
+            configured = {k: model_config[k] for k in (*ARCH_KEYS, *VARIANTS) if k in model_config}
             check_architecture(checkpoint, configured, f"checkpoint {ckpt_path}")
         super()._parse_ckpt_path()
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.models.mobilenet_v1 import MobileNetV1
+from vwwtorch.models.mobilenet_v1 import VARIANTS, MobileNetV1
 from vwwtorch.training.checkpoint_file import check_architecture
 from vwwtorch.training.rmsprop_tf import RMSpropTF
 from vwwtorch.training.schedule import decay_steps, staircase_factor
@@ -51,8 +51,12 @@ class VWWClassifier(pl.LightningModule):
         init_from: transfer learning: a vwwtorch checkpoint whose backbone (every layer but the
             classifier) initialises this model's when `fit` starts; the classifier starts fresh for
             this dataset's classes. Width and input channels must match; resolution may differ.
+            `pretrained:NAME` starts from a real person detector (`vwwtorch pretrained list`).
         class_weights: weight the training loss per class: "auto" (inverse class frequency in the
             training split, for imbalanced data) or one weight per class. Label smoothing still applies.
+        activation, conv_bias, head, input_range: the MobileNetV1 variant (see
+            `vwwtorch.models.mobilenet_v1`): slim's by default; MLPerf's VWW reference is "relu",
+            true, "dense", "[0, 1]".
     """
 
     def __init__(self, width: float = 0.25, in_channels: int = 1, resolution: int = 96, num_classes: int = 2,
@@ -61,7 +65,9 @@ class VWWClassifier(pl.LightningModule):
                  rmsprop_decay: float = 0.9, momentum: float = 0.9, epsilon: float = 1.0,
                  weight_decay: float = 4e-5, label_smoothing: float = 0.1,
                  image_log_every_n_steps: int = 500, seed: int = 0, init_from: Optional[str] = None,
-                 class_weights: Optional[Union[str, list[float]]] = None):
+                 class_weights: Optional[Union[str, list[float]]] = None,
+                 activation: str = VARIANTS["activation"], conv_bias: bool = VARIANTS["conv_bias"],
+                 head: str = VARIANTS["head"], input_range: str = VARIANTS["input_range"]):
         super().__init__()
         _check_recipe(learning_rate=learning_rate, lr_decay_factor=lr_decay_factor, epochs_per_decay=epochs_per_decay,
                       rmsprop_decay=rmsprop_decay, momentum=momentum, epsilon=epsilon, weight_decay=weight_decay,
@@ -70,7 +76,8 @@ class VWWClassifier(pl.LightningModule):
         self.save_hyperparameters()
         try:
             self.model = MobileNetV1(width=width, in_channels=in_channels, resolution=resolution,
-                                     num_classes=num_classes, dropout=dropout, bn_momentum=bn_momentum)
+                                     num_classes=num_classes, dropout=dropout, bn_momentum=bn_momentum,
+                                     activation=activation, conv_bias=conv_bias, head=head, input_range=input_range)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         # NHWC activations: oneDNN's depthwise convolutions and BatchNorm run ~10-35% faster on CPU
@@ -89,6 +96,9 @@ class VWWClassifier(pl.LightningModule):
         # Set by the bottleneck callback: (images, training) -> pooled features [N, C, 1, 1] of the
         # frozen backbone, so that only the classifier runs here (see vwwtorch.training.bottleneck).
         self.bottleneck_fn: Optional[Callable[[torch.Tensor, bool], torch.Tensor]] = None
+        # Set by `load_classifier` for an imported checkpoint: its source's int8 ranges (the export
+        # reproduces them; see vwwtorch.training.foreign.importer).
+        self.source_quantization: Optional[dict] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
@@ -97,7 +107,7 @@ class VWWClassifier(pl.LightningModule):
         if self.bottleneck_fn is None:
             return self(x)
         features = self.bottleneck_fn(x, self.training)
-        return torch.flatten(self.model.classifier(self.model.dropout(features)), 1)  # MobileNetV1's head
+        return self.model.classify(features)
 
     # -- setup: transfer learning and class weights -------------------------------------------------
     def setup(self, stage: str) -> None:

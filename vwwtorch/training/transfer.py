@@ -4,7 +4,8 @@ The backbone is every layer of MobileNetV1 except the classifier: the stem, the 
 and their BatchNorm statistics. The classifier is left as initialised, sized for the new dataset's
 classes, so a person detector can become, say, a 3-class flower classifier.
 
-The checkpoint is read with `torch.load(weights_only=True)` (tensors and plain data only). Its
+`pretrained:NAME` names a registered real model (`vwwtorch pretrained list`), made into a cached
+checkpoint on first use. The checkpoint is read with `torch.load(weights_only=True)` (tensors and plain data only). Its
 `state_dict` holds the EMA weights, the ones it was evaluated with. Width and input channels decide
 the backbone's tensor shapes and must match; the resolution only sets padding positions, which are
 the same for every multiple of 32, so a 96x96 backbone can start a 128x128 model.
@@ -32,11 +33,15 @@ def backbone_state(checkpoint: dict, source: str) -> dict:
 
 def load_backbone(model: nn.Module, path: str | os.PathLike) -> int:
     """Copy the backbone of checkpoint `path` into `model` (a MobileNetV1); returns the tensors copied."""
+    from vwwtorch.training.foreign.pretrained import resolve
+
     source = f"--model.init_from {path}"
-    checkpoint = read_checkpoint(path)
-    # Width and input channels decide the backbone's tensors; resolution and classes may differ.
-    check_architecture(checkpoint, {key: model.arch()[key] for key in ("width", "in_channels")}, source,
-                       hint="set --model.width/--model.in_channels to the checkpoint's")
+    checkpoint = read_checkpoint(resolve(str(path)))
+    # Width, input channels and the variant's layers decide the backbone's tensors, and the input
+    # range what they were trained on; resolution, classes and the head may differ.
+    shared = ("width", "in_channels", "activation", "conv_bias", "input_range")
+    check_architecture(checkpoint, {key: model.arch()[key] for key in shared}, source,
+                       hint="set --model." + "/--model.".join(shared) + " to the checkpoint's")
     state = backbone_state(checkpoint, source)
     own = model.features.state_dict()
     missing = sorted(set(own) - set(state))

@@ -16,10 +16,14 @@ def register(subparsers) -> None:
                     "--out: report.json (every figure; schema in docs/report_json.md), confusion_matrix.txt/.png,\n"
                     "roc.png and pr.png for the positive class with AUC, misclassified.png (the most confidently\n"
                     "misclassified images with their ids) and predictions.csv (every image's probabilities).\n"
-                    "The threshold table gives TPR/FPR at score thresholds and the threshold for each --fpr target.",
+                    "The threshold table gives TPR/FPR at score thresholds and the threshold for each --fpr target.\n"
+                    "On a dataset with per-image attributes (Wake Vision's fine-grained flags) it adds accuracy, person\n"
+                    "precision and recall per subset, the largest gap within each family, and fine_grained.png.",
         epilog="examples:\n"
                "  vwwtorch report --ckpt runs/vww/version_0/checkpoints/last.ckpt --data data/vww --out reports/float\n"
-               "  vwwtorch report --tflite export/model_int8.tflite --data data/vww --split test --out reports/int8")
+               "  vwwtorch report --tflite export/model_int8.tflite --data data/vww --split test --out reports/int8\n"
+               "  vwwtorch report --ckpt last.ckpt --data data/wake_vision --split test --out reports/wv \\\n"
+               "      --by gender,age,distance,lighting,depiction")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--ckpt", help="Lightning checkpoint from `vwwtorch fit` (its EMA weights)")
     model.add_argument("--tflite", help=".tflite model (int8 or float32), e.g. from `vwwtorch export`")
@@ -38,6 +42,10 @@ def register(subparsers) -> None:
                    help="misclassified images on the contact sheet and in report.json (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=options.BATCH_SIZE,
                    help="images per forward pass (default: %(default)s)")
+    p.add_argument("--by", nargs="+", metavar="ATTRIBUTE",
+                   help="fine-grained section for these attribute columns or families (gender, age, distance, "
+                        "lighting, depiction; comma or space separated); default: all, when the dataset has "
+                        "per-image attributes (Wake Vision)")
     p.add_argument("--convert-channels", action="store_true",
                    help="convert RGB data for a grayscale model (or the reverse) instead of refusing it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out folder")
@@ -56,7 +64,7 @@ def _check_args(args) -> None:
 
 
 def _run(args) -> None:
-    from vwwtorch.evaluation.report.writer import FILES, write_report
+    from vwwtorch.evaluation.report.writer import write_report
 
     _check_args(args)
     report, out = write_report(args)
@@ -72,4 +80,10 @@ def _run(args) -> None:
         for t in report["fpr_targets"]:
             print(f"  FPR <= {t['target_fpr']:g}: threshold {t['threshold']:.4f} -> TPR {t['tpr']:.4f} "
                   f"(FPR {t['fpr']:.4f})")
-    print(f"wrote {out}/ ({', '.join(FILES.values())})")
+    if "fine_grained" in report:
+        from vwwtorch.evaluation.report.subsets import text_table
+
+        print("  fine-grained subsets:")
+        for line in text_table(report["fine_grained"]):
+            print(line)
+    print(f"wrote {out}/ ({', '.join(report['files'].values())})")

@@ -96,3 +96,25 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=DPI, format="png")
     return path
+
+
+def fine_grained_figure(report: dict):
+    """Accuracy per fine-grained subset, grouped by family, with each subset's image count."""
+    section = report["fine_grained"]
+    rows = [(g["name"], s) for g in section["groups"] for s in g["subsets"]]
+    fig = _figure()
+    ax = fig.add_subplot()
+    colors = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(g for g, _ in rows))}
+    values = [s["accuracy"] if s["accuracy"] is not None else 0.0 for _, s in rows]
+    positions = np.arange(len(rows))[::-1]
+    ax.barh(positions, values, color=[colors[g] for g, _ in rows])
+    ax.set_yticks(positions, [f"{s['name']} ({s['images']})" for _, s in rows], fontsize=8)
+    ax.axvline(report["accuracy"], color="black", linestyle="--", linewidth=1,
+               label=f"whole split {report['accuracy']:.2%}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("Accuracy (images in the subset in brackets)")
+    largest = section["largest_gap"]
+    gap = f"; largest gap {largest['accuracy']:.2%} ({largest['group']})" if largest else ""
+    ax.set_title(f"Accuracy per subset{gap}", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vwwtorch.contract.deployment import SYMMETRIC, byte_to_int8
+from vwwtorch.contract.deployment import byte_to_int8, normalization
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.hashing import sha256_file
 from vwwtorch.data.format import SplitArrays, check_model_classes, eval_pixels, open_split, read_meta
@@ -67,13 +67,14 @@ def predict_checkpoint(ckpt: str | os.PathLike, data_dir: str | os.PathLike, spl
     check_model_classes(model.class_names, hp.num_classes, meta["classes"], f"checkpoint {ckpt}")
     check_channels(meta, hp.in_channels, convert_channels)
     outputs = []
+    norm = normalization(model.model.input_range)
     with torch.inference_mode():
         for pixels in _pixel_batches(arrays, hp.resolution, hp.in_channels, batch_size, "checkpoint"):
-            images = SYMMETRIC.real(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+            images = norm.real(torch.from_numpy(pixels).permute(0, 3, 1, 2))
             outputs.append(torch.softmax(model(images), dim=1))
     info = {"kind": "checkpoint", "path": str(ckpt), "sha256": sha256_file(ckpt), "width": hp.width,
             "resolution": hp.resolution, "channels": hp.in_channels,
-            "preprocessing": f"{PREPROCESSING}, x / 127.5 - 1"}
+            "preprocessing": f"{PREPROCESSING}, {norm.formula}"}
     return Predictions(torch.cat(outputs).numpy(), np.array(arrays.labels, dtype=np.int64),
                        np.asarray(arrays.ids), arrays, list(meta["classes"]), info)
 

@@ -10,8 +10,11 @@ import numpy as np
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_folder, staged_folder
+from vwwtorch.data.format import open_attributes, read_meta
 from vwwtorch.evaluation.report.metrics import compute_report
-from vwwtorch.evaluation.report.plots import confusion_matrix_figure, pr_figure, roc_figure, save_png
+from vwwtorch.evaluation.report.subsets import fine_grained, resolve
+from vwwtorch.evaluation.report.plots import (confusion_matrix_figure, fine_grained_figure, pr_figure, roc_figure,
+                                              save_png)
 from vwwtorch.evaluation.report.predictions import Predictions, predict_checkpoint, predict_tflite
 from vwwtorch.evaluation.report.sheet import write_error_sheet
 
@@ -24,6 +27,7 @@ FILES = {
     "errors_png": "misclassified.png",
     "predictions_csv": "predictions.csv",
 }
+FINE_GRAINED_PNG = "fine_grained.png"  # only when the dataset has per-image attributes
 SCHEMA = "vwwtorch-report"
 VERSION = 1
 
@@ -76,6 +80,16 @@ def write_report(args) -> tuple[dict, Path]:
         **figures,
         "files": dict(FILES),
     }
+    attributes = open_attributes(args.data, args.split, read_meta(args.data))
+    if attributes is None and getattr(args, "by", None):
+        raise UserError(f"--by needs per-image attributes; {args.data} has none (build Wake Vision with "
+                        "`vwwtorch data wake-vision` to get them)")
+    if attributes is not None:
+        names, flags = attributes
+        families = resolve(getattr(args, "by", None), names)
+        report["fine_grained"] = fine_grained(predictions.probs, predictions.labels, names, np.asarray(flags),
+                                              families, pos)
+        report["files"]["fine_grained_png"] = FINE_GRAINED_PNG
 
     with staged_folder(out, checked=True) as tmp:
         (tmp / FILES["confusion_matrix_txt"]).write_text(confusion_text(report), encoding="utf-8")
@@ -84,6 +98,8 @@ def write_report(args) -> tuple[dict, Path]:
         save_png(pr_figure(report), tmp / FILES["pr_png"])
         write_error_sheet(predictions.arrays.images, report["most_confident_errors"], tmp / FILES["errors_png"])
         write_predictions_csv(tmp / FILES["predictions_csv"], predictions)
+        if "fine_grained" in report:
+            save_png(fine_grained_figure(report), tmp / FINE_GRAINED_PNG)
         (tmp / FILES["report_json"]).write_text(json.dumps(report, indent=1, default=_json_default) + "\n",
                                                 encoding="utf-8")
     return report, out

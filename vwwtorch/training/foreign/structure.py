@@ -1,0 +1,158 @@
+"""Recognize a MobileNetV1 in a foreign int8 `.tflite`: the layers, the variant, the quantization.
+
+Two structures are accepted, with any width, resolution (a multiple of 32), 1 or 3 input channels and
+any number of classes:
+- slim's (TFLM's person_detect.tflite, vwwtorch's own exports): a 3x3 stride-2 stem (CONV_2D, or the
+  equivalent DEPTHWISE_CONV_2D over one channel), 13 depthwise-separable blocks, AVERAGE_POOL_2D, a
+  1x1 CONV_2D classifier, RESHAPE, SOFTMAX; ReLU6 fused everywhere;
+- MLPerf Tiny's VWW reference: the same body with ReLU, then AVERAGE_POOL_2D, RESHAPE,
+  FULLY_CONNECTED, SOFTMAX (vwwtorch's exports of that variant have no RESHAPE).
+Anything else is refused in one line naming the first operator that does not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vwwtorch.contract.deployment import matching_normalization
+from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.tflite import ModelFile, Operator, Tensor
+from vwwtorch.models.mobilenet_v1 import SEPARABLE_BLOCKS, STEM_DEPTH, scaled_depth
+
+FUSED = {0: "none", 1: "relu", 3: "relu6"}   # the schema's ActivationFunctionType values we accept
+SAME_PADDING = 0
+
+
+@dataclass
+class Layer:
+    kind: str                 # "conv" (incl. the 1x1 pointwise), "depthwise", "dense"
+    weight: Tensor
+    bias: Tensor | None
+    stride: int
+    output: Tensor
+
+
+@dataclass
+class Structure:
+    width: float
+    in_channels: int
+    resolution: int
+    num_classes: int
+    activation: str
+    head: str                               # "conv" or "dense"
+    input_range: str
+    layers: list[Layer]                     # stem, 13 x (depthwise, pointwise), classifier
+    input_quantization: tuple[float, int]
+    activation_ranges: list[dict] = field(default_factory=list)   # per operator, in graph order
+
+    @property
+    def variant(self) -> dict:
+        # MLPerf's structure is imported as its Keras layers are: convolutions with a bias.
+        return {"activation": self.activation, "conv_bias": self.head == "dense", "head": self.head,
+                "input_range": self.input_range}
+
+
+def _describe(index: int, op: Operator) -> str:
+    return f"operator {index} ({op.op})"
+
+
+def recognize(info: ModelFile, source: str) -> Structure:
+    """The MobileNetV1 in `info`, or a one-line UserError naming the first operator that does not fit."""
+    info.require_classifier(source)
+    if info.input.dtype != "INT8" or info.output.dtype != "INT8":
+        raise UserError(f"{source} is not a full-integer int8 model (input {info.input.dtype}, output "
+                        f"{info.output.dtype}); import takes int8 .tflite files and Keras .h5 files")
+    shape = info.input.shape
+    if len(shape) != 4 or shape[1] != shape[2] or shape[1] % 32 or shape[3] not in (1, 3):
+        raise UserError(f"{source}: input shape {list(shape)} is not a square [1, N*32, N*32, 1 or 3] image")
+    norm = matching_normalization(info.input.scale or 0.0, info.input.zero_point or 0)
+    if norm is None:
+        raise UserError(f"{source}: the input quantization (scale {info.input.scale}, zero point "
+                        f"{info.input.zero_point}) maps no byte range; it is not a camera model")
+    ops = info.operators
+    position = 0
+
+    def take(*names: str) -> tuple[int, Operator]:
+        nonlocal position
+        if position >= len(ops):
+            raise UserError(f"{source} ends after operator {position - 1}; a MobileNetV1 goes on with "
+                            f"{' or '.join(names)}")
+        op = ops[position]
+        if op.op not in names:
+            raise UserError(f"{source}: {_describe(position, op)} does not fit a MobileNetV1 "
+                            f"(expected {' or '.join(names)})")
+        position += 1
+        return position - 1, op
+
+    activations: set[str] = set()
+
+    def conv_layer(index: int, op: Operator, kernel: int, stride: int, out_channels: int) -> Layer:
+        weight = op.inputs[1]
+        options = op.options
+        fused = FUSED.get(getattr(options, "fusedActivationFunction", -1))
+        strides = (getattr(options, "strideH", 1), getattr(options, "strideW", 1))
+        spatial = weight.shape[1:3]
+        if fused not in ("relu", "relu6") or strides != (stride, stride) or tuple(spatial) != (kernel, kernel) \
+                or getattr(options, "padding", SAME_PADDING) != SAME_PADDING:
+            raise UserError(f"{source}: {_describe(index, op)} does not fit a MobileNetV1 (expected a "
+                            f"{kernel}x{kernel} stride-{stride} SAME layer with ReLU or ReLU6, found "
+                            f"{spatial[0]}x{spatial[1]} stride {strides[0]}, activation {fused})")
+        activations.add(fused)
+        kind = "depthwise" if op.op == "DEPTHWISE_CONV_2D" else "conv"
+        channels = op.outputs[0].shape[-1]
+        if channels != out_channels:
+            raise UserError(f"{source}: {_describe(index, op)} has {channels} output channels where a "
+                            f"MobileNetV1 of this width has {out_channels}")
+        bias = op.inputs[2] if len(op.inputs) > 2 else None
+        return Layer(kind, weight, bias, stride, op.outputs[0])
+
+    # The width: from the last block's channels (1024 x width), checked on every layer below.
+    pointwise = [op for op in ops if op.op == "CONV_2D"]
+    if not pointwise:
+        raise UserError(f"{source} has no CONV_2D; it is not a MobileNetV1")
+    body_ops = [op for op in ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    last_body = body_ops[26] if len(body_ops) > 26 else body_ops[-1]
+    width = last_body.outputs[0].shape[-1] / SEPARABLE_BLOCKS[-1][0]
+    if not 0.1 <= width <= 1.0:
+        raise UserError(f"{source}: {last_body.outputs[0].shape[-1]} channels before the pool is not a "
+                        "MobileNetV1 width between 0.1 and 1.0")
+    layers = []
+    index, stem = take("CONV_2D", "DEPTHWISE_CONV_2D")
+    if stem.op == "DEPTHWISE_CONV_2D" and stem.inputs[0].shape[-1] != 1:
+        raise UserError(f"{source}: {_describe(index, stem)} is a depthwise stem over "
+                        f"{stem.inputs[0].shape[-1]} channels; a MobileNetV1 starts with a full convolution")
+    layers.append(conv_layer(index, stem, 3, 2, scaled_depth(STEM_DEPTH, width)))
+    depth = scaled_depth(STEM_DEPTH, width)
+    for base, stride in SEPARABLE_BLOCKS:
+        index, op = take("DEPTHWISE_CONV_2D")
+        layers.append(conv_layer(index, op, 3, stride, depth))
+        depth = scaled_depth(base, width)
+        index, op = take("CONV_2D")
+        layers.append(conv_layer(index, op, 1, 1, depth))
+    index, pool = take("AVERAGE_POOL_2D")
+    index, op = take("CONV_2D", "RESHAPE", "FULLY_CONNECTED")
+    if op.op == "CONV_2D":
+        head = "conv"
+        classifier = op
+        take("RESHAPE")
+    else:
+        # FULLY_CONNECTED flattens its input itself; a converter may or may not write the RESHAPE.
+        head = "dense"
+        index, classifier = (index, op) if op.op == "FULLY_CONNECTED" else take("FULLY_CONNECTED")
+    if FUSED.get(getattr(classifier.options, "fusedActivationFunction", -1)) != "none":
+        raise UserError(f"{source}: {_describe(index, classifier)} is a classifier with a fused activation")
+    take("SOFTMAX")
+    if position != len(ops):
+        raise UserError(f"{source}: {_describe(position, ops[position])} follows the softmax; a "
+                        "MobileNetV1 classifier ends there")
+    if len(activations) != 1:
+        raise UserError(f"{source} mixes activations ({', '.join(sorted(activations))}); the layers of a "
+                        "MobileNetV1 share one")
+    num_classes = classifier.outputs[0].shape[-1]
+    layers.append(Layer("conv" if head == "conv" else "dense", classifier.inputs[1],
+                        classifier.inputs[2] if len(classifier.inputs) > 2 else None, 1, classifier.outputs[0]))
+    ranges = [{"op": op.op, "scale": op.outputs[0].scale, "zero_point": op.outputs[0].zero_point}
+              for op in ops]
+    return Structure(width=round(width, 6), in_channels=shape[3], resolution=shape[1], num_classes=num_classes,
+                     activation=activations.pop(), head=head, input_range=norm.name, layers=layers,
+                     input_quantization=(info.input.scale, info.input.zero_point), activation_ranges=ranges)
