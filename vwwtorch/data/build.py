@@ -235,6 +235,19 @@ def _assemble_into(writer: DatasetWriter, split_names: list[str], tasks, *, size
     return {split: info["per_class"] for split, info in writer.meta["splits"].items()}
 
 
+def check_build_options(*, image_size: int, channels: int, chunk_size: int, workers: int,
+                        max_bad_fraction: float) -> None:
+    """The options every chunked builder shares, checked before any work."""
+    if channels not in (1, 3):
+        raise UserError(f"--channels must be 1 or 3, got {channels}")
+    if not 8 <= image_size <= 1024:
+        raise UserError(f"--image-size must be between 8 and 1024, got {image_size}")
+    if chunk_size < 1 or workers < 1:
+        raise UserError("--chunk-size and --workers must be at least 1")
+    if not 0 <= max_bad_fraction <= 1:
+        raise UserError(f"--max-bad-fraction must be in [0, 1], got {max_bad_fraction}")
+
+
 def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", threshold: float = 0.005,
               split: str = "book", minival_ids: str | os.PathLike | None = None, image_size: int = 128,
               channels: int = 1, workers: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -245,15 +258,8 @@ def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", th
 
     `on_chunk(name)` is called in this process after each chunk is committed (progress hooks, tests).
     """
-    out = Path(out)
-    if channels not in (1, 3):
-        raise UserError(f"--channels must be 1 or 3, got {channels}")
-    if not 8 <= image_size <= 1024:
-        raise UserError(f"--image-size must be between 8 and 1024, got {image_size}")
-    if chunk_size < 1 or workers < 1:
-        raise UserError("--chunk-size and --workers must be at least 1")
-    if not 0 <= max_bad_fraction <= 1:
-        raise UserError(f"--max-bad-fraction must be in [0, 1], got {max_bad_fraction}")
+    check_build_options(image_size=image_size, channels=channels, chunk_size=chunk_size, workers=workers,
+                        max_bad_fraction=max_bad_fraction)
     out = check_folder(out, overwrite=overwrite)
 
     plan = make_plan(sources, class_name=class_name, threshold=threshold, split=split,

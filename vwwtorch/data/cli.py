@@ -77,22 +77,27 @@ def _register_vww(sub) -> None:
     vww.add_argument("--minival-ids", metavar="FILE",
                      help="for --split minival: text file with one COCO image id per line "
                           "(the VWW paper's mscoco_minival_ids.txt)")
-    vww.add_argument("--image-size", type=int, default=default(build_vww, "image_size"),
-                     help="stored image side in pixels (default: %(default)s)")
-    vww.add_argument("--channels", type=int, choices=(1, 3), default=default(build_vww, "channels"),
-                     help="1 = grayscale, 3 = RGB (default: %(default)s)")
-    vww.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                     help="decoding processes (default: the number of CPUs, %(default)s)")
-    vww.add_argument("--chunk-size", type=int, default=default(build_vww, "chunk_size"),
-                     help="images per committed chunk; resuming needs the same value (default: %(default)s)")
-    vww.add_argument("--max-bad-fraction", type=float, default=default(build_vww, "max_bad_fraction"),
-                     metavar="FRACTION",
-                     help="fail (exit 2) when more than this fraction of images is unreadable or missing "
-                          "(default: %(default)s)")
-    vww.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    vww.add_argument("--restart", action="store_true",
-                     help="discard an interrupted build in OUT.chunks/ instead of resuming it")
+    _add_build_options(vww, build_vww, "fail (exit 2) when more than this fraction of images is unreadable or "
+                                       "missing (default: %(default)s)")
     vww.set_defaults(func=_vww)
+
+
+def _add_build_options(parser, builder, bad_fraction_help: str) -> None:
+    """The options of the chunked, resumable builders (`vwwtorch.data.build`), defaults from `builder`."""
+    parser.add_argument("--image-size", type=int, default=default(builder, "image_size"),
+                        help="stored image side in pixels; the trainer crops and resizes from it, so use at least "
+                             "the model's resolution (default: %(default)s)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=default(builder, "channels"),
+                        help="1 = grayscale, 3 = RGB (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="decoding processes (default: the number of CPUs, %(default)s)")
+    parser.add_argument("--chunk-size", type=int, default=default(builder, "chunk_size"),
+                        help="images per committed chunk; resuming needs the same value (default: %(default)s)")
+    parser.add_argument("--max-bad-fraction", type=float, default=default(builder, "max_bad_fraction"),
+                        metavar="FRACTION", help=bad_fraction_help)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard an interrupted build in OUT.chunks/ instead of resuming it")
 
 
 def _vww(args) -> None:
@@ -148,25 +153,12 @@ def _register_wake_vision(sub) -> None:
     p.add_argument("--images", nargs="+", required=True, metavar="PATH",
                    help="image sources: .tar.gz/.tar archives, .parquet shards or folders, read in this order")
     p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--image-size", type=int, default=default(wv.build_wake_vision, "image_size"),
-                   help="stored image side in pixels; the trainer crops and resizes from it; use at least the "
-                        "model's --resolution (default: %(default)s)")
-    p.add_argument("--channels", type=int, choices=(1, 3), default=default(wv.build_wake_vision, "channels"),
-                   help="1 = grayscale, 3 = RGB (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="decoding processes (default: the number of CPUs, %(default)s)")
-    p.add_argument("--chunk-size", type=int, default=default(wv.build_wake_vision, "chunk_size"),
-                   help="images per committed chunk; resuming needs the same value (default: %(default)s)")
-    p.add_argument("--max-bad-fraction", type=float, default=default(wv.build_wake_vision, "max_bad_fraction"),
-                   metavar="FRACTION",
-                   help="fail (exit 2) when more than this fraction of the listed images is missing or "
-                        "unreadable, or of the archive members is unlisted (default: %(default)s)")
+    _add_build_options(p, wv.build_wake_vision,
+                       "fail (exit 2) when more than this fraction of the listed images is missing or unreadable, "
+                       "or of the archive members is unlisted (default: %(default)s)")
     p.add_argument("--allow-unlisted", action="store_true",
                    help="accept any number of archive members that no CSV lists (building train_quality from "
                         "the train archives it shares with train_large)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--restart", action="store_true",
-                   help="discard an interrupted build in OUT.chunks/ instead of resuming it")
     p.set_defaults(func=_wake_vision)
 
 

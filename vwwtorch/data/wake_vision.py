@@ -46,13 +46,12 @@ from vwwtorch.contract.names import printable
 from vwwtorch.contract.outputs import check_folder, staged_file, written_as_user_error
 from vwwtorch.contract.stopping import SIGNAL_EXIT_CODES, Terminated
 from vwwtorch.data import image_sources
-from vwwtorch.data.build import REPORT_FILE, WORK_SUFFIX, class_names, prepare_work_dir, write_json
+from vwwtorch.data.build import (DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BAD_FRACTION, REPORT_FILE, WORK_SUFFIX,
+                                 check_build_options, class_names, prepare_work_dir, write_json)
 from vwwtorch.data.format import ATTRIBUTES_FILE, DatasetWriter, NpyAppender
 from vwwtorch.data.wake_vision_metadata import (FINE_GRAINED, FILENAME, LABEL, SPLITS, UNKNOWN, Catalog,
                                                 MetadataFile, keys_of, read_catalog, split_of_name)
 
-DEFAULT_CHUNK_SIZE = 256
-DEFAULT_MAX_BAD_FRACTION = 0.01
 NAMES_LISTED = 100  # example names kept in report.json per kind of problem
 
 
@@ -439,14 +438,8 @@ def build_wake_vision(out: str | os.PathLike, metadata: list, images: list, *, i
     """Build Wake Vision into `out` (see the module docstring); resumes an interrupted build."""
     from vwwtorch.contract.progress import progress_bar
 
-    if channels not in (1, 3):
-        raise UserError(f"--channels must be 1 or 3, got {channels}")
-    if not 8 <= image_size <= 1024:
-        raise UserError(f"--image-size must be between 8 and 1024, got {image_size}")
-    if chunk_size < 1 or workers < 1:
-        raise UserError("--chunk-size and --workers must be at least 1")
-    if not 0 <= max_bad_fraction <= 1:
-        raise UserError(f"--max-bad-fraction must be in [0, 1], got {max_bad_fraction}")
+    check_build_options(image_size=image_size, channels=channels, chunk_size=chunk_size, workers=workers,
+                        max_bad_fraction=max_bad_fraction)
     out = check_folder(out, overwrite=overwrite)
     metadata = [m if isinstance(m, MetadataFile) else MetadataFile.parse(str(m)) for m in metadata]
     catalog = read_catalog(metadata) if metadata else None

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
                     "the firmware dependencies.\n\nexamples:\n  vwwtorch pretrained list\n"
                     "  vwwtorch pretrained get person-gray-96 --out person.ckpt\n"
                     "  vwwtorch pretrained get person-rgb-96 --from vww_96.h5 --from vww_96_int8.tflite --out rgb.ckpt\n"
-                    "  vwwtorch fit --config configs/finetune.yaml --model.init_from pretrained:person-gray-96 ...")
+                    "  vwwtorch fit --config configs/folder_transfer.yaml --model.init_from pretrained:person-gray-96 "
+                    "--data.data_dir data/my_classes")
     sub = p.add_subparsers(dest="pretrained_command", metavar="PRETRAINED_COMMAND", required=True)
     sub.add_parser("list", help="the registry: names, sources, whether cached").set_defaults(func=_run_list)
     g = sub.add_parser("get", help="install a pretrained model (download, cache or --from) and write its checkpoint")
