@@ -82,7 +82,8 @@ def _tool_version(program: str) -> str:
 
 def tflm_build_dir(board, kernels: str, make_args: list[str], deps: dict[str, Path]) -> Path:
     """Shared object folder, keyed on the compiler, the exact TFLM flags and the dependency trees."""
-    from vwwtorch.firmware.deps import STAMP, cache_root
+    from vwwtorch.contract.cache import cache_root
+    from vwwtorch.firmware.deps import STAMP
 
     flags = subprocess.run(make_args + ["-s", "print-tflm-flags"], capture_output=True, text=True)
     if flags.returncode != 0:

@@ -22,7 +22,7 @@ MARKERS = ("vww_inference_begin", "vww_inference_end")
 def plugin_path() -> Path:
     """The compiled plugin, built on first use."""
     from vwwtorch.firmware.build import firmware_dir
-    from vwwtorch.firmware.deps import cache_root
+    from vwwtorch.contract.cache import cache_root
 
     source = firmware_dir() / "tools" / "insn_count.c"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
