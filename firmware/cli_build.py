@@ -1,7 +1,7 @@
-"""`vwwtorch firmware generate | deps | build | run`: from an int8 model to scores on a target.
+"""`vwwtorch firmware generate | deps | build | run | profile`: from an int8 model to scores on a target.
 
 Hooked into the `firmware` command group by `firmware/cli.py`; the work happens in
-generate.py, deps.py, build.py and run.py, imported only when a command runs.
+generate.py, deps.py, build.py, run.py and profile.py, imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def _commands():
          "print each image's int8 scores, decision and inference time. A "
          f"{flashed} build runs on the board: `vwwtorch firmware flash`, then `vwwtorch firmware "
          "monitor`."),
+        ("profile", "vwwtorch.firmware.profile",
+         "instructions, MACs and instructions per MAC of every operator, counted under QEMU",
+         "Generate, build and run an int8 model on an emulated board (default qemu_m4) with the "
+         "instruction counter, which attributes every instruction of an inference to its operator "
+         "(exact, not sampled). Prints a table, writes OUT/profile.json and a bar chart OUT/profile.png."),
     )
 
 
@@ -56,7 +61,7 @@ def _runner(module_name: str):
 
 
 def register(firmware_subparsers) -> None:
-    """Add generate, deps, build and run to the `vwwtorch firmware` sub-command group."""
+    """Add generate, deps, build, run and profile to the `vwwtorch firmware` sub-command group."""
     for name, module_name, short, long in _commands():
         parser = firmware_subparsers.add_parser(
             name, help=short, description=long,

@@ -81,7 +81,8 @@ def _check_ops(info, source: str) -> None:
 
 
 def _resolver_calls(info) -> list[str]:
-    """One Add<Op>() call per op; the int8-only registration when every use of the op is int8."""
+    """One Add<Op>() call per op; the int8-only registration when every use of the op is int8, wrapped
+    in firmware/core/fast_kernels.h where this firmware has faster kernels for some of its shapes."""
     from vwwtorch.firmware.ops import SUPPORTED_OPS
 
     calls = []
@@ -92,6 +93,8 @@ def _resolver_calls(info) -> list[str]:
             all(u.input_types[i] == "INT8" for i in support.int8_inputs if i < len(u.input_types))
             and all(t == "INT8" for t in u.output_types) for u in uses)
         argument = f"tflite::{support.int8_registration}()" if all_int8 else ""
+        if all_int8 and support.fast:  # this firmware's kernels first, for the shapes they cover
+            argument = f"{support.fast}({argument})"
         calls.append(f"resolver.{support.method}({argument})")
     return calls
 
@@ -237,6 +240,7 @@ TfLiteStatus RegisterModelOps(ModelOpResolver& resolver);
     calls = "\n".join(f"  if ({call} != kTfLiteOk) return kTfLiteError;" for call in s.resolver)
     source_text = f"""// {GENERATED_BY}
 #include "model_ops.h"
+#include "fast_kernels.h"
 {includes}
 namespace vww {{
 

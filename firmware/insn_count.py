@@ -1,9 +1,10 @@
 """Instructions per inference under QEMU, with firmware/tools/insn_count.c (a TCG plugin).
 
 The firmware calls two empty functions, `vww_inference_begin` and `vww_inference_end`, around every
-`Invoke()`. The plugin counts the guest instructions executed between them. It is compiled once with
-the host's C compiler into the cache (keyed by the source's digest); its addresses come from the
-ELF's symbol table.
+`Invoke()`, and `vww_op_begin` / `vww_op_end` around every operator (TFLM's profiler hook). The
+plugin counts the guest instructions executed between them: per inference, and per operator. It is
+compiled once with the host's C compiler into the cache (keyed by the source's digest); its
+addresses come from the ELF's symbol table.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import staged_path
 
 MARKERS = ("vww_inference_begin", "vww_inference_end")
+OP_MARKERS = ("vww_op_begin", "vww_op_end")
+OPS_PREFIX = "ops"
 
 
 def plugin_path() -> Path:
@@ -42,14 +45,19 @@ def plugin_path() -> Path:
     return target
 
 
-def marker_addresses(program: Path, nm: str) -> tuple[int, int]:
-    """Addresses of the two marker functions in the ELF."""
+def _symbols(program: Path, nm: str) -> dict[str, int]:
     symbols = subprocess.run([nm, str(program)], capture_output=True, text=True, check=True).stdout
     found = {}
     for line in symbols.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2] in MARKERS:
+        if len(parts) == 3 and parts[2] in MARKERS + OP_MARKERS:
             found[parts[2]] = int(parts[0], 16)
+    return found
+
+
+def marker_addresses(program: Path, nm: str) -> tuple[int, int]:
+    """Addresses of the two inference marker functions in the ELF."""
+    found = _symbols(program, nm)
     missing = [m for m in MARKERS if m not in found]
     if missing:
         raise UserError(f"{program} has no {', '.join(missing)}; rebuild it with "
@@ -59,13 +67,25 @@ def marker_addresses(program: Path, nm: str) -> tuple[int, int]:
 
 def qemu_arguments(program: Path, nm: str, counts_file: Path) -> list[str]:
     begin, end = marker_addresses(program, nm)
-    return ["-plugin", f"{plugin_path()},begin={begin:#x},end={end:#x},out={counts_file}"]
+    found = _symbols(program, nm)
+    per_op = (f",op_begin={found[OP_MARKERS[0]]:#x},op_end={found[OP_MARKERS[1]]:#x}"
+              if all(m in found for m in OP_MARKERS) else "")
+    return ["-plugin", f"{plugin_path()},begin={begin:#x},end={end:#x}{per_op},out={counts_file}"]
+
+
+def _lines(counts_file: Path) -> list[str]:
+    try:
+        return Path(counts_file).read_text().splitlines()
+    except FileNotFoundError:
+        raise UserError("QEMU wrote no instruction counts (does this QEMU support TCG plugins?)") from None
 
 
 def read_counts(counts_file: Path) -> list[int]:
     """One count per inference, in order."""
-    try:
-        lines = Path(counts_file).read_text().splitlines()
-    except FileNotFoundError:
-        raise UserError("QEMU wrote no instruction counts (does this QEMU support TCG plugins?)") from None
-    return [int(line) for line in lines if line.strip().isdigit()]  # the last line is "total N"
+    return [int(line) for line in _lines(counts_file) if line.strip().isdigit()]  # the last line is "total N"
+
+
+def read_op_counts(counts_file: Path) -> list[list[int]]:
+    """Per inference, the instructions of each operator in graph order (empty when not counted)."""
+    return [[int(v) for v in line.split()[1:]] for line in _lines(counts_file)
+            if line.startswith(OPS_PREFIX + " ") or line == OPS_PREFIX]

@@ -22,11 +22,12 @@ class OpSupport:
     int8_registration: str | None = None  # tflite::Register_<...>_INT8, if TFLM has one
     int8_inputs: tuple[int, ...] = (0,)   # inputs that must be int8 to use it (outputs always)
     header: str | None = None             # kernel header declaring it, if the resolver's doesn't
+    fast: str | None = None               # firmware/core/fast_kernels.h wrapper of the int8 registration
 
 
 def _op(method: str, *kernels: str, int8: str | None = None, int8_inputs: tuple[int, ...] = (0,),
-        header: str | None = None):
-    return OpSupport(method, kernels, int8, int8_inputs, header)
+        header: str | None = None, fast: str | None = None):
+    return OpSupport(method, kernels, int8, int8_inputs, header, fast)
 
 
 SUPPORTED_OPS: dict[str, OpSupport] = {
@@ -35,9 +36,10 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
                            int8="Register_AVERAGE_POOL_2D_INT8"),
     "CONCATENATION": _op("AddConcatenation", "concatenation.cc"),
     "CONV_2D": _op("AddConv2D", "conv.cc", "conv_common.cc", int8="Register_CONV_2D_INT8",
-                   int8_inputs=(0, 1)),
+                   int8_inputs=(0, 1), fast="vww::FastConv2D"),
     "DEPTHWISE_CONV_2D": _op("AddDepthwiseConv2D", "depthwise_conv.cc", "depthwise_conv_common.cc",
-                             int8="Register_DEPTHWISE_CONV_2D_INT8", int8_inputs=(0, 1)),
+                             int8="Register_DEPTHWISE_CONV_2D_INT8", int8_inputs=(0, 1),
+                             fast="vww::FastDepthwiseConv2D"),
     "DEQUANTIZE": _op("AddDequantize", "dequantize.cc", "dequantize_common.cc"),
     "EXPAND_DIMS": _op("AddExpandDims", "expand_dims.cc"),
     "FULLY_CONNECTED": _op("AddFullyConnected", "fully_connected.cc", "fully_connected_common.cc",

@@ -32,6 +32,7 @@ class ImageResult:
     label: str
     inference_us: int | None
     instructions: int | None = None   # guest instructions in Invoke() (emulated boards, when counted)
+    op_instructions: list[int] | None = None  # the same, per operator in graph order
 
 
 @dataclass
@@ -112,6 +113,7 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
                             "(raise --timeout)") from None
         if count_instructions and done.returncode == 0:
             counts = insn_count.read_counts(Path(work) / "counts.txt")
+            op_counts = insn_count.read_op_counts(Path(work) / "counts.txt")
     result = parse_output(done.stdout)
     if done.returncode != 0 and count_instructions and "plugin" in done.stderr.lower():
         raise UserError(f"QEMU could not load the instruction counter: "
@@ -129,6 +131,8 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
                             f"{len(tensors)} images")
         for image, count in zip(result.images, counts):
             image.instructions = count
+        for image, per_op in zip(result.images, op_counts):
+            image.op_instructions = per_op
     return result
 
 

@@ -459,6 +459,10 @@ CASES: dict[str, Case] = {
         "data", "wake-vision", "--metadata", *sorted(w.wake_vision.glob("*.csv")), "--images",
         _write(w.work / "wake-vision-train-1.tar.gz", next(w.wake_vision.glob("*.tar.gz")).read_bytes()[:900]),
         "--out", w.work / "d", "--workers", 1], "cannot read archive"),
+    "profile-on-a-native-board": Case(lambda w: ["firmware", "profile", "--tflite", w.tiny, "--board", "host",
+                                                 "--out", w.work / "p"], "not an emulated board"),
+    "profile-out-is-a-file": Case(lambda w: ["firmware", "profile", "--tflite", w.tiny,
+                                             "--out", _write(w.work / "p", b"mine")], "is a file"),
     # foreign or broken model files
     "float-tflite-predict": Case(lambda w: ["predict", "--tflite", w.tiny_float, w.image], "not a full-integer"),
     "truncated-tflite-generate": Case(lambda w: ["firmware", "generate", "--tflite", _half(w.tiny, w.work),

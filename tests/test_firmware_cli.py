@@ -208,6 +208,8 @@ def test_output_parsing():
     ("build", ("--board", "--model-dir", "--out", "--kernels", "{cmsis_nn,reference}", "--jobs", "host",
                "qemu_m4", "sparkfun_edge")),
     ("run", ("--build", "--board", "--image", "--timeout", "(default: 120.0)", "--count-instructions")),
+    ("profile", ("--tflite", "--out", "--board", "(default: qemu_m4)", "--kernels", "--images", "(default: 1)",
+                 "--jobs", "profile.json", "profile.png")),
 ])
 def test_help(command, explained, capsys):
     """Each firmware command's help explains every option, with its real default."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 import shutil
 import subprocess
 
@@ -70,8 +71,11 @@ def test_resolver_registers_exactly_the_models_ops(models, generated):
     calls = re.findall(r"resolver\.(Add\w+)\(", source)
     assert sorted(calls) == sorted(SUPPORTED_OPS[op].method for op in ops)
     assert f"constexpr int kNumOps = {len(ops)};" in (generated / "model_ops.h").read_text()
-    # Every use of these ops is int8, so the int8-only registrations keep other paths out.
-    assert "resolver.AddConv2D(tflite::Register_CONV_2D_INT8())" in source
+    # Every use of these ops is int8, so the int8-only registrations keep other paths out; the
+    # convolutions go through the firmware's fast kernels first (firmware/core/fast_kernels.h).
+    assert "resolver.AddConv2D(vww::FastConv2D(tflite::Register_CONV_2D_INT8()))" in source
+    assert "resolver.AddMaxPool2D(tflite::Register_MAX_POOL_2D_INT8())" in source
+    assert '#include "fast_kernels.h"' in source
     kernels = re.search(r"MODEL_KERNEL_SRCS := (.*)", (generated / "model.mk").read_text()).group(1)
     for op in ops:
         for file in SUPPORTED_OPS[op].kernels:
@@ -137,9 +141,8 @@ STUB_RESOLVER = """
 #ifndef STUB_RESOLVER_H_
 #define STUB_RESOLVER_H_
 // Stand-in for TFLM's MicroMutableOpResolver: the same method names, for compile checks only.
-typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+#include "tensorflow/lite/micro/micro_common.h"
 namespace tflite {
-struct TFLMRegistration {};
 %(registrations)s
 template <unsigned N>
 class MicroMutableOpResolver {
@@ -147,6 +150,15 @@ class MicroMutableOpResolver {
 %(methods)s
 };
 }  // namespace tflite
+#endif
+"""
+
+
+STUB_COMMON = """
+#ifndef STUB_COMMON_H_
+#define STUB_COMMON_H_
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+struct TFLMRegistration {};
 #endif
 """
 
@@ -159,6 +171,7 @@ def _stub_tree(root):
     header = root / "tensorflow" / "lite" / "micro" / "micro_mutable_op_resolver.h"
     header.parent.mkdir(parents=True)
     header.write_text(STUB_RESOLVER % {"methods": methods, "registrations": registrations})
+    (header.parent / "micro_common.h").write_text(STUB_COMMON)
     for support in SUPPORTED_OPS.values():
         if support.header:
             (header.parent / "kernels").mkdir(exist_ok=True)
@@ -172,7 +185,8 @@ def test_generated_sources_compile_without_warnings(generated, tmp_path, compile
         f"{compiler} is missing: apt-get install g++ gcc-arm-none-eabi libnewlib-arm-none-eabi "
         "libstdc++-arm-none-eabi-newlib")
     stubs = _stub_tree(tmp_path / "stubs")
-    flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-c", f"-I{generated}", f"-I{stubs}"]
+    core = Path(__file__).resolve().parents[1] / "firmware" / "core"  # fast_kernels.h, as the build has it
+    flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-c", f"-I{generated}", f"-I{core}", f"-I{stubs}"]
     if compiler.startswith("arm-"):
         flags += ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
                   "-fno-exceptions", "-fno-rtti"]

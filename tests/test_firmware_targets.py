@@ -291,3 +291,34 @@ def test_host_program_reads_image_files_itself(firmware, person_detect, tmp_path
     tensors = camera_bytes_to_int8(np.stack([photos["person"], photos["no_person"]]))[..., None]
     np.testing.assert_array_equal(scores, reference_scores(
         Path(firmware.models["person_detect"]).read_bytes(), tensors))
+
+
+def test_profile_attributes_every_instruction_to_its_operator(firmware, person_detect, tmp_path, capsys):
+    """`firmware profile`: one count per operator of the model, summing to the inference's count
+    but for the interpreter's own loop; MACs equal the PyTorch model's; identical layers cost the same."""
+    from PIL import Image as PILImage
+    from vwwtorch.firmware.profile import PROFILE_JSON, PROFILE_PNG
+    from vwwtorch.contract.tflite import load_tflite
+    from vwwtorch.models.mobilenet_v1 import MobileNetV1
+    from vwwtorch.models.stats import model_stats
+
+    model = firmware.models["person_detect"]
+    out = tmp_path / "profile"
+    assert cli_main(["firmware", "profile", "--tflite", str(model), "--out", str(out), "--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    profile = json.loads((out / PROFILE_JSON).read_text())
+    _, info = load_tflite(model)
+    ops = profile["ops"]
+    assert [o["op"] for o in ops] == info.ops and all(o["instructions"] > 0 for o in ops)
+    overhead = profile["instructions_per_inference"] - sum(o["instructions"] for o in ops)
+    assert 0 <= overhead < 100 * len(ops), overhead  # the loop between operators, a few dozen each
+    # The same count as `firmware run --count-instructions` on the same build (within the marker calls).
+    tensors = np.random.default_rng(0).integers(-128, 128, (1, 96, 96, 1), dtype=np.int8)
+    whole = run_tensors(out / "build", tensors, timeout=300, count_instructions=True).images[0].instructions
+    assert abs(whole - profile["instructions_per_inference"]) <= 0.001 * whole
+    assert profile["macs"] == model_stats(MobileNetV1(), (1, 96, 96)).macs  # the same slim 0.25/96 network
+    # ops 14, 16, 18, 20, 22: five identical 1x1 convolutions on 6x6x128 -> identical counts.
+    assert len({ops[i]["instructions"] for i in (14, 16, 18, 20, 22)}) == 1
+    assert ops[14]["instructions"] != ops[12]["instructions"]  # a different layer costs something else
+    assert "CONV_2D" in printed and "total" in printed
+    assert PILImage.open(out / PROFILE_PNG).size[0] == 800

@@ -6,7 +6,9 @@
  * `begin` and `end` are the addresses of vww_inference_begin/vww_inference_end (the firmware calls
  * them around Invoke()); `out` receives one line per inference with the instructions executed
  * between the two, then a line "total N" for the whole run. Every translated block adds its
- * instruction count to a counter inline (cheap); only the two marker blocks call back into us.
+ * instruction count to a counter inline (cheap); only the marker blocks call back into us.
+ * With `op_begin` and `op_end` (vww_op_begin/vww_op_end, called around each operator) every
+ * inference line is followed by "ops N1 N2 ...": the instructions of each operator, in order.
  *
  * Debian's QEMU 7.2 is built with plugin support but ships no qemu-plugin.h, so the handful of
  * API declarations used here are written out below (plugin API version 1, QEMU 7.x).
@@ -44,13 +46,18 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
 /* --------------------------------------------------------------------------------------------- */
 
 #define MAX_INFERENCES 4096
+#define MAX_OP_COUNTS (1 << 20)
 
 static uint64_t total;          /* instructions executed so far (the single M-profile vCPU) */
 static uint64_t begin_addr = UINT64_MAX, end_addr = UINT64_MAX;
-static uint64_t started_at;
-static int running;
+static uint64_t op_begin_addr = UINT64_MAX, op_end_addr = UINT64_MAX;
+static uint64_t started_at, op_started_at;
+static int running, op_running;
 static uint64_t counts[MAX_INFERENCES];
 static int n_counts;
+static uint64_t op_counts[MAX_OP_COUNTS];
+static int op_first[MAX_INFERENCES + 1];  /* inference i's ops are op_counts[op_first[i] .. op_first[i+1]) */
+static int n_op_counts;
 static char out_path[1024];
 
 static void on_begin(unsigned int vcpu, void *data) {
@@ -58,13 +65,31 @@ static void on_begin(unsigned int vcpu, void *data) {
   (void)data;
   started_at = total;
   running = 1;
+  if (n_counts < MAX_INFERENCES) op_first[n_counts] = n_op_counts;
 }
 
 static void on_end(unsigned int vcpu, void *data) {
   (void)vcpu;
   (void)data;
-  if (running && n_counts < MAX_INFERENCES) counts[n_counts++] = total - started_at;
+  if (running && n_counts < MAX_INFERENCES) {
+    counts[n_counts++] = total - started_at;
+    op_first[n_counts] = n_op_counts;
+  }
   running = 0;
+}
+
+static void on_op_begin(unsigned int vcpu, void *data) {
+  (void)vcpu;
+  (void)data;
+  op_started_at = total;
+  op_running = running;
+}
+
+static void on_op_end(unsigned int vcpu, void *data) {
+  (void)vcpu;
+  (void)data;
+  if (op_running && n_op_counts < MAX_OP_COUNTS) op_counts[n_op_counts++] = total - op_started_at;
+  op_running = 0;
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
@@ -73,6 +98,8 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
   const uint64_t pc = qemu_plugin_tb_vaddr(tb) & ~(uint64_t)1;
   if (pc == begin_addr) qemu_plugin_register_vcpu_tb_exec_cb(tb, on_begin, QEMU_PLUGIN_CB_NO_REGS, NULL);
   if (pc == end_addr) qemu_plugin_register_vcpu_tb_exec_cb(tb, on_end, QEMU_PLUGIN_CB_NO_REGS, NULL);
+  if (pc == op_begin_addr) qemu_plugin_register_vcpu_tb_exec_cb(tb, on_op_begin, QEMU_PLUGIN_CB_NO_REGS, NULL);
+  if (pc == op_end_addr) qemu_plugin_register_vcpu_tb_exec_cb(tb, on_op_end, QEMU_PLUGIN_CB_NO_REGS, NULL);
   qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &total,
                                            qemu_plugin_tb_n_insns(tb));
 }
@@ -93,6 +120,11 @@ static void on_qemu_exit(qemu_plugin_id_t id, void *data) {
     } else {
       qemu_plugin_outs(line);
     }
+    if (i < n_counts && op_begin_addr != UINT64_MAX && out) {
+      fputs("ops", out);
+      for (int k = op_first[i]; k < op_first[i + 1]; ++k) fprintf(out, " %llu", (unsigned long long)op_counts[k]);
+      fputs("\n", out);
+    }
   }
   if (out) fclose(out);
 }
@@ -105,6 +137,10 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
       begin_addr = strtoull(argv[i] + 6, NULL, 0) & ~(uint64_t)1;
     } else if (strncmp(argv[i], "end=", 4) == 0) {
       end_addr = strtoull(argv[i] + 4, NULL, 0) & ~(uint64_t)1;
+    } else if (strncmp(argv[i], "op_begin=", 9) == 0) {
+      op_begin_addr = strtoull(argv[i] + 9, NULL, 0) & ~(uint64_t)1;
+    } else if (strncmp(argv[i], "op_end=", 7) == 0) {
+      op_end_addr = strtoull(argv[i] + 7, NULL, 0) & ~(uint64_t)1;
     } else if (strncmp(argv[i], "out=", 4) == 0) {
       snprintf(out_path, sizeof(out_path), "%s", argv[i] + 4);
     } else {

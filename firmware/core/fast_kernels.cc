@@ -1,0 +1,485 @@
+#include "fast_kernels.h"
+
+#if defined(CMSIS_NN) && defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1) && !defined(VWW_STOCK_KERNELS)
+#define VWW_FAST_KERNELS 1
+#else
+#define VWW_FAST_KERNELS 0
+#endif
+
+#if VWW_FAST_KERNELS
+#include <arm_acle.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "Include/arm_nnsupportfunctions.h"
+#include "tensorflow/lite/c/builtin_op_data.h"
+#include "tensorflow/lite/micro/kernels/conv.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+#endif
+
+namespace vww {
+
+#if VWW_FAST_KERNELS
+namespace {
+
+#define VWW_INLINE inline __attribute__((always_inline))
+
+using InvokeFn = TfLiteStatus (*)(TfLiteContext*, TfLiteNode*);
+InvokeFn depthwise_base = nullptr;
+InvokeFn conv_base = nullptr;
+
+VWW_INLINE uint32_t Read4(const int8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);  // one LDR: the M4 allows unaligned word loads
+  return v;
+}
+
+// Requantization of one output channel, exactly as TFLM's MultiplyByQuantizedMultiplier (and
+// CMSIS-NN's arm_nn_requantize) does it: the accumulator shifted left by max(shift, 0), the
+// rounding doubling high multiply (a * m + 2^30) >> 31, which SMMULR computes as
+// (2a * m + 2^31) >> 32 when |a| < 2^30, then a right shift by r = max(-shift, 0) rounding half
+// away from zero: (h + 2^(r-1) - (h < 0)) >> r. The kernels check that no accumulator can reach
+// 2^30 (`Requantizable`) and leave other layers to CMSIS-NN.
+struct ChannelQ {
+  int32_t multiplier;
+  int32_t left;    // 1 + max(shift, 0): the doubling is part of the left shift
+  int32_t round;   // 2^(r - 1), or 0 when r = 0
+  int32_t negfix;  // -1 when r > 0 (one less for negatives), else 0
+  int32_t right;   // r
+};
+
+constexpr int32_t kMaxAccumulator = 1 << 30;
+
+VWW_INLINE int32_t Smmulr(int32_t a, int32_t b) {  // (a * b + 2^31) >> 32
+  int32_t result;
+  __asm__("smmulr %0, %1, %2" : "=r"(result) : "r"(a), "r"(b));
+  return result;
+}
+
+VWW_INLINE int32_t Requantize(int32_t acc, const ChannelQ& q) {
+  const int32_t high = Smmulr(acc << q.left, q.multiplier);
+  return (high + q.round + ((high >> 31) & q.negfix)) >> q.right;
+}
+
+// The same when the shift is negative (left = 1, negfix = -1): the common case, 3 instructions less.
+VWW_INLINE int32_t RequantizeRight(int32_t acc, const ChannelQ& q) {
+  const int32_t high = Smmulr(acc << 1, q.multiplier);
+  return (high + q.round + (high >> 31)) >> q.right;
+}
+
+bool AllRight(const ChannelQ* q, int count) {
+  for (int i = 0; i < count; ++i) {
+    if (q[i].right == 0) return false;
+  }
+  return true;
+}
+
+// Whether no channel's accumulator, shifted left, can reach 2^30: |bias| plus the largest sum of
+// `taps` products of a 9-bit input (byte + offset) and an 8-bit weight.
+bool Requantizable(const int32_t* shift, const int32_t* bias, int channels, int taps) {
+  for (int c = 0; c < channels; ++c) {
+    if (shift[c] < -31 || shift[c] > 20) return false;
+    const int32_t left = shift[c] > 0 ? shift[c] : 0;
+    const int32_t headroom = (kMaxAccumulator >> left) - taps * 256 * 128;
+    if (headroom <= 0) return false;
+    if (bias != nullptr && (bias[c] >= headroom || bias[c] <= -headroom)) return false;
+  }
+  return true;
+}
+
+ChannelQ MakeQ(int32_t multiplier, int32_t shift) {
+  const int32_t right = shift < 0 ? -shift : 0;
+  return {multiplier, 1 + (shift > 0 ? shift : 0), right > 0 ? 1 << (right - 1) : 0, right > 0 ? -1 : 0, right};
+}
+
+struct Output {
+  int32_t offset;
+  uint32_t min4, max4;  // the activation range, each as 4 packed bytes
+  bool clamp;           // false when the range is all of int8 (SSAT alone clamps)
+};
+
+Output MakeOutput(int32_t offset, int32_t act_min, int32_t act_max) {
+  return {offset, (static_cast<uint32_t>(act_min) & 0xFFu) * 0x01010101u,
+          (static_cast<uint32_t>(act_max) & 0xFFu) * 0x01010101u, act_min > -128 || act_max < 127};
+}
+
+// Four requantized channels (offset not yet added) -> 4 int8 in one word, offset added, clamped to
+// int8 (SSAT) and to the activation range bytewise (SSUB8 sets the GE flags, SEL picks).
+VWW_INLINE uint32_t Pack4(int32_t r0, int32_t r1, int32_t r2, int32_t r3, const Output& o) {
+  const uint32_t b0 = static_cast<uint32_t>(__ssat(r0 + o.offset, 8)) & 0xFFu;
+  const uint32_t b1 = static_cast<uint32_t>(__ssat(r1 + o.offset, 8)) & 0xFFu;
+  const uint32_t b2 = static_cast<uint32_t>(__ssat(r2 + o.offset, 8)) & 0xFFu;
+  const uint32_t b3 = static_cast<uint32_t>(__ssat(r3 + o.offset, 8)) & 0xFFu;
+  const int32_t packed = static_cast<int32_t>(b0 | (b1 << 8) | (b2 << 16) | (b3 << 24));
+  if (!o.clamp) return static_cast<uint32_t>(packed);
+  const int32_t min4 = static_cast<int32_t>(o.min4), max4 = static_cast<int32_t>(o.max4);
+  __ssub8(packed, min4);  // GE per byte: packed >= min
+  const int32_t above_min = __sel(packed, min4);
+  __ssub8(above_min, max4);  // GE per byte: value >= max
+  return static_cast<uint32_t>(__sel(max4, above_min));
+}
+
+VWW_INLINE void Write4(int8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+
+// Four accumulators of channels q[0..3] -> 4 int8 in one word.
+VWW_INLINE uint32_t Finish4(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const ChannelQ* q, bool all_right,
+                            const Output& o) {
+  if (all_right) {
+    return Pack4(RequantizeRight(a0, q[0]), RequantizeRight(a1, q[1]), RequantizeRight(a2, q[2]),
+                 RequantizeRight(a3, q[3]), o);
+  }
+  return Pack4(Requantize(a0, q[0]), Requantize(a1, q[1]), Requantize(a2, q[2]), Requantize(a3, q[3]), o);
+}
+
+struct Tensor4 {  // an NHWC int8 tensor with N = 1
+  int8_t* data;
+  int h, w, c;
+};
+
+Tensor4 Shape(const TfLiteEvalTensor* t) {
+  const TfLiteIntArray* d = t->dims;
+  return {const_cast<int8_t*>(tflite::micro::GetTensorData<int8_t>(t)), d->data[1], d->data[2], d->data[3]};
+}
+
+bool IsNhwcInt8(const TfLiteEvalTensor* t) {
+  return t != nullptr && t->type == kTfLiteInt8 && t->dims->size == 4 && t->dims->data[0] == 1;
+}
+
+const TfLiteEvalTensor* Bias(TfLiteContext* context, TfLiteNode* node) {
+  if (node->inputs->size < 3 || node->inputs->data[2] < 0) return nullptr;
+  const TfLiteEvalTensor* bias = tflite::micro::GetEvalInput(context, node, 2);
+  return bias != nullptr && bias->type == kTfLiteInt32 ? bias : nullptr;
+}
+
+// --- depthwise 3x3 ------------------------------------------------------------------------------
+
+struct Depthwise {
+  Tensor4 in, out;
+  const int8_t* filter;  // [1, 3, 3, out.c]
+  const int32_t* bias;   // [out.c] or null
+  int stride_h, stride_w, pad_h, pad_w;
+  int32_t input_offset;
+  const int32_t* multiplier;
+  const int32_t* shift;
+  Output output;
+};
+
+// Weights of 4 channels at one tap, sign-extended: channels (0, 2) and (1, 3) as 16-bit pairs.
+struct Tap4 {
+  uint32_t w02, w13;
+};
+
+// Accumulates one tap of 4 channels: the input bytes sign-extended with the offset added (SXTAB16),
+// one 16x16 multiply-accumulate per channel.
+#define VWW_DW_TAP(IN, T)                                           \
+  do {                                                              \
+    const uint32_t xv = Read4(IN);                                  \
+    const Tap4 tap_ = (T);                                          \
+    const uint32_t x02 = SXTAB16(offset2, xv);                      \
+    const uint32_t x13 = SXTAB16_RORn(offset2, xv, 8);              \
+    a0 = SMLABB(x02, tap_.w02, a0);                                 \
+    a2 = SMLATT(x02, tap_.w02, a2);                                 \
+    a1 = SMLABB(x13, tap_.w13, a1);                                 \
+    a3 = SMLATT(x13, tap_.w13, a3);                                 \
+  } while (0)
+
+// One input channel per output channel (depth multiplier 1), kC channels. Channels go 4 at a time
+// in the outer loop, so their weights and constants stay put over the image; kC as a constant makes
+// every tap's channel stride an immediate offset.
+template <int kC>
+void DepthwisePerChannel(const Depthwise& d) {
+  constexpr int C = kC;
+  const int row = d.in.w * C;
+  const uint32_t offset2 = (static_cast<uint32_t>(d.input_offset) & 0xFFFFu) * 0x10001u;
+  const Output o = d.output;
+  for (int c = 0; c < C; c += 4) {
+    Tap4 taps[9];
+    for (int t = 0; t < 9; ++t) {
+      const uint32_t wv = Read4(d.filter + t * C + c);
+      taps[t] = {SXTB16(wv), SXTB16_RORn(wv, 8)};
+    }
+    const ChannelQ q[4] = {MakeQ(d.multiplier[c], d.shift[c]), MakeQ(d.multiplier[c + 1], d.shift[c + 1]),
+                           MakeQ(d.multiplier[c + 2], d.shift[c + 2]), MakeQ(d.multiplier[c + 3], d.shift[c + 3])};
+    const bool all_right = AllRight(q, 4);
+    const int32_t b0 = d.bias ? d.bias[c] : 0, b1 = d.bias ? d.bias[c + 1] : 0;
+    const int32_t b2 = d.bias ? d.bias[c + 2] : 0, b3 = d.bias ? d.bias[c + 3] : 0;
+    int8_t* out = d.out.data + c;
+    for (int oy = 0; oy < d.out.h; ++oy) {
+      const int iy0 = oy * d.stride_h - d.pad_h;
+      const int ky0 = iy0 < 0 ? -iy0 : 0;
+      const int ky1 = d.in.h - iy0 < 3 ? d.in.h - iy0 : 3;
+      const bool rows_inside = ky0 == 0 && ky1 == 3;
+      const int8_t* x = d.in.data + iy0 * row - d.pad_w * C + c;  // tap (0, 0) of ox = 0
+      for (int ox = 0; ox < d.out.w; ++ox, x += d.stride_w * C) {
+        const int ix0 = ox * d.stride_w - d.pad_w;
+        int32_t a0 = b0, a1 = b1, a2 = b2, a3 = b3;
+        if (rows_inside && ix0 >= 0 && ix0 + 3 <= d.in.w) {
+          const int8_t* x1 = x + row;
+          const int8_t* x2 = x1 + row;
+          VWW_DW_TAP(x, taps[0]);
+          VWW_DW_TAP(x + C, taps[1]);
+          VWW_DW_TAP(x + 2 * C, taps[2]);
+          VWW_DW_TAP(x1, taps[3]);
+          VWW_DW_TAP(x1 + C, taps[4]);
+          VWW_DW_TAP(x1 + 2 * C, taps[5]);
+          VWW_DW_TAP(x2, taps[6]);
+          VWW_DW_TAP(x2 + C, taps[7]);
+          VWW_DW_TAP(x2 + 2 * C, taps[8]);
+        } else {  // padded taps hold the input zero point: (zp + offset) * w = 0, so skip them
+          const int kx0 = ix0 < 0 ? -ix0 : 0;
+          const int kx1 = d.in.w - ix0 < 3 ? d.in.w - ix0 : 3;
+          for (int ky = ky0; ky < ky1; ++ky) {
+            for (int kx = kx0; kx < kx1; ++kx) {
+              VWW_DW_TAP(x + ky * row + kx * C, taps[ky * 3 + kx]);
+            }
+          }
+        }
+        Write4(out, Finish4(a0, a1, a2, a3, q, all_right, o));
+        out += C;
+      }
+    }
+  }
+}
+
+constexpr int kMaxOneInputChannels = 64;
+
+// One input channel feeding every output channel (the first layer: a 3x3 conv over a gray image).
+// The 9 taps go as 16-bit pairs through SMLAD: (x0, x1) . (w0, w1), ..., (x8, 0) . (w8, 0).
+void DepthwiseOneInput(const Depthwise& d) {
+  const int M = d.out.c;
+  uint32_t wpairs[kMaxOneInputChannels][5];
+  ChannelQ q[kMaxOneInputChannels];
+  int32_t bias[kMaxOneInputChannels];
+  for (int c = 0; c < M; ++c) {
+    int32_t w[10];
+    for (int t = 0; t < 9; ++t) w[t] = d.filter[t * M + c];
+    w[9] = 0;
+    for (int k = 0; k < 5; ++k) {
+      wpairs[c][k] = (static_cast<uint32_t>(w[2 * k]) & 0xFFFFu) | (static_cast<uint32_t>(w[2 * k + 1]) << 16);
+    }
+    q[c] = MakeQ(d.multiplier[c], d.shift[c]);
+    bias[c] = d.bias != nullptr ? d.bias[c] : 0;
+  }
+  bool all_right[kMaxOneInputChannels / 4];
+  for (int c = 0; c < M; c += 4) all_right[c / 4] = AllRight(q + c, 4);
+  const Output o = d.output;
+  int8_t* out = d.out.data;
+  for (int oy = 0; oy < d.out.h; ++oy) {
+    const int iy0 = oy * d.stride_h - d.pad_h;
+    for (int ox = 0; ox < d.out.w; ++ox) {
+      const int ix0 = ox * d.stride_w - d.pad_w;
+      // The 9 inputs with the offset, 0 for padding ((zp + offset) = 0), as 16-bit pairs.
+      int32_t v[10];
+      if (iy0 >= 0 && iy0 + 3 <= d.in.h && ix0 >= 0 && ix0 + 3 <= d.in.w) {
+        const int8_t* x = d.in.data + iy0 * d.in.w + ix0;
+#pragma GCC unroll 3
+        for (int ky = 0; ky < 3; ++ky, x += d.in.w) {
+          v[ky * 3] = x[0] + d.input_offset;
+          v[ky * 3 + 1] = x[1] + d.input_offset;
+          v[ky * 3 + 2] = x[2] + d.input_offset;
+        }
+      } else {
+        for (int ky = 0; ky < 3; ++ky) {
+          const int iy = iy0 + ky;
+          for (int kx = 0; kx < 3; ++kx) {
+            const int ix = ix0 + kx;
+            const bool inside = iy >= 0 && iy < d.in.h && ix >= 0 && ix < d.in.w;
+            v[ky * 3 + kx] = inside ? d.in.data[iy * d.in.w + ix] + d.input_offset : 0;
+          }
+        }
+      }
+      v[9] = 0;
+      uint32_t p[5];
+#pragma GCC unroll 5
+      for (int k = 0; k < 5; ++k) {
+        p[k] = (static_cast<uint32_t>(v[2 * k]) & 0xFFFFu) | (static_cast<uint32_t>(v[2 * k + 1]) << 16);
+      }
+      for (int c = 0; c < M; c += 4) {
+        int32_t a[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t* w = wpairs[c + j];
+          int32_t acc = bias[c + j];
+          acc = SMLAD(p[0], w[0], acc);
+          acc = SMLAD(p[1], w[1], acc);
+          acc = SMLAD(p[2], w[2], acc);
+          acc = SMLAD(p[3], w[3], acc);
+          a[j] = SMLAD(p[4], w[4], acc);
+        }
+        Write4(out + c, Finish4(a[0], a[1], a[2], a[3], q + c, all_right[c / 4], o));
+      }
+      out += M;
+    }
+  }
+}
+
+// --- 1x1 convolution over few input channels ----------------------------------------------------
+
+constexpr int kMaxPointwiseOutputs = 64;
+constexpr int kMaxPointwiseWords = 1024;  // out_c x in_c / 2 weights as 16-bit pairs
+// Sign-extended weights of a layer with 32 inputs (up to 4 KB): static, to keep them off the stack.
+uint32_t wide_pointwise_weights[kMaxPointwiseWords];
+
+struct Pointwise {
+  Tensor4 in, out;
+  const int8_t* filter;  // [out.c, 1, 1, in.c]
+  const int32_t* bias;
+  int32_t input_offset;
+  const int32_t* multiplier;
+  const int32_t* shift;
+  Output output;
+};
+
+// kIn input channels (8, 16 or 32): each pixel's inputs become kIn/2 words of 16-bit pairs (offset
+// added), each output channel kIn/2 SMLADs against its weights extended the same way.
+template <int kIn>
+void PointwiseFewInputs(const Pointwise& d, uint32_t* __restrict w, ChannelQ* __restrict q,
+                        int32_t* __restrict bias) {
+  constexpr int kWords = kIn / 2;
+  const int M = d.out.c;
+  for (int oc = 0; oc < M; ++oc) {
+    for (int i = 0; i < kIn; i += 4) {
+      const uint32_t wv = Read4(d.filter + oc * kIn + i);
+      w[oc * kWords + i / 2] = SXTB16(wv);              // channels i, i + 2
+      w[oc * kWords + i / 2 + 1] = SXTB16_RORn(wv, 8);  // channels i + 1, i + 3
+    }
+    q[oc] = MakeQ(d.multiplier[oc], d.shift[oc]);
+    bias[oc] = d.bias != nullptr ? d.bias[oc] : 0;
+  }
+  bool all_right[kMaxPointwiseOutputs / 4];
+  for (int oc = 0; oc < M; oc += 4) all_right[oc / 4] = AllRight(q + oc, 4);
+  const uint32_t offset2 = (static_cast<uint32_t>(d.input_offset) & 0xFFFFu) * 0x10001u;
+  const Output o = d.output;
+  const int pixels = d.in.h * d.in.w;
+  const int8_t* x = d.in.data;
+  int8_t* out = d.out.data;
+  for (int p = 0; p < pixels; ++p, x += kIn, out += M) {
+    uint32_t xs[kWords];
+#pragma GCC unroll 8
+    for (int i = 0; i < kIn; i += 4) {
+      const uint32_t xv = Read4(x + i);
+      xs[i / 2] = SXTAB16(offset2, xv);
+      xs[i / 2 + 1] = SXTAB16_RORn(offset2, xv, 8);
+    }
+    const uint32_t* wc = w;
+    for (int oc = 0; oc < M; oc += 4) {
+      int32_t a[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j, wc += kWords) {
+        int32_t acc = bias[oc + j];
+#pragma GCC unroll 16
+        for (int k = 0; k < kWords; ++k) acc = SMLAD(xs[k], wc[k], acc);
+        a[j] = acc;
+      }
+      Write4(out + oc, Finish4(a[0], a[1], a[2], a[3], q + oc, all_right[oc / 4], o));
+    }
+  }
+}
+
+TfLiteStatus DepthwiseInvoke(TfLiteContext* context, TfLiteNode* node) {
+  const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
+  // CMSIS-NN's and the reference kernel's op data both start with OpDataConv.
+  const auto& data = *static_cast<const tflite::OpDataConv*>(node->user_data);
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
+  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, 1);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
+  const bool shapes_fit = IsNhwcInt8(input) && IsNhwcInt8(filter) && IsNhwcInt8(output) &&
+                          filter->dims->data[1] == 3 && filter->dims->data[2] == 3 &&
+                          params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
+                          (params.stride_height == 1 || params.stride_height == 2) &&
+                          (params.stride_width == 1 || params.stride_width == 2);
+  if (!shapes_fit) return depthwise_base(context, node);
+  const Tensor4 in = Shape(input), out = Shape(output);
+  // Channel counts of MobileNetV1 0.25-0.5 up to 128 (an immediate stride each); with more channels
+  // the maps are 3x3 and smaller, where CMSIS-NN is as quick.
+  const bool per_channel = in.c == out.c && params.depth_multiplier == 1 &&
+                           (in.c == 8 || in.c == 16 || in.c == 32 || in.c == 64 || in.c == 128);
+  const bool one_input = in.c == 1 && out.c % 4 == 0 && out.c <= kMaxOneInputChannels &&
+                         params.depth_multiplier == out.c;
+  const TfLiteEvalTensor* bias = Bias(context, node);
+  const int32_t* bias_data = bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
+  if ((!per_channel && !one_input) ||
+      !Requantizable(data.per_channel_output_shift, bias_data, out.c, 9)) {
+    return depthwise_base(context, node);
+  }
+  const Depthwise d{in, out, tflite::micro::GetTensorData<int8_t>(filter), bias_data,
+                    params.stride_height, params.stride_width, data.padding.height, data.padding.width,
+                    -data.input_zero_point, data.per_channel_output_multiplier, data.per_channel_output_shift,
+                    MakeOutput(data.output_zero_point, data.output_activation_min, data.output_activation_max)};
+  if (one_input) {
+    DepthwiseOneInput(d);
+  } else if (in.c == 8) {
+    DepthwisePerChannel<8>(d);
+  } else if (in.c == 16) {
+    DepthwisePerChannel<16>(d);
+  } else if (in.c == 32) {
+    DepthwisePerChannel<32>(d);
+  } else if (in.c == 64) {
+    DepthwisePerChannel<64>(d);
+  } else {
+    DepthwisePerChannel<128>(d);
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus ConvInvoke(TfLiteContext* context, TfLiteNode* node) {
+  const auto& params = *static_cast<const TfLiteConvParams*>(node->builtin_data);
+  const auto& data = *static_cast<const tflite::OpDataConv*>(node->user_data);
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
+  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, 1);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
+  const bool filter_int8 = filter != nullptr && filter->type == kTfLiteInt8 && filter->dims->size == 4;
+  if (!IsNhwcInt8(input) || !filter_int8 || !IsNhwcInt8(output) || filter->dims->data[1] != 1 ||
+      filter->dims->data[2] != 1 || params.stride_height != 1 || params.stride_width != 1 ||
+      params.dilation_height_factor != 1 || params.dilation_width_factor != 1) {
+    return conv_base(context, node);
+  }
+  const Tensor4 in = Shape(input), out = Shape(output);
+  const TfLiteEvalTensor* bias = Bias(context, node);
+  const int32_t* bias_data = bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
+  if ((in.c != 8 && in.c != 16 && in.c != 32) || out.c % 4 != 0 || out.c > kMaxPointwiseOutputs ||
+      out.c * in.c / 2 > kMaxPointwiseWords ||
+      in.h != out.h || in.w != out.w || filter->dims->data[0] != out.c || filter->dims->data[3] != in.c ||
+      !Requantizable(data.per_channel_output_shift, bias_data, out.c, in.c)) {
+    return conv_base(context, node);
+  }
+  const Pointwise d{in, out, tflite::micro::GetTensorData<int8_t>(filter), bias_data, -data.input_zero_point,
+                    data.per_channel_output_multiplier, data.per_channel_output_shift,
+                    MakeOutput(data.output_zero_point, data.output_activation_min, data.output_activation_max)};
+  ChannelQ q[kMaxPointwiseOutputs];
+  int32_t bias_copy[kMaxPointwiseOutputs];
+  if (in.c == 8) {
+    uint32_t w[kMaxPointwiseOutputs * 4];
+    PointwiseFewInputs<8>(d, w, q, bias_copy);
+  } else if (in.c == 16) {
+    uint32_t w[kMaxPointwiseOutputs * 8];
+    PointwiseFewInputs<16>(d, w, q, bias_copy);
+  } else {
+    PointwiseFewInputs<32>(d, wide_pointwise_weights, q, bias_copy);
+  }
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base) {
+  depthwise_base = base.invoke;
+  base.invoke = DepthwiseInvoke;
+  return base;
+}
+
+TFLMRegistration FastConv2D(TFLMRegistration base) {
+  conv_base = base.invoke;
+  base.invoke = ConvInvoke;
+  return base;
+}
+
+#else  // no CMSIS-NN or no DSP extension: the registrations as they are
+
+TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base) { return base; }
+TFLMRegistration FastConv2D(TFLMRegistration base) { return base; }
+
+#endif  // VWW_FAST_KERNELS
+
+}  // namespace vww

@@ -1,0 +1,147 @@
+"""firmware/core/fast_kernels.cc: the Cortex-M4 kernels in front of CMSIS-NN are bit-exact and used.
+
+Each model runs under QEMU (qemu_m4, CMSIS-NN build, so the fast kernels are registered) on 100
+int8 inputs, and every score must equal the tflite_micro runtime's (TFLM's reference kernels on the
+host). The models: TFLM's person_detect (the default architecture), MLPerf Tiny's vww_96_int8 when
+cached, and a small model made to hit every path of the kernels: the one-input depthwise layer,
+depthwise 3x3 at stride 1 and 2 with SAME and VALID padding on odd sizes, 1x1 convolutions with 8,
+16 and 32 inputs, channel counts the kernels leave to CMSIS-NN, and a copy whose requantization
+shifts left. The per-operator profile shows the fast paths ran: CMSIS-NN's depthwise kernels need
+7.8 or more instructions per MAC on the maps of 12x12 and larger, the fast ones fewer than 6.
+
+Needs the pinned TFLM sources in the cache (`vwwtorch firmware deps`); skipped without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from firmware_models import convert_keras, reference_scores, require_firmware_deps, require_tools
+
+from vwwtorch.contract.tflite import load_tflite, pack, read_tflite, unpack
+from vwwtorch.firmware.build import build
+from vwwtorch.firmware.generate import generate
+from vwwtorch.firmware.profile import profile_model
+from vwwtorch.firmware.run import run_tensors
+
+IMAGES = 100
+
+
+@pytest.fixture(scope="module")
+def deps():
+    require_tools("make", "arm-none-eabi-g++", "qemu-system-arm")
+    return require_firmware_deps("qemu_m4")
+
+
+def kernel_shapes_model() -> bytes:
+    """Every shape class of the fast kernels, and some they must hand back to CMSIS-NN."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(1)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((21, 21, 1), batch_size=1)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=8, activation="relu6")(inputs)
+    x = layers.Conv2D(16, 1, activation="relu6")(x)                       # 1x1, 8 inputs
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)  # stride 1, SAME, 11x11
+    x = layers.Conv2D(32, 1, activation="relu")(x)                        # 1x1, 16 inputs
+    x = layers.DepthwiseConv2D(3, strides=2, padding="valid")(x)          # stride 2, VALID, no activation
+    x = layers.Conv2D(12, 1, activation="relu6")(x)                       # 1x1, 32 inputs
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)  # 12 channels
+    x = layers.Conv2D(6, 1)(x)                                            # 1x1, 12 inputs: CMSIS-NN
+    x = layers.DepthwiseConv2D(3, padding="same")(x)                      # 6 channels: CMSIS-NN
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(2)(x)
+    model = tf.keras.Model(inputs, layers.Softmax()(x))
+    return convert_keras(model, (21, 21, 1), int8=True)
+
+
+def with_left_shifts(data: bytes) -> bytes:
+    """The same model with every CONV_2D output's scale divided by 16: multipliers of 1 and more,
+    so the requantization shifts left first (a path the other models never take)."""
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    codes = [max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) for c in model.operatorCodes]
+    from vwwtorch.contract.tflite import schema
+
+    conv = schema().BuiltinOperator.CONV_2D
+    for op in graph.operators:
+        if codes[op.opcodeIndex] == conv:
+            quant = graph.tensors[int(op.outputs[0])].quantization
+            quant.scale = [float(s) / 16 for s in quant.scale]
+    return pack(model, size_hint=len(data))
+
+
+def run_qemu(tflite: Path, tensors: np.ndarray, out: Path) -> np.ndarray:
+    generate(tflite, out / "model", board="qemu_m4")
+    build("qemu_m4", out / "model", out / "build", kernels="cmsis_nn", jobs=2, quiet=True)
+    result = run_tensors(out / "build", tensors, timeout=600)
+    return np.array([image.scores for image in result.images])
+
+
+def inputs_for(data: bytes, extra: np.ndarray | None = None) -> np.ndarray:
+    shape = read_tflite(data).input.shape[1:]
+    tensors = np.random.default_rng(0).integers(-128, 128, size=(IMAGES, *shape), dtype=np.int8)
+    if extra is not None:
+        tensors[:len(extra)] = extra
+    return tensors
+
+
+def assert_bit_exact(tflite: Path, tmp_path: Path, extra: np.ndarray | None = None) -> None:
+    data = tflite.read_bytes()
+    tensors = inputs_for(data, extra)
+    ours = run_qemu(tflite, tensors, tmp_path)
+    np.testing.assert_array_equal(ours, reference_scores(data, tensors))
+
+
+def camera_frames(frames: list[np.ndarray], data: bytes, channels: int) -> np.ndarray:
+    """Real camera frames (uint8 [96, 96]) as the model's int8 input, through its byte mapping."""
+    from vwwtorch.contract.deployment import byte_to_int8
+
+    model = read_tflite(data)
+    table = byte_to_int8(model.input.scale, model.input.zero_point, "the model")
+    return np.stack([np.repeat(table[f][:, :, None], channels, axis=2) for f in frames])
+
+
+def test_person_detect_is_bit_exact_on_100_inputs(deps, tmp_path):
+    from vwwtorch.training.foreign.frames import tflm_testdata_frame
+
+    tflm = deps["tflite-micro"] / "tensorflow" / "lite" / "micro"
+    testdata = tflm / "examples" / "person_detection" / "testdata"
+    model = tflm / "models" / "person_detect.tflite"
+    frames = [tflm_testdata_frame(testdata / f"{name}.bmp") for name in ("person", "no_person")]
+    assert_bit_exact(model, tmp_path, extra=camera_frames(frames, model.read_bytes(), 1))
+
+
+def test_mlperf_vww_is_bit_exact_on_100_inputs(deps, tmp_path):
+    from vwwtorch.training.foreign.frames import mlperf_input_frames
+    from vwwtorch.training.foreign.pretrained import fetch_command, folder
+
+    model, inputs = folder("person-rgb-96") / "vww_96_int8.tflite", folder("person-rgb-96") / "vww_inputs.cc"
+    if not (model.is_file() and inputs.is_file()):
+        pytest.skip(f"MLPerf's vww_96_int8.tflite is not cached: run `{fetch_command('person-rgb-96')}`")
+    frames = camera_frames(mlperf_input_frames(inputs), model.read_bytes(), 3)
+    assert_bit_exact(model, tmp_path, extra=frames)
+
+
+@pytest.mark.parametrize("variant", ["as-converted", "left-shifts"])
+def test_every_kernel_path_is_bit_exact(deps, tmp_path, variant):
+    data = kernel_shapes_model()
+    if variant == "left-shifts":
+        data = with_left_shifts(data)
+    tflite = tmp_path / "shapes.tflite"
+    tflite.write_bytes(data)
+    assert_bit_exact(tflite, tmp_path)
+
+
+def test_the_profile_shows_the_fast_kernels_ran(deps, tmp_path):
+    tflm = deps["tflite-micro"] / "tensorflow" / "lite" / "micro"
+    profile = profile_model(tflm / "models" / "person_detect.tflite", tmp_path / "p", quiet=True)
+    depthwise = [o for o in profile["ops"] if o["op"] == "DEPTHWISE_CONV_2D" and o["output_shape"][1] >= 12]
+    assert all(o["instructions_per_mac"] < 6.0 for o in depthwise), [o["instructions_per_mac"] for o in depthwise]
+    first_pointwise = next(o for o in profile["ops"] if o["op"] == "CONV_2D")
+    assert first_pointwise["instructions_per_mac"] < 5.0  # CMSIS-NN: 6.6 on 8 inputs
+    assert profile["instructions_per_inference"] <= 18.0e6
+    _, info = load_tflite(tflm / "models" / "person_detect.tflite")
+    assert len(profile["ops"]) == len(info.operators)
