@@ -144,8 +144,8 @@ def main() -> None:
         configs = [(w, 1, True) for w in args.workers]
         if args.compare:
             configs += [(2, 1, False), (2, 3, True)]
-        print(f"| images | channels | workers | DCT draft | decode img/s | end-to-end img/s | wall s "
-              f"| CPU ms/img | peak RSS builder MB | peak RSS tree MB |")
+        print("| images | channels | workers | DCT draft | decode img/s | end-to-end img/s | wall s "
+              "| CPU ms/img | peak RSS builder MB | peak RSS tree MB |")
         print("|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---:|")
         for workers, channels, fast in configs:
             r = run_build(coco, Path(tmp) / "vww", workers, channels, fast)

@@ -29,6 +29,25 @@ def test_book_config_prints_the_book_values(capsys):
     assert config["checkpoint"]["monitor"] == "val/acc" and config["checkpoint"]["save_last"] is True
 
 
+def test_wake_vision_config_is_the_book_recipe_rescaled_to_train_quality(capsys):
+    """The same recipe as the book's config, with the step budget and decay period in train_quality
+    epochs: 1M steps of 96 and a decay every 2.5 COCO train2014 epochs (82,783 images)."""
+    def printed(name):
+        with pytest.raises(SystemExit):
+            main(["fit", "--config", str(REPO / "configs" / name), "--print_config"])
+        return yaml.safe_load(capsys.readouterr().out)
+
+    book, wake = printed("vww_96_grayscale.yaml"), printed("wake_vision_96_grayscale.yaml")
+    train_quality = 1_248_230
+    assert wake["data"]["data_dir"] == "data/wake_vision"
+    assert wake["trainer"]["max_epochs"] == pytest.approx(1_000_000 * 96 / train_quality, rel=0.05)
+    assert wake["model"]["epochs_per_decay"] == pytest.approx(2.5 * 82_783 / train_quality, rel=0.05)
+    for key in ("width", "in_channels", "resolution", "learning_rate", "lr_decay_factor", "rmsprop_decay",
+                "label_smoothing", "weight_decay"):
+        assert wake["model"][key] == book["model"][key], key
+    assert wake["data"]["augmentation"] == book["data"]["augmentation"] and wake["ema"] == book["ema"]
+
+
 def test_validate_prints_a_results_table(capsys, trained_checkpoint, synthetic_small, tmp_path):
     code = main(["validate", "--config", str(REPO / "configs" / "quickstart.yaml"),
                  "--data.data_dir", synthetic_small, "--ckpt_path", str(trained_checkpoint),

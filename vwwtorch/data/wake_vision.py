@@ -343,12 +343,12 @@ def _flag(value) -> int:
 
 def _missing_names(metadata: list[MetadataFile], catalog: Catalog, seen: np.ndarray, limit: int) -> list[str]:
     """Names of up to `limit` listed images no source held (reads the CSVs again; only when some are)."""
-    from vwwtorch.data.wake_vision_metadata import _open_csv
+    from vwwtorch.data.wake_vision_metadata import open_csv
 
     missing_keys = catalog.keys[~seen]
     names: list[str] = []
     for meta in metadata:
-        for batch in _open_csv(meta.path):
+        for batch in open_csv(meta.path):
             batch_names = batch.column(FILENAME).to_pylist()
             hit = np.isin(keys_of(batch_names), missing_keys)
             names.extend(n for n, h in zip(batch_names, hit) if h)

@@ -117,11 +117,8 @@ class Catalog:
         row = int(np.searchsorted(self.unlabelled_keys, key))
         return row < len(self.unlabelled_keys) and self.unlabelled_keys[row] == key
 
-    def listed(self, split: str) -> int:
-        return int(np.sum(self.splits == SPLITS.index(split)))
 
-
-def _open_csv(path: Path):
+def open_csv(path: Path):
     """A streaming reader of one CSV (batches of rows), its file name always read as text."""
     import pyarrow as pa
     from pyarrow import csv
@@ -165,7 +162,7 @@ def _read_rows(meta: MetadataFile, attribute_names: tuple[str, ...]):
     import pyarrow as pa
 
     keys, labels, flags, unlabelled = [], [], [], []
-    reader = _open_csv(meta.path)
+    reader = open_csv(meta.path)
     while True:
         try:
             batch = reader.read_next_batch()
@@ -199,7 +196,7 @@ def read_catalog(files: list[MetadataFile]) -> Catalog:
         raise UserError("give at least one --metadata CSV (e.g. wake_vision_validation.csv)")
     headers = []
     for meta in files:
-        columns = _open_csv(meta.path).schema.names
+        columns = open_csv(meta.path).schema.names
         for required in (FILENAME, LABEL):
             if required not in columns:
                 raise UserError(f"{printable(meta.path)} has no {required!r} column (it has: "
@@ -239,7 +236,7 @@ def read_catalog(files: list[MetadataFile]) -> Catalog:
 def _name_of_key(files: list[MetadataFile], key) -> str:
     """The file name behind a key, for an error message (reads the CSVs again: errors only)."""
     for meta in files:
-        reader = _open_csv(meta.path)
+        reader = open_csv(meta.path)
         for batch in reader:
             for name in batch.column(FILENAME).to_pylist():
                 if name_key(name) == key:
