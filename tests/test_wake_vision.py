@@ -302,3 +302,28 @@ def test_fit_then_report_by_family_for_checkpoint_and_int8(published, built, tmp
     assert "fine_grained" in json.loads((tmp_path / "default" / "report.json").read_text())
     assert_one_line_error(*error(capsys, "report", "--ckpt", ckpt, "--data", built, "--out", tmp_path / "bad",
                                    "--by", "height"), "not an attribute")
+
+
+def test_folders_of_images_and_a_split_given_by_name(published, tmp_path):
+    """`--images DIR` (nested, any order) and `--metadata val=PATH` for a CSV whose name says nothing."""
+    from vwwtorch.data.wake_vision import build_wake_vision
+
+    rows = published.splits["val"].rows
+    for i, row in enumerate(rows):
+        if row.pixels is not None:
+            folder = tmp_path / "images" / ("a" if i % 2 else "b/c")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / row.filename).write_bytes(wvf.member_bytes(row))
+    renamed = tmp_path / "labels.csv"
+    renamed.write_bytes(published.csvs["val"].read_bytes())
+    result = build_wake_vision(tmp_path / "wv", [f"val={renamed}"], [tmp_path / "images"], image_size=SIZE,
+                               workers=1, progress=False)
+    meta = read_meta(result.out)
+    assert list(meta["splits"]) == ["val"]
+    arrays = open_split(result.out, "val", meta)
+    labelled = {r.filename: r for r in rows if r.values["person"] in ("0", "1")}
+    assert sorted(map(str, arrays.ids)) == sorted(labelled)
+    for index, ident in enumerate(map(str, arrays.ids)):
+        assert arrays.labels[index] == int(labelled[ident].values["person"])
+        np.testing.assert_array_equal(arrays.images[index], wvf.expected_pixels(labelled[ident], SIZE))
+    assert result.report["unlabelled_rows"] == 1 and result.report["unlisted_count"] == 0
