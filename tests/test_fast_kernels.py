@@ -5,8 +5,9 @@ int8 inputs, and every score must equal the tflite_micro runtime's (TFLM's refer
 host). The models: TFLM's person_detect (the default architecture), MLPerf Tiny's vww_96_int8 when
 cached, and a small model made to hit every path of the kernels: the one-input depthwise layer,
 depthwise 3x3 at stride 1 and 2 with SAME and VALID padding on odd sizes, 1x1 convolutions with 8,
-16 and 32 inputs, channel counts the kernels leave to CMSIS-NN, and a copy whose requantization
-shifts left. The per-operator profile shows the fast paths ran: CMSIS-NN's depthwise kernels need
+16 and 32 inputs, channel counts the kernels leave to CMSIS-NN, a copy whose requantization shifts
+left, one where left and right shifts alternate by channel, and one whose activation ranges are
+narrower than int8. The per-operator profile shows the fast paths ran: CMSIS-NN's depthwise kernels need
 7.8 or more instructions per MAC on the maps of 12x12 and larger, the fast ones fewer than 6.
 
 Needs the pinned TFLM sources in the cache (`vwwtorch firmware deps`); skipped without them.
@@ -51,10 +52,20 @@ def kernel_shapes_model() -> bytes:
     x = layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)  # 12 channels
     x = layers.Conv2D(6, 1)(x)                                            # 1x1, 12 inputs: CMSIS-NN
     x = layers.DepthwiseConv2D(3, padding="same")(x)                      # 6 channels: CMSIS-NN
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(2)(x)
-    model = tf.keras.Model(inputs, layers.Softmax()(x))
+    x = layers.Conv2D(4, 1)(x)
+    # A 2x2x4 map is the output (16 scores, as many as the firmware prints): a pooled, softmaxed head
+    # of random weights would print the same two scores whatever the layers computed.
+    model = tf.keras.Model(inputs, layers.Flatten()(layers.MaxPooling2D(2)(x)))
     return convert_keras(model, (21, 21, 1), int8=True)
+
+
+def _pools_follow(graph, codes, ops) -> None:
+    """MAX_POOL_2D must keep its input's quantization: copy it to the output."""
+    for op in graph.operators:
+        if codes[op.opcodeIndex] == ops.MAX_POOL_2D:
+            source = graph.tensors[int(op.inputs[0])].quantization
+            target = graph.tensors[int(op.outputs[0])].quantization
+            target.scale, target.zeroPoint = list(source.scale), list(source.zeroPoint)
 
 
 def with_left_shifts(data: bytes) -> bytes:
@@ -65,16 +76,53 @@ def with_left_shifts(data: bytes) -> bytes:
     codes = [max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) for c in model.operatorCodes]
     from vwwtorch.contract.tflite import schema
 
-    conv = schema().BuiltinOperator.CONV_2D
+    ops = schema().BuiltinOperator
     for op in graph.operators:
-        if codes[op.opcodeIndex] == conv:
+        if codes[op.opcodeIndex] == ops.CONV_2D:
             quant = graph.tensors[int(op.outputs[0])].quantization
             quant.scale = [float(s) / 16 for s in quant.scale]
+    _pools_follow(graph, codes, ops)
+    return pack(model, size_hint=len(data))
+
+
+def with_mixed_shifts(data: bytes) -> bytes:
+    """Every second channel's weight scale times 1024 in each convolution: channels whose
+    requantization shifts left sit beside channels that shift right, in the same group of 4."""
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    codes = [max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) for c in model.operatorCodes]
+    from vwwtorch.contract.tflite import schema
+
+    ops = schema().BuiltinOperator
+    for op in graph.operators:
+        if codes[op.opcodeIndex] in (ops.CONV_2D, ops.DEPTHWISE_CONV_2D):
+            quant = graph.tensors[int(op.inputs[1])].quantization
+            quant.scale = [float(s) * (1024 if c % 2 else 1) for c, s in enumerate(quant.scale)]
+    return pack(model, size_hint=len(data))
+
+
+def with_narrow_activations(data: bytes) -> bytes:
+    """Every convolution's output with twice the scale and zero point -100: fused ReLU and ReLU6 then
+    clamp below at -100 and ReLU6 above at about -1, the bytewise clamp the other models never need."""
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    codes = [max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) for c in model.operatorCodes]
+    from vwwtorch.contract.tflite import schema
+
+    ops = schema().BuiltinOperator
+    for op in graph.operators:
+        if codes[op.opcodeIndex] in (ops.CONV_2D, ops.DEPTHWISE_CONV_2D):
+            quant = graph.tensors[int(op.outputs[0])].quantization
+            quant.scale = [float(s) * 2 for s in quant.scale]
+            quant.zeroPoint = [-100 for _ in quant.zeroPoint]
+    _pools_follow(graph, codes, ops)
     return pack(model, size_hint=len(data))
 
 
 def run_qemu(tflite: Path, tensors: np.ndarray, out: Path) -> np.ndarray:
-    generate(tflite, out / "model", board="qemu_m4")
+    outputs = int(np.prod(read_tflite(tflite.read_bytes()).output.shape))
+    labels = None if outputs == 2 else [f"score{i}" for i in range(outputs)]
+    generate(tflite, out / "model", board="qemu_m4", labels=labels, person_index=0 if labels else None)
     build("qemu_m4", out / "model", out / "build", kernels="cmsis_nn", jobs=2, quiet=True)
     result = run_tensors(out / "build", tensors, timeout=600)
     return np.array([image.scores for image in result.images])
@@ -92,7 +140,9 @@ def assert_bit_exact(tflite: Path, tmp_path: Path, extra: np.ndarray | None = No
     data = tflite.read_bytes()
     tensors = inputs_for(data, extra)
     ours = run_qemu(tflite, tensors, tmp_path)
-    np.testing.assert_array_equal(ours, reference_scores(data, tensors))
+    reference = reference_scores(data, tensors)
+    assert len(np.unique(reference, axis=0)) > IMAGES // 2  # the outputs do depend on the inputs
+    np.testing.assert_array_equal(ours, reference)
 
 
 def camera_frames(frames: list[np.ndarray], data: bytes, channels: int) -> np.ndarray:
@@ -125,11 +175,13 @@ def test_mlperf_vww_is_bit_exact_on_100_inputs(deps, tmp_path):
     assert_bit_exact(model, tmp_path, extra=frames)
 
 
-@pytest.mark.parametrize("variant", ["as-converted", "left-shifts"])
+VARIANTS = {"as-converted": lambda data: data, "left-shifts": with_left_shifts,
+            "mixed-shifts": with_mixed_shifts, "narrow-activations": with_narrow_activations}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_kernel_path_is_bit_exact(deps, tmp_path, variant):
-    data = kernel_shapes_model()
-    if variant == "left-shifts":
-        data = with_left_shifts(data)
+    data = VARIANTS[variant](kernel_shapes_model())
     tflite = tmp_path / "shapes.tflite"
     tflite.write_bytes(data)
     assert_bit_exact(tflite, tmp_path)
