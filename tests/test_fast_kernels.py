@@ -59,64 +59,51 @@ def kernel_shapes_model() -> bytes:
     return convert_keras(model, (21, 21, 1), int8=True)
 
 
-def _pools_follow(graph, codes, ops) -> None:
-    """MAX_POOL_2D must keep its input's quantization: copy it to the output."""
+def edit_convolutions(data: bytes, edit, kinds=("CONV_2D", "DEPTHWISE_CONV_2D")) -> bytes:
+    """The model with `edit(graph, op)` applied to each operator of `kinds`; MAX_POOL_2D then takes
+    its input's quantization again (TFLM requires them equal)."""
+    from vwwtorch.contract.tflite import operator_names
+
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    names = operator_names(model)
     for op in graph.operators:
-        if codes[op.opcodeIndex] == ops.MAX_POOL_2D:
+        if names[op.opcodeIndex] in kinds:
+            edit(graph, op)
+    for op in graph.operators:
+        if names[op.opcodeIndex] == "MAX_POOL_2D":
             source = graph.tensors[int(op.inputs[0])].quantization
             target = graph.tensors[int(op.outputs[0])].quantization
             target.scale, target.zeroPoint = list(source.scale), list(source.zeroPoint)
+    return pack(model, size_hint=len(data))
 
 
 def with_left_shifts(data: bytes) -> bytes:
-    """The same model with every CONV_2D output's scale divided by 16: multipliers of 1 and more,
-    so the requantization shifts left first (a path the other models never take)."""
-    model = unpack(data)
-    graph = model.subgraphs[0]
-    codes = [max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) for c in model.operatorCodes]
-    from vwwtorch.contract.tflite import schema
-
-    ops = schema().BuiltinOperator
-    for op in graph.operators:
-        if codes[op.opcodeIndex] == ops.CONV_2D:
-            quant = graph.tensors[int(op.outputs[0])].quantization
-            quant.scale = [float(s) / 16 for s in quant.scale]
-    _pools_follow(graph, codes, ops)
-    return pack(model, size_hint=len(data))
+    """Every CONV_2D output's scale divided by 16: multipliers of 1 and more, so the requantization
+    shifts left first (a path the other models never take)."""
+    def edit(graph, op):
+        quant = graph.tensors[int(op.outputs[0])].quantization
+        quant.scale = [float(s) / 16 for s in quant.scale]
+    return edit_convolutions(data, edit, kinds=("CONV_2D",))
 
 
 def with_mixed_shifts(data: bytes) -> bytes:
     """Every second channel's weight scale times 1024 in each convolution: channels whose
     requantization shifts left sit beside channels that shift right, in the same group of 4."""
-    model = unpack(data)
-    graph = model.subgraphs[0]
-    codes = [max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) for c in model.operatorCodes]
-    from vwwtorch.contract.tflite import schema
-
-    ops = schema().BuiltinOperator
-    for op in graph.operators:
-        if codes[op.opcodeIndex] in (ops.CONV_2D, ops.DEPTHWISE_CONV_2D):
-            quant = graph.tensors[int(op.inputs[1])].quantization
-            quant.scale = [float(s) * (1024 if c % 2 else 1) for c, s in enumerate(quant.scale)]
-    return pack(model, size_hint=len(data))
+    def edit(graph, op):
+        quant = graph.tensors[int(op.inputs[1])].quantization
+        quant.scale = [float(s) * (1024 if c % 2 else 1) for c, s in enumerate(quant.scale)]
+    return edit_convolutions(data, edit)
 
 
 def with_narrow_activations(data: bytes) -> bytes:
     """Every convolution's output with twice the scale and zero point -100: fused ReLU and ReLU6 then
     clamp below at -100 and ReLU6 above at about -1, the bytewise clamp the other models never need."""
-    model = unpack(data)
-    graph = model.subgraphs[0]
-    codes = [max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) for c in model.operatorCodes]
-    from vwwtorch.contract.tflite import schema
-
-    ops = schema().BuiltinOperator
-    for op in graph.operators:
-        if codes[op.opcodeIndex] in (ops.CONV_2D, ops.DEPTHWISE_CONV_2D):
-            quant = graph.tensors[int(op.outputs[0])].quantization
-            quant.scale = [float(s) * 2 for s in quant.scale]
-            quant.zeroPoint = [-100 for _ in quant.zeroPoint]
-    _pools_follow(graph, codes, ops)
-    return pack(model, size_hint=len(data))
+    def edit(graph, op):
+        quant = graph.tensors[int(op.outputs[0])].quantization
+        quant.scale = [float(s) * 2 for s in quant.scale]
+        quant.zeroPoint = [-100 for _ in quant.zeroPoint]
+    return edit_convolutions(data, edit)
 
 
 def run_qemu(tflite: Path, tensors: np.ndarray, out: Path) -> np.ndarray:
