@@ -55,9 +55,9 @@ def _symbols(program: Path, nm: str) -> dict[str, int]:
     return found
 
 
-def marker_addresses(program: Path, nm: str) -> tuple[int, int]:
-    """Addresses of the two inference marker functions in the ELF."""
-    found = _symbols(program, nm)
+def marker_addresses(program: Path, nm: str, found: dict[str, int] | None = None) -> tuple[int, int]:
+    """Addresses of the two inference marker functions in the ELF (`found`: its symbols, if read)."""
+    found = _symbols(program, nm) if found is None else found
     missing = [m for m in MARKERS if m not in found]
     if missing:
         raise UserError(f"{program} has no {', '.join(missing)}; rebuild it with "
@@ -66,8 +66,8 @@ def marker_addresses(program: Path, nm: str) -> tuple[int, int]:
 
 
 def qemu_arguments(program: Path, nm: str, counts_file: Path) -> list[str]:
-    begin, end = marker_addresses(program, nm)
     found = _symbols(program, nm)
+    begin, end = marker_addresses(program, nm, found)
     per_op = (f",op_begin={found[OP_MARKERS[0]]:#x},op_end={found[OP_MARKERS[1]]:#x}"
               if all(m in found for m in OP_MARKERS) else "")
     return ["-plugin", f"{plugin_path()},begin={begin:#x},end={end:#x}{per_op},out={counts_file}"]

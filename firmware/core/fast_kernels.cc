@@ -122,6 +122,11 @@ VWW_INLINE uint32_t Pack4(int32_t r0, int32_t r1, int32_t r2, int32_t r3, const 
 
 VWW_INLINE void Write4(int8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
+// Two 16-bit values in one word (lo in the bottom half), the operand layout of SMLAD and SXTAB16.
+VWW_INLINE uint32_t Pair16(int32_t lo, int32_t hi) {
+  return (static_cast<uint32_t>(lo) & 0xFFFFu) | (static_cast<uint32_t>(hi) << 16);
+}
+
 // Four accumulators of channels q[0..3] -> 4 int8 in one word.
 VWW_INLINE uint32_t Finish4(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const ChannelQ* q, bool all_right,
                             const Output& o) {
@@ -191,7 +196,7 @@ template <int kC>
 void DepthwisePerChannel(const Depthwise& d) {
   constexpr int C = kC;
   const int row = d.in.w * C;
-  const uint32_t offset2 = (static_cast<uint32_t>(d.input_offset) & 0xFFFFu) * 0x10001u;
+  const uint32_t offset2 = Pair16(d.input_offset, d.input_offset);
   const Output o = d.output;
   for (int c = 0; c < C; c += 4) {
     Tap4 taps[9];
@@ -256,7 +261,7 @@ void DepthwiseOneInput(const Depthwise& d) {
     for (int t = 0; t < 9; ++t) w[t] = d.filter[t * M + c];
     w[9] = 0;
     for (int k = 0; k < 5; ++k) {
-      wpairs[c][k] = (static_cast<uint32_t>(w[2 * k]) & 0xFFFFu) | (static_cast<uint32_t>(w[2 * k + 1]) << 16);
+      wpairs[c][k] = Pair16(w[2 * k], w[2 * k + 1]);
     }
     q[c] = MakeQ(d.multiplier[c], d.shift[c]);
     bias[c] = d.bias != nullptr ? d.bias[c] : 0;
@@ -293,7 +298,7 @@ void DepthwiseOneInput(const Depthwise& d) {
       uint32_t p[5];
 #pragma GCC unroll 5
       for (int k = 0; k < 5; ++k) {
-        p[k] = (static_cast<uint32_t>(v[2 * k]) & 0xFFFFu) | (static_cast<uint32_t>(v[2 * k + 1]) << 16);
+        p[k] = Pair16(v[2 * k], v[2 * k + 1]);
       }
       for (int c = 0; c < M; c += 4) {
         int32_t a[4];
@@ -349,7 +354,7 @@ void PointwiseFewInputs(const Pointwise& d, uint32_t* __restrict w, ChannelQ* __
   }
   bool all_right[kMaxPointwiseOutputs / 4];
   for (int oc = 0; oc < M; oc += 4) all_right[oc / 4] = AllRight(q + oc, 4);
-  const uint32_t offset2 = (static_cast<uint32_t>(d.input_offset) & 0xFFFFu) * 0x10001u;
+  const uint32_t offset2 = Pair16(d.input_offset, d.input_offset);
   const Output o = d.output;
   const int pixels = d.in.h * d.in.w;
   const int8_t* x = d.in.data;

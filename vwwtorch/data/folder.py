@@ -30,10 +30,10 @@ import numpy as np
 
 from vwwtorch.data.format import DatasetWriter
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.images import IMAGE_SUFFIXES
 from vwwtorch.contract.names import printable
 from vwwtorch.contract.outputs import check_folder, written_as_user_error
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
 NOHASH = "_nohash_"
 LABELS_FILE = "labels.txt"
 REPORT_FILE = "report.json"

@@ -133,7 +133,7 @@ def folder_files(path: Path) -> list[Path]:
 def _folder_images(path: Path, digest: SourceDigest) -> Iterator[SourceImage]:
     for index, file in enumerate(folder_files(path)):
         yield SourceImage(index=index, name=file.name, path=os.fspath(file))
-    digest.sha256 = None  # a folder has no one file to hash
+    # A folder has no one file to hash: its digest stays None.
 
 
 def parquet_columns(path: Path) -> list[str]:

@@ -50,7 +50,7 @@ from vwwtorch.data.build import (DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BAD_FRACTION, R
                                  check_build_options, class_names, prepare_work_dir, write_json)
 from vwwtorch.data.format import ATTRIBUTES_FILE, DatasetWriter, NpyAppender
 from vwwtorch.data.wake_vision_metadata import (FINE_GRAINED, FILENAME, LABEL, SPLITS, UNKNOWN, Catalog,
-                                                MetadataFile, keys_of, read_catalog, split_of_name)
+                                                MetadataFile, keys_of, open_csv, read_catalog, split_of_name)
 
 NAMES_LISTED = 100  # example names kept in report.json per kind of problem
 
@@ -343,8 +343,6 @@ def _flag(value) -> int:
 
 def _missing_names(metadata: list[MetadataFile], catalog: Catalog, seen: np.ndarray, limit: int) -> list[str]:
     """Names of up to `limit` listed images no source held (reads the CSVs again; only when some are)."""
-    from vwwtorch.data.wake_vision_metadata import open_csv
-
     missing_keys = catalog.keys[~seen]
     names: list[str] = []
     for meta in metadata:
