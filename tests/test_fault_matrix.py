@@ -757,6 +757,27 @@ def test_sigterm_in_synthetic_leaves_nothing(tmp_path):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("signum, exception", [(signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
+def test_a_signal_whose_exception_a_library_swallowed_still_stops_the_loop(signum, exception):
+    # Seen in CI: SIGTERM landed inside numpy.random's lazy import, which swallowed the exception,
+    # and rendering went on for minutes. The progress bar's next step must raise it again.
+    from vwwtorch.contract import stopping
+    from vwwtorch.contract.progress import progress_bar
+
+    steps = 0
+    with pytest.raises(BaseException) as raised, stopping.signals_as_exceptions():
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(1)                         # the handler runs here, in this thread
+        except BaseException:                     # what the library did
+            pass
+        with progress_bar(range(1000), disable=True) as bar:
+            for _ in range(1000):
+                bar.update()
+                steps += 1
+    assert type(raised.value).__name__ == exception and steps == 0
+
+
 def test_kill_9_then_rerun_synthetic(tmp_path):
     proc = _spawn(["data", "synthetic", "--out", tmp_path / "d", "--train", 200_000], tmp_path)
     _wait_for(lambda: (tmp_path / ".d.partial" / "train" / "images.npy").exists(), proc)

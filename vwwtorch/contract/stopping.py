@@ -5,6 +5,10 @@ told instead of interrupted.
 Outside such work SIGTERM raises `Terminated` (exit 143) and Ctrl-C raises `KeyboardInterrupt`
 (exit 130). Inside `graceful()`, the first signal only records the request, which the work polls
 with `requested()` at a safe point (the end of a training batch); a second Ctrl-C interrupts at once.
+
+An exception raised from a signal handler lands wherever Python happens to be, and some library code
+there swallows it (an import inside a compiled module was seen to). So the signal is also remembered,
+and `check()`, called on every progress-bar step, raises it again.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ class Terminated(BaseException):
     """SIGTERM outside graceful work."""
 
 
-_state = {"graceful": False, "requested": None}
+_state = {"graceful": False, "requested": None, "raised": None}
+_EXCEPTIONS = {"SIGTERM": Terminated, "SIGINT": KeyboardInterrupt}
 
 
 def _on_sigterm(signum, frame) -> None:
     if _state["graceful"]:
         _state["requested"] = _state["requested"] or "SIGTERM"
         return
+    _state["raised"] = "SIGTERM"
     raise Terminated()
 
 
@@ -37,7 +43,14 @@ def _on_sigint(signum, frame) -> None:
     if _state["graceful"] and _state["requested"] is None:
         _state["requested"] = "SIGINT"
         return
+    _state["raised"] = "SIGINT"
     raise KeyboardInterrupt()
+
+
+def check() -> None:
+    """Raise again a stop signal whose exception was swallowed where it landed."""
+    if _state["raised"] is not None:
+        raise _EXCEPTIONS[_state["raised"]]()
 
 
 def requested() -> str | None:
@@ -57,7 +70,7 @@ def signals_as_exceptions() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
-        _state.update(graceful=False, requested=None)
+        _state.update(graceful=False, requested=None, raised=None)
 
 
 @contextmanager
