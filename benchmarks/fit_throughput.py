@@ -1,12 +1,13 @@
 """End-to-end training throughput: `vwwtorch fit` with the book's augmentation against Keras
 `model.fit` on a tf.data pipeline doing the same augmentation, same data, same machine, one run.
 
-    python benchmarks/fit_throughput.py [--train 3000] [--epochs 2] [--workers 2] [--threads 2]
+    python benchmarks/fit_throughput.py [--train 3000] [--epochs 3] [--workers N] [--threads 2]
 
 Data: the built-in synthetic set (128x128 grayscale, `vwwtorch data synthetic`), cropped and resized
 to 96x96 at train time. Ours: the real CLI with configs/vww_96_grayscale.yaml (slim's inception
-augmentation through torchvision, the book's recipe, EMA), `--data.num_workers` loader processes;
-a callback (benchmarks/throughput_meter.py) counts images per second after the first 10 batches.
+augmentation applied a batch at a time on the training device, the book's recipe, EMA), with the
+data module's default loader processes unless `--workers` is given; a callback
+(benchmarks/throughput_meter.py) counts images per second after the first 10 batches.
 Keras: tf.keras MobileNet alpha 0.25 (96x96x1, 2 classes, RMSProp, label smoothing 0.1), tf.data
 from the same uint8 arrays with the same distortions (sample_distorted_bounding_box with area
 [0.05, 1] and aspect [3/4, 4/3], resize, flip, brightness +-0.125, contrast [0.5, 1.5]),
@@ -33,13 +34,15 @@ REPO = HERE.parent
 BATCH = 96
 
 
-def ours(data: Path, epochs: int, workers: int, threads: int, logs: Path) -> dict:
+def ours(data: Path, epochs: int, workers: int | None, threads: int, logs: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "vwwtorch", "fit", "--config", str(REPO / "configs" / "vww_96_grayscale.yaml"),
-               "--data.data_dir", str(data), "--data.num_workers", str(workers), "--trainer.max_epochs", str(epochs),
+               "--data.data_dir", str(data), "--trainer.max_epochs", str(epochs),
                "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                "--trainer.callbacks+=throughput_meter.ThroughputMeter", "--trainer.default_root_dir", str(logs)]
+    if workers is not None:
+        command += ["--data.num_workers", str(workers)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=logs)
     if done.returncode != 0:
         raise SystemExit(f"vwwtorch fit failed:\n{done.stderr[-3000:]}")
@@ -102,8 +105,9 @@ def bare_step(threads: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=3000, help="training images (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="our DataLoader processes")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="our DataLoader processes (default: the data module's, none on a CPU)")
     parser.add_argument("--threads", type=int, default=2, help="compute threads for both")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vww-fit-") as scratch:
@@ -119,7 +123,8 @@ def main() -> None:
           f"batch {BATCH}, steady state after 10 batches")
     print("| pipeline | img/s | images timed | seconds |")
     print("|---|---:|---:|---:|")
-    print(f"| vwwtorch fit (torchvision augmentation, {args.workers} workers) | {a['images_per_second']:.0f} "
+    workers = "default" if args.workers is None else args.workers
+    print(f"| vwwtorch fit (batched augmentation, {workers} workers) | {a['images_per_second']:.0f} "
           f"| {a['images']} | {a['seconds']:.1f} |")
     print(f"| Keras model.fit (tf.data augmentation) | {b['images_per_second']:.0f} | {b['images']} "
           f"| {b['seconds']:.1f} |")

@@ -309,7 +309,8 @@ def test_cache_holds_the_loaded_backbones_features_with_ema_and_sanity_check(dat
     data.setup("fit")
     checked = 0
     for loader in (data.val_dataloader(), data.train_dataloader()):
-        for x, _ in loader:
+        for batch in loader:
+            x, _ = data.augment(batch)  # train batches come raw, augmented on the training device
             with torch.no_grad():
                 expected = reference.forward_features(x).flatten(1).numpy()
             for key, row in zip(image_keys(x), expected):

@@ -22,8 +22,10 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vwwtorch.contract.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
@@ -196,11 +198,22 @@ class VWWLightningCLI(LightningCLI):
         # replace the config's list): a Rich progress bar unless bars are off, and the safe stop.
         if config.get("enable_progress_bar") is not False:
             callbacks = [*callbacks, RichProgressBar()]
+        if config.get("precision") is None and bf16_gpu(config.get("accelerator")):
+            config["precision"] = "bf16-mixed"
+            rank_zero_info("mixed precision: bf16 autocast on this GPU (--trainer.precision 32-true turns it off)")
         trainer = super()._instantiate_trainer(config, [*callbacks, self._stopper])
         trainer.strategy.checkpoint_io = SafeCheckpointIO()
         if not trainer.loggers:  # `--trainer.logger false`: nothing to log learning rates to
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
         return trainer
+
+
+def bf16_gpu(accelerator) -> bool:
+    """Whether training goes to a CUDA GPU with bf16 arithmetic (Ampere and later): there bf16
+    autocast roughly doubles the step rate at no cost to accuracy; CPUs keep float32."""
+    if accelerator not in (None, "auto", "gpu", "cuda") or not torch.cuda.is_available():
+        return False
+    return torch.cuda.is_bf16_supported()
 
 
 TRAINER_DEFAULTS = {
