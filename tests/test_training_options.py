@@ -90,3 +90,18 @@ def test_a_resident_split_gives_the_same_batches_as_reading_each_batch(tiny):
     assert len(batches[True]) == 3
     for (x, y), (x_resident, y_resident) in zip(batches[False], batches[True]):
         assert torch.equal(x, x_resident) and torch.equal(y, y_resident)
+
+
+def test_compile_on_a_cpu_without_a_compiler_is_one_line_before_training(tiny, tmp_path, monkeypatch, capfd):
+    from cli_asserts import assert_one_line_error
+
+    from vwwtorch.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))      # no g++ / c++ to be found
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "--data.data_dir", str(tiny / "data"), "--model.resolution", "32", "--model.compile", "true",
+                 "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                 "--trainer.max_epochs", "1", "--checkpoint.dirpath", str(tmp_path / "ckpt")])
+    assert_one_line_error(code, capfd.readouterr().err, "C++ compiler", exit_code=2)
+    assert not (tmp_path / "ckpt").exists()

@@ -8,6 +8,8 @@ with TF semantics (decay 0.9, momentum 0.9, epsilon 1.0), lr 0.045 decayed x0.98
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -160,6 +162,9 @@ class VWWClassifier(pl.LightningModule):
     # -- training -------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
         if self.hparams.compile and self._compiled is None:
+            if self.device.type == "cpu" and not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")):
+                raise UserError("--model.compile true on the CPU needs a C++ compiler (g++), which torch.compile "
+                                "builds its kernels with; install one (apt-get install g++) or leave compile off")
             self.__dict__["_compiled"] = torch.compile(self.model)
             rank_zero_info("torch.compile: the training forward is compiled (the first steps take longer)")
 
