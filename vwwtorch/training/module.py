@@ -60,8 +60,8 @@ class VWWClassifier(pl.LightningModule):
             `vwwtorch.models.mobilenet_v1`): slim's by default; MLPerf's VWW reference is "relu",
             true, "dense", "[0, 1]".
         channels_last: run activations in NHWC memory format (faster on CPUs and GPUs alike).
-        compile: train through `torch.compile` (minutes of start-up, then faster steps: for long
-            runs on a GPU; on a 2-core CPU it does not pay). Mixed precision is the trainer's
+        compile: train through `torch.compile`: the first step compiles kernels first (about a
+            minute on a 2-core CPU), so it is for long runs. Mixed precision is the trainer's
             `--trainer.precision`, bf16 by default on a GPU that has it.
     """
 
