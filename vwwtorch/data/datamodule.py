@@ -70,7 +70,7 @@ class SplitBatches(Dataset):
     def __getitem__(self, key: BatchKey) -> dict:
         indices = np.asarray(key.indices)
         batch = {"labels": torch.from_numpy(np.asarray(self.arrays.labels[indices], dtype=np.int64)),
-                 "seed": torch.tensor(_mix(self.seed, key.epoch, key.rank, key.number))}
+                 "seed": _mix(self.seed, key.epoch, key.rank, key.number)}  # an int: stays on the host
         if not self.read_images:
             return {**batch, "indices": torch.from_numpy(indices.astype(np.int64))}
         order = np.argsort(indices, kind="stable")    # ascending reads from the memory map
@@ -268,7 +268,7 @@ class VWWDataModule(pl.LightningDataModule):
             images = self._resident[batch["indices"]]
         else:
             images = batch["images"]
-        return self._augmenter(images, int(batch["seed"])), batch["labels"]
+        return self._augmenter(images, batch["seed"]), batch["labels"]
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         return self.augment(batch)
