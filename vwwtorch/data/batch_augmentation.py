@@ -137,7 +137,7 @@ class BatchAugmentation:
         x = rows[:, None] @ images.float() @ columns[:, None].transpose(-1, -2)
         x = self._jitter(x, p)
         x = self._channels(x)
-        return (x / self.norm.divisor + self.norm.offset).contiguous(memory_format=torch.channels_last)
+        return self.norm.real(x).contiguous(memory_format=torch.channels_last)
 
     def _jitter(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         """Brightness (x * b) and contrast (towards the gray mean by c), each clamped to [0, 255], in
@@ -147,9 +147,8 @@ class BatchAugmentation:
         if not (aug.brightness or aug.contrast):
             return x
         per_image = lambda v: v.to(x.dtype)[:, None, None, None]  # noqa: E731
-        b = p["brightness"] if aug.brightness else torch.ones_like(p["brightness"])
-        c = p["contrast"] if aug.contrast else torch.ones_like(p["contrast"])
-        contrast_first = p["contrast_first"] & bool(aug.contrast) & bool(aug.brightness)
+        # A switched-off distortion has factor 1 (see `_factor`), so either order gives the other alone.
+        b, c, contrast_first = p["brightness"], p["contrast"], p["contrast_first"]
         mean_before = _gray(x).mean(dim=(1, 2, 3))
         first_scale = torch.where(contrast_first, c, b)
         first_shift = torch.where(contrast_first, (1 - c) * mean_before, torch.zeros_like(c))
@@ -164,4 +163,4 @@ class BatchAugmentation:
             return x
         if self.model_channels == 1:
             return _gray(x)
-        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else _gray(x).expand(-1, 3, -1, -1)
+        return x.expand(-1, 3, -1, -1)  # gray data, RGB model: three equal channels
