@@ -54,8 +54,9 @@ def operator_macs(operator) -> int:
 
 
 def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4", kernels: str | None = None,
-                  images: int = 1, jobs: int | None = None, quiet: bool = False) -> dict:
-    """Build, run and count; returns what profile.json holds."""
+                  images: int = 1, jobs: int | None = None, quiet: bool = False,
+                  memory_budget: int | None = None) -> dict:
+    """Build, run and count; returns what profile.json holds. `memory_budget`: as `firmware generate`."""
     from vwwtorch.contract.tflite import load_tflite
     from vwwtorch.firmware.boards import get_board
     from vwwtorch.firmware.build import build
@@ -74,7 +75,11 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4"
     _, info = load_tflite(tflite)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = generate(tflite, out / "model", board=board)
+    settings = generate(tflite, out / "model", board=board, memory_budget=memory_budget)
+    if memory_budget is not None:  # the firmware runs the rewritten model
+        from vwwtorch.firmware.generate import MEMORY_MODEL
+
+        _, info = load_tflite(out / "model" / MEMORY_MODEL)
     built = build(board, out / "model", out / "build", kernels=kernels, jobs=jobs, quiet=quiet)
     tensors = np.random.default_rng(0).integers(-128, 128, size=(images, settings.rows, settings.cols,
                                                                   settings.channels), dtype=np.int8)

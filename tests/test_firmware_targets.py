@@ -217,7 +217,7 @@ def test_every_supported_op_links(firmware, tmp_path):
     generate(firmware.models["tiny_int8"], model_dir, board="host")
     settings = load_settings(model_dir)
     settings.ops = sorted(SUPPORTED_OPS)
-    settings.resolver = [f"resolver.{SUPPORTED_OPS[op].method}()" for op in settings.ops]
+    settings.resolver = [SUPPORTED_OPS[op].call or f"resolver.{SUPPORTED_OPS[op].method}()" for op in settings.ops]
     settings.kernel_sources = kernel_sources(settings.ops)
     header, source = render_ops(settings)
     (model_dir / "model_ops.h").write_text(header)

@@ -382,88 +382,106 @@ void PointwiseFewInputs(const Pointwise& d, uint32_t* __restrict w, ChannelQ* __
   }
 }
 
-TfLiteStatus DepthwiseInvoke(TfLiteContext* context, TfLiteNode* node) {
-  const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
-  // CMSIS-NN's and the reference kernel's op data both start with OpDataConv.
-  const auto& data = *static_cast<const tflite::OpDataConv*>(node->user_data);
-  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
-  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, 1);
-  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
-  const bool shapes_fit = IsNhwcInt8(input) && IsNhwcInt8(filter) && IsNhwcInt8(output) &&
-                          filter->dims->data[1] == 3 && filter->dims->data[2] == 3 &&
-                          params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
-                          (params.stride_height == 1 || params.stride_height == 2) &&
-                          (params.stride_width == 1 || params.stride_width == 2);
-  if (!shapes_fit) return depthwise_base(context, node);
-  const Tensor4 in = Shape(input), out = Shape(output);
+bool RunDepthwise(const ConvLayer& l) {
+  if (l.kh != 3 || l.kw != 3 || (l.stride_h != 1 && l.stride_h != 2) || (l.stride_w != 1 && l.stride_w != 2)) {
+    return false;
+  }
   // Channel counts of MobileNetV1 0.25-0.5 up to 128 (an immediate stride each); with more channels
   // the maps are 3x3 and smaller, where CMSIS-NN is as quick.
-  const bool per_channel = in.c == out.c && params.depth_multiplier == 1 &&
-                           (in.c == 8 || in.c == 16 || in.c == 32 || in.c == 64 || in.c == 128);
-  const bool one_input = in.c == 1 && out.c % 4 == 0 && out.c <= kMaxOneInputChannels &&
-                         params.depth_multiplier == out.c;
-  const TfLiteEvalTensor* bias = Bias(context, node);
-  const int32_t* bias_data = bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
-  if ((!per_channel && !one_input) ||
-      !Requantizable(data.per_channel_output_shift, bias_data, out.c, 9)) {
-    return depthwise_base(context, node);
-  }
-  const Depthwise d{in, out, tflite::micro::GetTensorData<int8_t>(filter), bias_data,
-                    params.stride_height, params.stride_width, data.padding.height, data.padding.width,
-                    -data.input_zero_point, data.per_channel_output_multiplier, data.per_channel_output_shift,
-                    MakeOutput(data.output_zero_point, data.output_activation_min, data.output_activation_max)};
+  const bool per_channel = l.in_c == l.out_c && l.depth_multiplier == 1 &&
+                           (l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128);
+  const bool one_input = l.in_c == 1 && l.out_c % 4 == 0 && l.out_c <= kMaxOneInputChannels &&
+                         l.depth_multiplier == l.out_c;
+  if ((!per_channel && !one_input) || !Requantizable(l.shift, l.bias, l.out_c, 9)) return false;
+  const Depthwise d{{const_cast<int8_t*>(l.in), l.in_h, l.in_w, l.in_c}, {l.out, l.out_h, l.out_w, l.out_c},
+                    l.filter, l.bias, l.stride_h, l.stride_w, l.pad_h, l.pad_w, l.input_offset,
+                    l.multiplier, l.shift, MakeOutput(l.output_offset, l.act_min, l.act_max)};
   if (one_input) {
     DepthwiseOneInput(d);
-  } else if (in.c == 8) {
+  } else if (l.in_c == 8) {
     DepthwisePerChannel<8>(d);
-  } else if (in.c == 16) {
+  } else if (l.in_c == 16) {
     DepthwisePerChannel<16>(d);
-  } else if (in.c == 32) {
+  } else if (l.in_c == 32) {
     DepthwisePerChannel<32>(d);
-  } else if (in.c == 64) {
+  } else if (l.in_c == 64) {
     DepthwisePerChannel<64>(d);
   } else {
     DepthwisePerChannel<128>(d);
   }
-  return kTfLiteOk;
+  return true;
 }
 
-TfLiteStatus ConvInvoke(TfLiteContext* context, TfLiteNode* node) {
-  const auto& params = *static_cast<const TfLiteConvParams*>(node->builtin_data);
-  const auto& data = *static_cast<const tflite::OpDataConv*>(node->user_data);
-  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
-  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, 1);
-  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
-  const bool filter_int8 = filter != nullptr && filter->type == kTfLiteInt8 && filter->dims->size == 4;
-  if (!IsNhwcInt8(input) || !filter_int8 || !IsNhwcInt8(output) || filter->dims->data[1] != 1 ||
-      filter->dims->data[2] != 1 || params.stride_height != 1 || params.stride_width != 1 ||
-      params.dilation_height_factor != 1 || params.dilation_width_factor != 1) {
-    return conv_base(context, node);
+bool RunPointwise(const ConvLayer& l) {
+  if (l.kh != 1 || l.kw != 1 || l.stride_h != 1 || l.stride_w != 1 || l.pad_h != 0 || l.pad_w != 0 ||
+      (l.in_c != 8 && l.in_c != 16 && l.in_c != 32) || l.out_c % 4 != 0 || l.out_c > kMaxPointwiseOutputs ||
+      l.out_c * l.in_c / 2 > kMaxPointwiseWords || l.in_h != l.out_h || l.in_w != l.out_w ||
+      !Requantizable(l.shift, l.bias, l.out_c, l.in_c)) {
+    return false;
   }
-  const Tensor4 in = Shape(input), out = Shape(output);
-  const TfLiteEvalTensor* bias = Bias(context, node);
-  const int32_t* bias_data = bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
-  if ((in.c != 8 && in.c != 16 && in.c != 32) || out.c % 4 != 0 || out.c > kMaxPointwiseOutputs ||
-      out.c * in.c / 2 > kMaxPointwiseWords ||
-      in.h != out.h || in.w != out.w || filter->dims->data[0] != out.c || filter->dims->data[3] != in.c ||
-      !Requantizable(data.per_channel_output_shift, bias_data, out.c, in.c)) {
-    return conv_base(context, node);
-  }
-  const Pointwise d{in, out, tflite::micro::GetTensorData<int8_t>(filter), bias_data, -data.input_zero_point,
-                    data.per_channel_output_multiplier, data.per_channel_output_shift,
-                    MakeOutput(data.output_zero_point, data.output_activation_min, data.output_activation_max)};
+  const Pointwise d{{const_cast<int8_t*>(l.in), l.in_h, l.in_w, l.in_c}, {l.out, l.out_h, l.out_w, l.out_c},
+                    l.filter, l.bias, l.input_offset, l.multiplier, l.shift,
+                    MakeOutput(l.output_offset, l.act_min, l.act_max)};
   ChannelQ q[kMaxPointwiseOutputs];
   int32_t bias_copy[kMaxPointwiseOutputs];
-  if (in.c == 8) {
+  if (l.in_c == 8) {
     uint32_t w[kMaxPointwiseOutputs * 4];
     PointwiseFewInputs<8>(d, w, q, bias_copy);
-  } else if (in.c == 16) {
+  } else if (l.in_c == 16) {
     uint32_t w[kMaxPointwiseOutputs * 8];
     PointwiseFewInputs<16>(d, w, q, bias_copy);
   } else {
     PointwiseFewInputs<32>(d, wide_pointwise_weights, q, bias_copy);
   }
-  return kTfLiteOk;
+  return true;
+}
+
+// The layer a TFLM node describes, or false when it is not an int8 NHWC layer with dilation 1.
+bool NodeLayer(TfLiteContext* context, TfLiteNode* node, bool depthwise, ConvLayer* layer) {
+  // CMSIS-NN's and the reference kernel's op data both start with OpDataConv.
+  const auto& data = *static_cast<const tflite::OpDataConv*>(node->user_data);
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
+  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, 1);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
+  if (!IsNhwcInt8(input) || filter == nullptr || filter->type != kTfLiteInt8 || filter->dims->size != 4 ||
+      !IsNhwcInt8(output)) {
+    return false;
+  }
+  int stride_h, stride_w, dilation_h, dilation_w, multiplier = 1;
+  if (depthwise) {
+    const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
+    stride_h = params.stride_height, stride_w = params.stride_width;
+    dilation_h = params.dilation_height_factor, dilation_w = params.dilation_width_factor;
+    multiplier = params.depth_multiplier;
+  } else {
+    const auto& params = *static_cast<const TfLiteConvParams*>(node->builtin_data);
+    stride_h = params.stride_height, stride_w = params.stride_width;
+    dilation_h = params.dilation_height_factor, dilation_w = params.dilation_width_factor;
+  }
+  if (dilation_h != 1 || dilation_w != 1) return false;
+  const Tensor4 in = Shape(input), out = Shape(output);
+  if (!depthwise && (filter->dims->data[0] != out.c || filter->dims->data[3] != in.c)) return false;
+  const TfLiteEvalTensor* bias = Bias(context, node);
+  *layer = {depthwise, in.data, in.h, in.w, in.c, out.data, out.h, out.w, out.c,
+            tflite::micro::GetTensorData<int8_t>(filter),
+            bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr,
+            filter->dims->data[1], filter->dims->data[2], stride_h, stride_w, data.padding.height,
+            data.padding.width, multiplier, -data.input_zero_point, data.output_zero_point,
+            data.output_activation_min, data.output_activation_max, data.per_channel_output_multiplier,
+            data.per_channel_output_shift};
+  return true;
+}
+
+TfLiteStatus DepthwiseInvoke(TfLiteContext* context, TfLiteNode* node) {
+  ConvLayer layer;
+  if (NodeLayer(context, node, true, &layer) && RunDepthwise(layer)) return kTfLiteOk;
+  return depthwise_base(context, node);
+}
+
+TfLiteStatus ConvInvoke(TfLiteContext* context, TfLiteNode* node) {
+  ConvLayer layer;
+  if (NodeLayer(context, node, false, &layer) && RunPointwise(layer)) return kTfLiteOk;
+  return conv_base(context, node);
 }
 
 }  // namespace
@@ -480,10 +498,15 @@ TFLMRegistration FastConv2D(TFLMRegistration base) {
   return base;
 }
 
+bool RunFastKernel(const ConvLayer& layer) {
+  return layer.depthwise ? RunDepthwise(layer) : RunPointwise(layer);
+}
+
 #else  // no CMSIS-NN or no DSP extension: the registrations as they are
 
 TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base) { return base; }
 TFLMRegistration FastConv2D(TFLMRegistration base) { return base; }
+bool RunFastKernel(const ConvLayer&) { return false; }
 
 #endif  // VWW_FAST_KERNELS
 
