@@ -160,6 +160,8 @@ const unsigned int g_model_data_len = {len(data)}u;
 
 
 def render_settings(s: ModelSettings) -> tuple[str, str]:
+    how_sized = ("estimated by the memory plan (memory_plan.json)" if s.memory_plan
+                 else "measured with the tflite_micro runtime")
     header = f"""// {GENERATED_BY}
 // Model: {s.source} (sha256 {s.sha256[:16]}...).
 #ifndef VWW_MODEL_SETTINGS_H_
@@ -193,7 +195,7 @@ constexpr int kOutputZeroPoint = {s.output_zero_point};
 // Person when scores[kPersonIndex] >= kPersonThreshold, i.e. its dequantized value >= {s.threshold:g}.
 constexpr int8_t kPersonThreshold = {s.threshold_int8};
 
-// Tensor arena: {s.arena_measured} B {"estimated by the memory plan (memory_plan.json)" if s.memory_plan else "measured with the tflite_micro runtime"}, plus a margin.
+// Tensor arena: {s.arena_measured} B {how_sized}, plus a margin.
 constexpr int kTensorArenaSize = {s.arena_size};
 
 }}  // namespace vww
@@ -396,13 +398,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="person when the dequantized person score reaches this")
     parser.add_argument("--arena-size", type=int,
                         help="tensor arena bytes (default: measured + margin, see firmware/arena.py)")
+    add_memory_arguments(parser)
+
+
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-budget", type=_kibibytes, metavar="KB",
                         help="fit the tensor arena into KB KiB (1 KiB = 1024 B): convolutions keep their "
                         "requantization tables in flash and the first layers run row by row, as few as fit; "
                         "bit-exact, a few percent more instructions at most; writes memory_plan.json/.png")
     parser.add_argument("--stream-layers", type=int, metavar="N",
                         help="the same rewrite with exactly the first N layers row by row (0: tables in "
-                        "flash only), to pick the trade-off by hand; memory_plan.json lists each choice's arena")
+                        "flash only), to pick the trade-off by hand")
 
 
 def _kibibytes(text: str) -> int:
@@ -430,9 +436,9 @@ def run_command(args) -> int:
           f"fits {s.board_checked}")
     if s.memory_plan:
         m = s.memory_plan
-        print(f"  memory plan: arena {m['arena_before_with_margin']:,} B -> {s.arena_size:,} B "
-              f"({'budget ' + format(m['budget'], ',') + ' B' if m['budget'] else 'no budget'}); peak live activations {m['head_before']:,} B -> "
-              f"{m['head_after']:,} B; first {m['streamed_layers']} layers row by row; "
-              f"requantization tables in flash")
+        budget = f"budget {m['budget']:,} B" if m["budget"] else "no budget"
+        print(f"  memory plan: arena {m['arena_before_with_margin']:,} B -> {s.arena_size:,} B ({budget}); "
+              f"peak live activations {m['head_before']:,} B -> {m['head_after']:,} B; "
+              f"first {m['streamed_layers']} layers row by row; requantization tables in flash")
         print(f"  per layer: {Path(args.out) / MEMORY_REPORT}, {Path(args.out) / MEMORY_CHART}")
     return 0

@@ -42,6 +42,10 @@ class OpProfile:
 
 def operator_macs(operator) -> int:
     """Multiply-accumulates of one operator of `vwwtorch.contract.tflite.read_tflite`'s model."""
+    from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_macs
+
+    if operator.op == CHAIN_OP_NAME:
+        return sum(layer_macs(layer) for layer, _ in chain_layers(operator.custom_options))
     if operator.op not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         return 0
     weights = operator.inputs[1].shape
@@ -55,8 +59,9 @@ def operator_macs(operator) -> int:
 
 def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4", kernels: str | None = None,
                   images: int = 1, jobs: int | None = None, quiet: bool = False,
-                  memory_budget: int | None = None) -> dict:
-    """Build, run and count; returns what profile.json holds. `memory_budget`: as `firmware generate`."""
+                  memory_budget: int | None = None, stream_layers: int | None = None) -> dict:
+    """Build, run and count; returns what profile.json holds. `memory_budget`, `stream_layers`: as
+    `firmware generate`."""
     from vwwtorch.contract.tflite import load_tflite
     from vwwtorch.firmware.boards import get_board
     from vwwtorch.firmware.build import build
@@ -75,8 +80,9 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4"
     _, info = load_tflite(tflite)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = generate(tflite, out / "model", board=board, memory_budget=memory_budget)
-    if memory_budget is not None:  # the firmware runs the rewritten model
+    settings = generate(tflite, out / "model", board=board, memory_budget=memory_budget,
+                        stream_layers=stream_layers)
+    if settings.memory_plan is not None:  # the firmware runs the rewritten model
         from vwwtorch.firmware.generate import MEMORY_MODEL
 
         _, info = load_tflite(out / "model" / MEMORY_MODEL)
@@ -173,6 +179,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kernel implementations (default: the board's, cmsis_nn on Cortex-M)")
     parser.add_argument("--images", type=int, default=1, help="random int8 images to average over")
     parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs (default: all cores)")
+    from vwwtorch.firmware.generate import add_memory_arguments
+
+    add_memory_arguments(parser)
 
 
 def run_command(args) -> int:
@@ -180,7 +189,7 @@ def run_command(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     profile = profile_model(args.tflite, out, board=args.board, kernels=args.kernels, images=args.images,
-                            jobs=args.jobs)
+                            jobs=args.jobs, memory_budget=args.memory_budget, stream_layers=args.stream_layers)
     print("\n".join(table(profile)))
     print("by operator kind: " + ", ".join(
         f"{k['op']} x{k['count']} {100 * k['instructions'] / profile['instructions_per_inference']:.1f}%"

@@ -225,13 +225,19 @@ def _drop_unused(model, graph) -> None:
 
 
 def chain_layers(op) -> list[tuple[Layer, int]]:
-    """(layer, window rows) of each layer of a VWW_CONV_CHAIN op, from its options."""
-    words = np.frombuffer(bytes(bytearray(op.customOptions)), dtype="<i4").tolist()
+    """(layer, window rows) of each layer of a VWW_CONV_CHAIN op (a schema OperatorT, or its options)."""
+    options = op if isinstance(op, bytes) else bytes(bytearray(op.customOptions))
+    words = np.frombuffer(options, dtype="<i4").tolist()
     fields = len(Layer.__dataclass_fields__) + 1
     if len(words) < 2 or words[0] != OPTIONS_VERSION or len(words) != 2 + words[1] * fields:
         raise ValueError("not VWW_CONV_CHAIN options of this version")
     return [(Layer(*words[2 + j * fields:1 + (j + 1) * fields]), words[1 + (j + 1) * fields])
             for j in range(words[1])]
+
+
+def layer_macs(layer: Layer) -> int:
+    per_output = layer.kh * layer.kw * (1 if layer.depthwise else layer.in_c)
+    return layer.out_h * layer.out_w * layer.out_c * per_output
 
 
 def _kernel_scratch(layer: Layer) -> int:

@@ -56,6 +56,7 @@ class Operator:
     inputs: tuple[Tensor | None, ...]      # None for an omitted optional input
     outputs: tuple[Tensor, ...]
     options: object = field(default=None, repr=False, compare=False)  # the schema's *OptionsT
+    custom_options: bytes | None = field(default=None, repr=False, compare=False)  # a custom op's
 
     @property
     def input_types(self) -> tuple[str | None, ...]:
@@ -191,7 +192,8 @@ def read_tflite(data: bytes, source: str = "model") -> ModelFile:
         for op in graph.operators or []:
             ins = tuple(None if int(i) < 0 else tensors[int(i)] for i in (op.inputs if op.inputs is not None else ()))
             outs = tuple(tensors[int(i)] for i in (op.outputs if op.outputs is not None else ()))
-            info.operators.append(Operator(codes[op.opcodeIndex], ins, outs, op.builtinOptions))
+            custom = bytes(bytearray(op.customOptions)) if op.customOptions is not None else None
+            info.operators.append(Operator(codes[op.opcodeIndex], ins, outs, op.builtinOptions, custom))
     return info
 
 
