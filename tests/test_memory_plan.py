@@ -240,6 +240,24 @@ def test_default_architecture_fits_40_kib_bit_exact(deps, tmp_path):
     assert planned["instructions_per_inference"] <= 1.10 * stock["instructions_per_inference"]
 
 
+def test_mlperf_rgb_model_is_bit_exact_when_planned(deps, tmp_path):
+    """MLPerf Tiny's vww_96_int8 (RGB, a real 3x3 convolution first, run by CMSIS-NN on row bands)
+    with its own sample frames."""
+    from vwwtorch.training.foreign.frames import mlperf_input_frames
+    from vwwtorch.training.foreign.pretrained import fetch_command, folder
+
+    from test_fast_kernels import camera_frames
+
+    model, samples = folder("person-rgb-96") / "vww_96_int8.tflite", folder("person-rgb-96") / "vww_inputs.cc"
+    if not (model.is_file() and samples.is_file()):
+        pytest.skip(f"MLPerf's vww_96_int8.tflite is not cached: run `{fetch_command('person-rgb-96')}`")
+    data = model.read_bytes()
+    tensors = _inputs(data, camera_frames(mlperf_input_frames(samples), data, 3))
+    scores, arena = _run(model, tensors, tmp_path, "qemu_m4", budget=64 * 1024)
+    np.testing.assert_array_equal(scores, reference_scores(data, tensors))
+    assert arena <= 64 * 1024
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_chain_path_is_bit_exact_on_the_cortex_m4(deps, tmp_path, variant, shapes_model):
     """The whole model one chain: SAME and VALID padding, strides 1 and 2 on odd sizes, the

@@ -33,11 +33,14 @@ struct ChainLayer {
 };
 constexpr int kHeaderWords = 2;
 
+// 16 bytes on a 32-bit target, as TFLM rounds every persistent allocation up to 16: one more field
+// would cost 16 bytes per op.
 struct OpData {
   const ChainLayer* layers;  // the options, in flash
-  int count;
-  int scratch_index;         // -1: no scratch
+  int16_t count;
+  int16_t scratch_index;     // -1: no scratch
   int32_t kernel_scratch;    // bytes CMSIS-NN asks for, after the windows
+  uint32_t fast_layers;      // bit i: this firmware's kernels cover layer i (checked once, in Prepare)
 };
 
 int32_t Align4(int32_t bytes) { return (bytes + 3) & ~3; }
@@ -102,10 +105,14 @@ int32_t CmsisScratch(const ConvLayer& c) {
 }
 #endif
 
-// One call of a kernel: this firmware's own where it covers the shape, else CMSIS-NN, else (builds
-// without CMSIS-NN) TFLM's reference kernels. All compute the same int32 sums and requantization.
-TfLiteStatus RunKernel(const ConvLayer& c, int8_t* scratch, int32_t scratch_bytes) {
-  if (RunFastKernel(c)) return kTfLiteOk;
+// One call of a kernel: this firmware's own where it covers the layer (`fast`), else CMSIS-NN, else
+// (builds without CMSIS-NN) TFLM's reference kernels. All compute the same int32 sums and
+// requantization.
+TfLiteStatus RunKernel(const ConvLayer& c, bool fast, int8_t* scratch, int32_t scratch_bytes) {
+  if (fast) {
+    RunCoveredFastKernel(c);
+    return kTfLiteOk;
+  }
 #if defined(CMSIS_NN)
   const CmsisCall k = ToCmsis(c);
   const cmsis_nn_context ctx = {scratch, scratch_bytes};
@@ -167,14 +174,18 @@ struct Window {
   int capacity;
   int first;
   int count;
+  int needed_from;  // the consumer's first input row of the output it is computing
 
   int8_t* Row(int r) const { return data + (r - first) * row_bytes; }
-  // Room for the next row; the oldest row goes when the window is full (the consumer is past it).
+  // Room for the next row. A full window drops the rows its consumer is past, all at once (a
+  // stride-2 consumer is past two rows a step): the consumer never needs more rows than its kernel
+  // height, which is at most the capacity, so at least one row goes.
   int8_t* Append() {
     if (count == capacity) {
-      std::memmove(data, data + row_bytes, (capacity - 1) * row_bytes);
-      ++first;
-      --count;
+      const int dead = needed_from - first < count ? needed_from - first : count;
+      std::memmove(data, data + dead * row_bytes, (count - dead) * row_bytes);
+      first += dead;
+      count -= dead;
     }
     return data + count++ * row_bytes;
   }
@@ -190,7 +201,7 @@ class RowRunner {
       const ChainLayer& l = d.layers[i];
       produced_[i] = 0;
       if (i + 1 < d.count) {
-        windows_[i] = {next, l.out_w * l.out_c, l.window_rows, 0, 0};
+        windows_[i] = {next, l.out_w * l.out_c, l.window_rows, 0, 0, 0};
         next += WindowBytes(l);
       }
     }
@@ -209,12 +220,14 @@ class RowRunner {
       if (i == 0) {
         in = input_ + lo * l.in_w * l.in_c;
       } else {
+        windows_[i - 1].needed_from = lo;
         if (Produce(i - 1, hi) != kTfLiteOk) return kTfLiteError;
         in = windows_[i - 1].Row(lo);
       }
       int8_t* out = i + 1 == d_.count ? output_ + y * l.out_w * l.out_c : windows_[i].Append();
       const ConvLayer call = Call(l, weights_[i], in, hi - lo + 1, lo - top, out, 1);
-      if (RunKernel(call, kernel_scratch_, d_.kernel_scratch) != kTfLiteOk) return kTfLiteError;
+      const bool fast = (d_.fast_layers >> i) & 1u;
+      if (RunKernel(call, fast, kernel_scratch_, d_.kernel_scratch) != kTfLiteOk) return kTfLiteError;
       ++produced_[i];
     }
     return kTfLiteOk;
@@ -237,6 +250,7 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   d->count = 0;
   d->scratch_index = -1;
   d->kernel_scratch = 0;
+  d->fast_layers = 0;
   int32_t header[kHeaderWords];
   if (buffer == nullptr || length < sizeof(header)) return d;
   std::memcpy(header, buffer, sizeof(header));
@@ -252,7 +266,7 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
     layers = static_cast<const char*>(copy);
   }
   d->layers = reinterpret_cast<const ChainLayer*>(layers);
-  d->count = header[1];
+  d->count = static_cast<int16_t>(header[1]);
   return d;
 }
 
@@ -298,18 +312,26 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     TF_LITE_ENSURE(context, multiplier != nullptr && multiplier->type == kTfLiteInt32 &&
                                 ElementCount(multiplier) == l.out_c);
     TF_LITE_ENSURE(context, shift != nullptr && shift->type == kTfLiteInt32 && ElementCount(shift) == l.out_c);
-#if defined(CMSIS_NN)
+    // The shape of one call: a band of rows when streamed, the whole map otherwise.
     const bool streamed = d->count > 1;
     const int in_rows = streamed ? (l.kh < l.in_h ? l.kh : l.in_h) : l.in_h;
-    const ConvLayer shape = Call(l, Weights{}, nullptr, in_rows, l.pad_h, nullptr, streamed ? 1 : l.out_h);
-    const int32_t bytes = CmsisScratch(shape);
+    const ConvLayer call =
+        Call(l, LayerWeights(context, node, i), nullptr, in_rows, l.pad_h, nullptr, streamed ? 1 : l.out_h);
+    if (FastKernelCovers(call)) {
+      d->fast_layers |= 1u << i;
+      continue;
+    }
+#if defined(CMSIS_NN)
+    const int32_t bytes = CmsisScratch(call);
     if (bytes > kernel_scratch) kernel_scratch = bytes;
 #endif
   }
   d->kernel_scratch = Align4(kernel_scratch);
   const int32_t total = WindowsBytes(*d) + d->kernel_scratch;
   if (total > 0) {
-    TF_LITE_ENSURE_OK(context, context->RequestScratchBufferInArena(context, total, &d->scratch_index));
+    int index = -1;
+    TF_LITE_ENSURE_OK(context, context->RequestScratchBufferInArena(context, total, &index));
+    d->scratch_index = static_cast<int16_t>(index);
   }
   return kTfLiteOk;
 }
@@ -324,7 +346,8 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       d.scratch_index >= 0 ? static_cast<int8_t*>(context->GetScratchBuffer(context, d.scratch_index)) : nullptr;
   if (d.count == 1) {  // one layer: the whole map in one call
     const ChainLayer& l = d.layers[0];
-    return RunKernel(Call(l, weights[0], input, l.in_h, l.pad_h, output, l.out_h), scratch, d.kernel_scratch);
+    return RunKernel(Call(l, weights[0], input, l.in_h, l.pad_h, output, l.out_h), (d.fast_layers & 1u) != 0,
+                     scratch, d.kernel_scratch);
   }
   RowRunner runner(d, input, output, scratch, weights);
   return runner.Produce(d.count - 1, d.layers[d.count - 1].out_h - 1);

@@ -193,7 +193,7 @@ struct Tap4 {
 // in the outer loop, so their weights and constants stay put over the image; kC as a constant makes
 // every tap's channel stride an immediate offset.
 template <int kC>
-void DepthwisePerChannel(const Depthwise& d) {
+__attribute__((noinline)) void DepthwisePerChannel(const Depthwise& d) {
   constexpr int C = kC;
   const int row = d.in.w * C;
   const uint32_t offset2 = Pair16(d.input_offset, d.input_offset);
@@ -382,7 +382,7 @@ void PointwiseFewInputs(const Pointwise& d, uint32_t* __restrict w, ChannelQ* __
   }
 }
 
-bool RunDepthwise(const ConvLayer& l) {
+bool DepthwiseCovers(const ConvLayer& l) {
   if (l.kh != 3 || l.kw != 3 || (l.stride_h != 1 && l.stride_h != 2) || (l.stride_w != 1 && l.stride_w != 2)) {
     return false;
   }
@@ -392,11 +392,14 @@ bool RunDepthwise(const ConvLayer& l) {
                            (l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128);
   const bool one_input = l.in_c == 1 && l.out_c % 4 == 0 && l.out_c <= kMaxOneInputChannels &&
                          l.depth_multiplier == l.out_c;
-  if ((!per_channel && !one_input) || !Requantizable(l.shift, l.bias, l.out_c, 9)) return false;
+  return (per_channel || one_input) && Requantizable(l.shift, l.bias, l.out_c, 9);
+}
+
+void DepthwiseRun(const ConvLayer& l) {
   const Depthwise d{{const_cast<int8_t*>(l.in), l.in_h, l.in_w, l.in_c}, {l.out, l.out_h, l.out_w, l.out_c},
                     l.filter, l.bias, l.stride_h, l.stride_w, l.pad_h, l.pad_w, l.input_offset,
                     l.multiplier, l.shift, MakeOutput(l.output_offset, l.act_min, l.act_max)};
-  if (one_input) {
+  if (l.in_c == 1) {
     DepthwiseOneInput(d);
   } else if (l.in_c == 8) {
     DepthwisePerChannel<8>(d);
@@ -409,16 +412,16 @@ bool RunDepthwise(const ConvLayer& l) {
   } else {
     DepthwisePerChannel<128>(d);
   }
-  return true;
 }
 
-bool RunPointwise(const ConvLayer& l) {
-  if (l.kh != 1 || l.kw != 1 || l.stride_h != 1 || l.stride_w != 1 || l.pad_h != 0 || l.pad_w != 0 ||
-      (l.in_c != 8 && l.in_c != 16 && l.in_c != 32) || l.out_c % 4 != 0 || l.out_c > kMaxPointwiseOutputs ||
-      l.out_c * l.in_c / 2 > kMaxPointwiseWords || l.in_h != l.out_h || l.in_w != l.out_w ||
-      !Requantizable(l.shift, l.bias, l.out_c, l.in_c)) {
-    return false;
-  }
+bool PointwiseCovers(const ConvLayer& l) {
+  return l.kh == 1 && l.kw == 1 && l.stride_h == 1 && l.stride_w == 1 && l.pad_h == 0 && l.pad_w == 0 &&
+         (l.in_c == 8 || l.in_c == 16 || l.in_c == 32) && l.out_c % 4 == 0 && l.out_c <= kMaxPointwiseOutputs &&
+         l.out_c * l.in_c / 2 <= kMaxPointwiseWords && l.in_h == l.out_h && l.in_w == l.out_w &&
+         Requantizable(l.shift, l.bias, l.out_c, l.in_c);
+}
+
+void PointwiseRun(const ConvLayer& l) {
   const Pointwise d{{const_cast<int8_t*>(l.in), l.in_h, l.in_w, l.in_c}, {l.out, l.out_h, l.out_w, l.out_c},
                     l.filter, l.bias, l.input_offset, l.multiplier, l.shift,
                     MakeOutput(l.output_offset, l.act_min, l.act_max)};
@@ -433,7 +436,6 @@ bool RunPointwise(const ConvLayer& l) {
   } else {
     PointwiseFewInputs<32>(d, wide_pointwise_weights, q, bias_copy);
   }
-  return true;
 }
 
 // The layer a TFLM node describes, or false when it is not an int8 NHWC layer with dilation 1.
@@ -474,13 +476,19 @@ bool NodeLayer(TfLiteContext* context, TfLiteNode* node, bool depthwise, ConvLay
 
 TfLiteStatus DepthwiseInvoke(TfLiteContext* context, TfLiteNode* node) {
   ConvLayer layer;
-  if (NodeLayer(context, node, true, &layer) && RunDepthwise(layer)) return kTfLiteOk;
+  if (NodeLayer(context, node, true, &layer) && DepthwiseCovers(layer)) {
+    DepthwiseRun(layer);
+    return kTfLiteOk;
+  }
   return depthwise_base(context, node);
 }
 
 TfLiteStatus ConvInvoke(TfLiteContext* context, TfLiteNode* node) {
   ConvLayer layer;
-  if (NodeLayer(context, node, false, &layer) && RunPointwise(layer)) return kTfLiteOk;
+  if (NodeLayer(context, node, false, &layer) && PointwiseCovers(layer)) {
+    PointwiseRun(layer);
+    return kTfLiteOk;
+  }
   return conv_base(context, node);
 }
 
@@ -498,15 +506,24 @@ TFLMRegistration FastConv2D(TFLMRegistration base) {
   return base;
 }
 
-bool RunFastKernel(const ConvLayer& layer) {
-  return layer.depthwise ? RunDepthwise(layer) : RunPointwise(layer);
+bool FastKernelCovers(const ConvLayer& layer) {
+  return layer.depthwise ? DepthwiseCovers(layer) : PointwiseCovers(layer);
+}
+
+void RunCoveredFastKernel(const ConvLayer& layer) {
+  if (layer.depthwise) {
+    DepthwiseRun(layer);
+  } else {
+    PointwiseRun(layer);
+  }
 }
 
 #else  // no CMSIS-NN or no DSP extension: the registrations as they are
 
 TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base) { return base; }
 TFLMRegistration FastConv2D(TFLMRegistration base) { return base; }
-bool RunFastKernel(const ConvLayer&) { return false; }
+bool FastKernelCovers(const ConvLayer&) { return false; }
+void RunCoveredFastKernel(const ConvLayer&) {}
 
 #endif  // VWW_FAST_KERNELS
 

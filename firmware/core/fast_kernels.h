@@ -35,9 +35,14 @@ struct ConvLayer {
   const int32_t* shift;
 };
 
-// Runs `layer` with this firmware's kernels when they cover its shape; false (nothing written)
-// when they do not, or when the build has none (host, reference kernels, FAST_KERNELS=0).
-bool RunFastKernel(const ConvLayer& layer);
+// Whether this firmware's kernels cover `layer` (its shape, and requantization that cannot overflow
+// them, checked from the bias and shifts); false when the build has none (host, reference kernels,
+// FAST_KERNELS=0). Only the shape, filter, bias and shifts are read, and a band of rows of a map is
+// covered exactly when the whole map is.
+bool FastKernelCovers(const ConvLayer& layer);
+
+// Runs a layer FastKernelCovers accepted.
+void RunCoveredFastKernel(const ConvLayer& layer);
 
 // DEPTHWISE_CONV_2D, int8, 3x3, dilation 1, stride 1 or 2: one input channel per output channel
 // (8, 16, 32, 64 or 128 channels), or one input channel for up to 64 outputs (the first layer).
