@@ -467,6 +467,14 @@ CASES: dict[str, Case] = {
     "float-tflite-predict": Case(lambda w: ["predict", "--tflite", w.tiny_float, w.image], "not a full-integer"),
     "truncated-tflite-generate": Case(lambda w: ["firmware", "generate", "--tflite", _half(w.tiny, w.work),
                                                  "--out", w.work / "fw"], "TFLite model"),
+    # memory plans (firmware/memory_plan/): a budget nothing fits, a budget that is no number, a chain
+    # the model cannot form
+    "memory-budget-nothing-fits": Case(lambda w: ["firmware", "generate", "--tflite", w.tiny, "--out", w.work / "fw",
+                                                  "--memory-budget", 1], ("no plan fits", "raise --memory-budget")),
+    "memory-budget-not-a-number": Case(lambda w: ["firmware", "generate", "--tflite", w.tiny, "--out", w.work / "fw",
+                                                  "--memory-budget", "40KB"], ("--memory-budget", "40KB")),
+    "stream-layers-beyond-the-chain": Case(lambda w: ["firmware", "generate", "--tflite", w.tiny, "--out",
+                                                      w.work / "fw", "--stream-layers", 3], "--stream-layers 3"),
     "truncated-tflite-predict": Case(lambda w: ["predict", "--tflite", _half(w.tiny, w.work), w.image],
                                      "TFLite model"),
     "empty-bin-flash": Case(lambda w: ["firmware", "flash", "--bin", _write(w.work / "e.bin", b""), "--dry-run",

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from cli_asserts import assert_one_line_error
 from firmware_models import reference_scores, require_firmware_deps, require_tools
-from test_fast_kernels import VARIANTS, kernel_shapes_model
+from test_fast_kernels import VARIANTS, inputs_for, kernel_shapes_model
 
 from vwwtorch.cli import main as cli_main
 from vwwtorch.contract.tflite import operator_names, read_tflite, unpack
@@ -195,14 +195,6 @@ def deps():
     return require_firmware_deps("qemu_m4")
 
 
-def _inputs(data: bytes, extra: np.ndarray | None = None) -> np.ndarray:
-    shape = read_tflite(data).input.shape[1:]
-    tensors = np.random.default_rng(0).integers(-128, 128, size=(IMAGES, *shape), dtype=np.int8)
-    if extra is not None:
-        tensors[:len(extra)] = extra
-    return tensors
-
-
 def _run(tflite: Path, tensors: np.ndarray, out: Path, board: str, budget: int | None = None, labels=None,
          stream: int | None = None):
     from vwwtorch.firmware.build import build
@@ -229,7 +221,7 @@ def test_default_architecture_fits_40_kib_bit_exact(deps, tmp_path):
     testdata = tflm / "examples" / "person_detection" / "testdata"
     frames = [tflm_testdata_frame(testdata / f"{name}.bmp") for name in ("person", "no_person")]
     data = model.read_bytes()
-    tensors = _inputs(data, camera_frames(frames, data, 1))
+    tensors = inputs_for(data, camera_frames(frames, data, 1))
     scores, arena = _run(model, tensors, tmp_path / "planned", "qemu_m4", BUDGET)
     np.testing.assert_array_equal(scores, reference_scores(data, tensors))
     settings = load_settings(tmp_path / "planned" / "model")
@@ -252,7 +244,7 @@ def test_mlperf_rgb_model_is_bit_exact_when_planned(deps, tmp_path):
     if not (model.is_file() and samples.is_file()):
         pytest.skip(f"MLPerf's vww_96_int8.tflite is not cached: run `{fetch_command('person-rgb-96')}`")
     data = model.read_bytes()
-    tensors = _inputs(data, camera_frames(mlperf_input_frames(samples), data, 3))
+    tensors = inputs_for(data, camera_frames(mlperf_input_frames(samples), data, 3))
     scores, arena = _run(model, tensors, tmp_path, "qemu_m4", budget=64 * 1024)
     np.testing.assert_array_equal(scores, reference_scores(data, tensors))
     assert arena <= 64 * 1024
@@ -266,7 +258,7 @@ def test_every_chain_path_is_bit_exact_on_the_cortex_m4(deps, tmp_path, variant,
     data = VARIANTS[variant](shapes_model)
     tflite = tmp_path / "shapes.tflite"
     tflite.write_bytes(data)
-    tensors = _inputs(data)
+    tensors = inputs_for(data)
     labels = [f"s{i}" for i in range(16)]
     scores, _ = _run(tflite, tensors, tmp_path, "qemu_m4", labels=labels, stream=10)
     reference = reference_scores(data, tensors)
@@ -278,7 +270,7 @@ def test_chains_are_bit_exact_on_the_host_and_a_wrong_table_is_caught(deps, tmp_
                                                                       monkeypatch):
     tflite = tmp_path / "shapes.tflite"
     tflite.write_bytes(shapes_model)
-    tensors = _inputs(shapes_model)
+    tensors = inputs_for(shapes_model)
     labels = [f"s{i}" for i in range(16)]
     reference = reference_scores(shapes_model, tensors)
     scores, _ = _run(tflite, tensors, tmp_path / "exact", "host", labels=labels, stream=10)

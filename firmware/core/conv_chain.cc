@@ -315,8 +315,11 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     // The shape of one call: a band of rows when streamed, the whole map otherwise.
     const bool streamed = d->count > 1;
     const int in_rows = streamed ? (l.kh < l.in_h ? l.kh : l.in_h) : l.in_h;
-    const ConvLayer call =
-        Call(l, LayerWeights(context, node, i), nullptr, in_rows, l.pad_h, nullptr, streamed ? 1 : l.out_h);
+    const Weights weights = {tflite::micro::GetTensorData<int8_t>(filter),
+                             bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr,
+                             tflite::micro::GetTensorData<int32_t>(multiplier),
+                             tflite::micro::GetTensorData<int32_t>(shift)};
+    const ConvLayer call = Call(l, weights, nullptr, in_rows, l.pad_h, nullptr, streamed ? 1 : l.out_h);
     if (FastKernelCovers(call)) {
       d->fast_layers |= 1u << i;
       continue;
