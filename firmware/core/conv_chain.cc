@@ -105,6 +105,25 @@ int32_t CmsisScratch(const ConvLayer& c) {
 }
 #endif
 
+#if !defined(CMSIS_NN)
+// The fields TFLM's ConvParams and DepthwiseParams share, for the reference kernels.
+template <typename Params>
+Params ReferenceParams(const ConvLayer& c) {
+  Params p = {};
+  p.padding_values.width = c.pad_w;
+  p.padding_values.height = c.pad_h;
+  p.stride_width = c.stride_w;
+  p.stride_height = c.stride_h;
+  p.dilation_width_factor = 1;
+  p.dilation_height_factor = 1;
+  p.input_offset = c.input_offset;
+  p.output_offset = c.output_offset;
+  p.quantized_activation_min = c.act_min;
+  p.quantized_activation_max = c.act_max;
+  return p;
+}
+#endif
+
 // One call of a kernel: this firmware's own where it covers the layer (`fast`), else CMSIS-NN, else
 // (builds without CMSIS-NN) TFLM's reference kernels. All compute the same int32 sums and
 // requantization.
@@ -131,37 +150,16 @@ TfLiteStatus RunKernel(const ConvLayer& c, bool fast, int8_t* scratch, int32_t s
   const tflite::RuntimeShape in_shape(4, in_dims), out_shape(4, out_dims), bias_shape(1, bias_dims);
   if (c.depthwise) {
     const int32_t filter_dims[4] = {1, c.kh, c.kw, c.out_c};
-    tflite::DepthwiseParams p = {};
-    p.padding_values.width = c.pad_w;
-    p.padding_values.height = c.pad_h;
-    p.stride_width = c.stride_w;
-    p.stride_height = c.stride_h;
-    p.dilation_width_factor = 1;
-    p.dilation_height_factor = 1;
+    tflite::DepthwiseParams p = ReferenceParams<tflite::DepthwiseParams>(c);
     p.depth_multiplier = c.depth_multiplier;
-    p.input_offset = c.input_offset;
-    p.output_offset = c.output_offset;
-    p.quantized_activation_min = c.act_min;
-    p.quantized_activation_max = c.act_max;
     tflite::reference_integer_ops::DepthwiseConvPerChannel(
         p, c.multiplier, c.shift, in_shape, c.in, tflite::RuntimeShape(4, filter_dims), c.filter, bias_shape,
         c.bias, out_shape, c.out);
   } else {
     const int32_t filter_dims[4] = {c.out_c, c.kh, c.kw, c.in_c};
-    tflite::ConvParams p = {};
-    p.padding_values.width = c.pad_w;
-    p.padding_values.height = c.pad_h;
-    p.stride_width = c.stride_w;
-    p.stride_height = c.stride_h;
-    p.dilation_width_factor = 1;
-    p.dilation_height_factor = 1;
-    p.input_offset = c.input_offset;
-    p.output_offset = c.output_offset;
-    p.quantized_activation_min = c.act_min;
-    p.quantized_activation_max = c.act_max;
-    tflite::reference_integer_ops::ConvPerChannel(p, c.multiplier, c.shift, in_shape, c.in,
-                                                  tflite::RuntimeShape(4, filter_dims), c.filter, bias_shape,
-                                                  c.bias, out_shape, c.out);
+    tflite::reference_integer_ops::ConvPerChannel(ReferenceParams<tflite::ConvParams>(c), c.multiplier, c.shift,
+                                                  in_shape, c.in, tflite::RuntimeShape(4, filter_dims), c.filter,
+                                                  bias_shape, c.bias, out_shape, c.out);
   }
   return kTfLiteOk;
 #endif
