@@ -24,10 +24,11 @@ from test_fast_kernels import VARIANTS, inputs_for, kernel_shapes_model
 
 from vwwtorch.cli import main as cli_main
 from vwwtorch.contract.tflite import operator_names, read_tflite, unpack
-from vwwtorch.firmware.memory_plan import chain_op, requantization
+from vwwtorch.contract import int8_arithmetic
+from vwwtorch.firmware.memory_plan import chain_op
 from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, rewrite, streamable_prefix
 from vwwtorch.firmware.memory_plan.liveness import Buffer, greedy_plan, plan_of
-from vwwtorch.firmware.memory_plan.requantization import activation_range, quantize_multiplier
+from vwwtorch.contract.int8_arithmetic import activation_range, quantize_multiplier
 
 IMAGES = 100
 BUDGET = 40 * 1024
@@ -92,7 +93,7 @@ def test_rewrite_keeps_every_weight_and_shape(shapes_model):
         assert (layer.input_offset, layer.output_offset) == (-x.zero_point, y.zero_point)
         filt, bias, multipliers, shifts = inputs[1 + 4 * j:5 + 4 * j]
         assert filt.raw == w.raw and bias.raw == conv.inputs[2].raw
-        expected = requantization.channel_multipliers(x.scale, w.scales, y.scale, layer.out_c)
+        expected = int8_arithmetic.channel_multipliers(x.scale, w.scales, y.scale, layer.out_c)
         np.testing.assert_array_equal(multipliers.values(), expected[0])
         np.testing.assert_array_equal(shifts.values(), expected[1])
         nxt = layers[j + 1][0] if j + 1 < len(layers) else None
@@ -277,7 +278,7 @@ def test_chains_are_bit_exact_on_the_host_and_a_wrong_table_is_caught(deps, tmp_
     np.testing.assert_array_equal(scores, reference)
 
     # The bug a per-channel table invites: the first channel's filter scale for every channel.
-    exact = requantization.channel_multipliers
+    exact = int8_arithmetic.channel_multipliers
     monkeypatch.setattr(chain_op, "channel_multipliers",
                         lambda s_in, s_filter, s_out, channels: exact(s_in, s_filter[:1], s_out, channels))
     scores, _ = _run(tflite, tensors, tmp_path / "one-scale", "host", labels=labels, stream=10)

@@ -85,6 +85,66 @@ def test_init_from_loads_the_backbone_and_makes_a_new_classifier(datasets):
     assert model.model.classifier.weight.shape[0] == 3
 
 
+def test_init_from_keeps_the_classifier_when_the_task_is_the_same(datasets):
+    saved = read_checkpoint(datasets.ckpt)["state_dict"]["model.classifier.weight"]
+
+    def head(**kwargs):
+        options = dict(resolution=32, num_classes=2, class_names=["a", "b"], init_from=str(datasets.ckpt))
+        model = VWWClassifier(**{**options, **kwargs})
+        model.setup("fit")
+        return model.model.classifier.weight
+
+    assert torch.equal(head(), saved)                              # same classes, same order: kept
+    assert not torch.equal(head(init_head="new"), saved)           # asked for a new one
+    assert not torch.equal(head(class_names=["b", "a"]), saved)    # another task with two classes
+    assert torch.equal(head(init_head="keep"), saved)
+    with pytest.raises(UserError, match="init_head keep needs the checkpoint's classifier, but its classes a, b"):
+        head(class_names=["b", "a"], init_head="keep")
+
+
+def folded_like_an_int8_import(path: Path, trained: Path) -> Path:
+    """What `vwwtorch import` makes of an int8 file: the trained checkpoint's BatchNorm folded into
+    its convolutions (weights w * gamma / sqrt(var + eps), biases as beta), BatchNorm the identity."""
+    from vwwtorch.training.foreign.importer import Imported, build_checkpoint
+    from vwwtorch.training.foreign.weights import LayerWeights
+
+    model = load_classifier(trained).model
+    layers = []
+    for i, layer in enumerate(model.conv_layers()):
+        bn = layer.bn
+        factor = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+        weight = (layer.conv.weight.detach() * factor.view(-1, 1, 1, 1)).numpy()
+        layers.append(LayerWeights(f"layer {i}", weight, (bn.bias - bn.running_mean * factor).detach().numpy()))
+    layers.append(LayerWeights("classifier", model.classifier.weight.detach().numpy(),
+                               model.classifier.bias.detach().numpy()))
+    torch.save(build_checkpoint(Imported(model.arch(), layers, "source.tflite", "0" * 64), ["a", "b"]), path)
+    return path
+
+
+@pytest.mark.parametrize("batch_norm", ["auto", "train"])
+def test_a_step_at_learning_rate_zero_keeps_an_imported_models_function(datasets, tmp_path, batch_norm):
+    """Fine-tuning starts from the function the imported model computes. Its BatchNorm is the identity
+    around folded weights, which it is only in inference mode: trained in training mode ("train", the
+    mutation) one step that moves no weight already makes it another function."""
+    source = folded_like_an_int8_import(tmp_path / "imported.ckpt", datasets.ckpt)
+    x = torch.rand(32, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        before = load_classifier(source)(x)
+        torch.testing.assert_close(before, load_classifier(datasets.ckpt)(x), rtol=1e-4, atol=1e-4)
+    pl.seed_everything(0, verbose=False)
+    model = VWWClassifier(resolution=32, num_classes=2, class_names=["a", "b"], init_from=str(source),
+                          learning_rate=0.0, bn_momentum=0.01, batch_norm=batch_norm, image_log_every_n_steps=0)
+    data = VWWDataModule(datasets.two, batch_size=16, num_workers=0, resolution=32, augmentation=STILL)
+    trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(model, data)
+    with torch.no_grad():
+        after = model.eval()(x)
+    change = (after - before).abs().max().item()
+    if batch_norm == "auto":   # frozen: the running statistics stay the source's
+        assert change < 1e-5, change
+    else:
+        assert change > 1e-4, change   # a hundred times the float tolerance above
+
+
 def test_init_from_applies_only_when_fitting(datasets, tmp_path):
     model = VWWClassifier(resolution=32, num_classes=3, init_from=str(tmp_path / "gone.ckpt"))
     model.setup("validate")  # evaluating a fine-tuned model never needs the original checkpoint
@@ -137,7 +197,7 @@ class Recorder(Callback):
 def test_two_stage_schedule_freezes_and_unfreezes_at_the_intended_epoch(datasets, tmp_path):
     pl.seed_everything(0, verbose=False)
     model = VWWClassifier(resolution=32, num_classes=3, init_from=str(datasets.ckpt), image_log_every_n_steps=0,
-                          learning_rate=0.05, epochs_per_decay=1000)
+                          learning_rate=0.05, epochs_per_decay=1000, batch_norm="train")
     stages = TwoStageFinetuning(freeze_blocks=10, unfreeze_at_epoch=2, unfreeze_lr=0.002)
     recorder = Recorder()
     t = trainer(tmp_path, [stages, recorder], max_epochs=4, limit_train_batches=2, limit_val_batches=1)

@@ -1,6 +1,6 @@
 """Less SRAM for a model on the microcontroller, bit-exact: `vwwtorch firmware generate --memory-budget`.
 
-    requantization.py   TFLM's per-layer integer constants (multipliers, shifts, padding, ranges)
+    requantization.py   TFLM's padding and output size (the arithmetic is vwwtorch.contract.int8_arithmetic)
     chain_op.py         convolutions rewritten as VWW_CONV_CHAIN ops (firmware/core/conv_chain.h)
     liveness.py         tensor lifetimes, live bytes per op, TFLM's greedy plan of the arena
     budget.py           the rewrite that fits a budget, and the arena it needs

@@ -4,7 +4,7 @@
 row by row, so their intermediate maps never exist whole; every other int8 convolution becomes a
 chain of one layer. Either way each layer's requantization table becomes two constant int32
 tensors (in flash), and its padding and activation range go into the op's options, as TFLM's
-preparation would have computed them (requantization.py). Other ops are left as they are; tensors
+preparation would have computed them (vwwtorch.contract.int8_arithmetic). Other ops are left as they are; tensors
 no op uses any more are dropped.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vwwtorch.contract.int8_arithmetic import activation_range, channel_multipliers
 from vwwtorch.contract.tflite import operator_names, pack, unpack
-from vwwtorch.firmware.memory_plan.requantization import (activation_range, channel_multipliers,
-                                                          leading_padding, output_size)
+from vwwtorch.firmware.memory_plan.requantization import leading_padding, output_size
 
 CHAIN_OP = "VWW_CONV_CHAIN"
 CHAIN_OP_NAME = f"CUSTOM:{CHAIN_OP}"

@@ -76,6 +76,23 @@ class ConvBNAct(nn.Sequential):
         ]
         super().__init__(*layers)
 
+    # The parts by role, for code that computes the layer another way (the int8 simulation).
+    @property
+    def pad(self) -> nn.ZeroPad2d | None:
+        return self[0] if isinstance(self[0], nn.ZeroPad2d) else None
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[-3]
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        return self[-2]
+
+    @property
+    def act(self) -> nn.Module:
+        return self[-1]
+
 
 class MobileNetV1(nn.Module):
     """slim MobileNetV1 classifier.
@@ -162,6 +179,11 @@ class MobileNetV1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.forward_features(x))
+
+    def conv_layers(self) -> list[ConvBNAct]:
+        """Every convolution of the backbone with its BatchNorm and activation, in graph order: the
+        stem, then each separable block's depthwise and pointwise layers."""
+        return [m for m in self.features.modules() if isinstance(m, ConvBNAct)]
 
     def arch(self) -> dict:
         """What must match for a checkpoint to load into this model: ARCH_KEYS and the variant."""

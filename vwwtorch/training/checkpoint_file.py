@@ -113,8 +113,9 @@ def check_hyper_parameters(hparams: Any, source: str) -> None:
     for key, allowed in (("activation", ACTIVATIONS), ("head", HEADS), ("input_range", INPUT_RANGES)):
         if key in hparams and hparams[key] not in allowed:
             raise bad(key, hparams[key], "one of " + ", ".join(allowed))
-    if "conv_bias" in hparams and not isinstance(hparams["conv_bias"], bool):
-        raise bad("conv_bias", hparams["conv_bias"], "true or false")
+    for key in ("conv_bias", "qat"):
+        if key in hparams and not isinstance(hparams[key], bool):
+            raise bad(key, hparams[key], "true or false")
     names = hparams.get("class_names")
     if names is not None and (not isinstance(names, (list, tuple)) or len(names) != classes
                               or not all(isinstance(n, str) and n.strip() and "\n" not in n for n in names)):

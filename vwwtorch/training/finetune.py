@@ -16,8 +16,10 @@ them in training mode would normalise each small batch of the new data with its 
 the features the head learns on would differ from the ones it sees at evaluation, and their running
 statistics would drift while the scale and shift that go with them stay frozen. `train_bn: true`
 lets them train anyway (statistics, scale and shift) while their convolutions stay frozen. In
-stage 2 every BatchNorm trains normally, with the model's `bn_momentum`. (Lightning's warning
-"Found N module(s) in eval mode at the start of training" is about these layers, and expected.)
+stage 2 every BatchNorm follows the model's `batch_norm` setting: frozen statistics when fine-tuning
+from a checkpoint (the default), or normalising each batch with the model's `bn_momentum`. (Lightning warns about
+modules in inference mode when training starts; `vwwtorch fit` silences that warning, which these
+layers make on purpose.)
 
 Why not Lightning's `BackboneFinetuning`: it freezes one `backbone` attribute as a whole (no "up
 to block k"), adds the unfrozen parameters as a new optimizer group, which would bypass this
@@ -83,7 +85,7 @@ class TwoStageFinetuning(Callback):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         elif pl_module.training:
-            self.frozen_blocks(pl_module).train()
+            pl_module.train()  # every module back to training mode, BatchNorm as the model's policy says
 
     # -- Lightning hooks ------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

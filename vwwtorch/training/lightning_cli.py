@@ -228,6 +228,9 @@ TRAINER_DEFAULTS = {
 def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
     keep_tensorflow_out_of_tensorboard()
     route_lightning_logs()
+    # Frozen BatchNorm (fine-tuning) and frozen blocks (TwoStageFinetuning) are in inference mode on
+    # purpose when training starts; Lightning would warn about them on every fit.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     if any(arg == "--ckpt_path" or arg.startswith("--ckpt_path=") for arg in argv):
         # Resuming into the folder that holds the checkpoint is the point, not a mistake to warn about.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

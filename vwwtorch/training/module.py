@@ -22,10 +22,12 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.models.int8_simulation import Int8Simulation
 from vwwtorch.models.mobilenet_v1 import VARIANTS, MobileNetV1
 from vwwtorch.training.checkpoint_file import check_architecture
 from vwwtorch.training.rmsprop_tf import RMSpropTF
 from vwwtorch.training.schedule import decay_steps, staircase_factor
+from vwwtorch.training.transfer import INIT_HEAD, load_initial_weights, start_ranges
 
 
 
@@ -51,9 +53,24 @@ class VWWClassifier(pl.LightningModule):
         image_log_every_n_steps: log a grid of augmented training images this often (0: never).
         seed: seeds dropout per step so that a resumed run repeats the uninterrupted one.
         init_from: transfer learning: a vwwtorch checkpoint whose backbone (every layer but the
-            classifier) initialises this model's when `fit` starts; the classifier starts fresh for
-            this dataset's classes. Width and input channels must match; resolution may differ.
-            `pretrained:NAME` starts from a real person detector (`vwwtorch pretrained list`).
+            classifier) initialises this model's when `fit` starts, and its classifier too when its
+            classes are this dataset's (see init_head). Width and input channels must match;
+            resolution may differ. `pretrained:NAME` starts from a real person detector
+            (`vwwtorch pretrained list`).
+        init_head: with init_from, the classifier: "auto" keeps the checkpoint's when its class
+            names (in order) and head kind are this model's, else starts a new one; "new" always
+            starts a new one; "keep" demands the checkpoint's (an error if the classes differ).
+        batch_norm: "train" (BatchNorm normalises each batch by its statistics and updates its
+            running ones: training from scratch), "frozen" (BatchNorm stays in inference mode while
+            training: the running statistics are a fixed per-channel affine, as folded into the
+            weights of the int8 model a checkpoint may come from; its scale and shift still train),
+            or "auto": frozen when starting from a checkpoint (init_from), else train. Fine-tuning
+            a few hundred images in train mode replaces the statistics the weights were trained
+            with by those of small batches, and the network no longer computes what it did.
+        qat: quantization-aware training: the forward pass simulates the int8 network TFLite runs
+            (BatchNorm folded, weights per channel -127..127, activations per tensor, ReLU6 in the
+            clamp); validation, test, predict and report run its integer arithmetic bit for bit,
+            and `vwwtorch export` writes exactly that network (see vwwtorch.models.int8_simulation).
         class_weights: weight the training loss per class: "auto" (inverse class frequency in the
             training split, for imbalanced data) or one weight per class. Label smoothing still applies.
         activation, conv_bias, head, input_range: the MobileNetV1 variant (see
@@ -74,12 +91,18 @@ class VWWClassifier(pl.LightningModule):
                  class_weights: Optional[Union[str, list[float]]] = None,
                  activation: str = VARIANTS["activation"], conv_bias: bool = VARIANTS["conv_bias"],
                  head: str = VARIANTS["head"], input_range: str = VARIANTS["input_range"],
-                 channels_last: bool = True, compile: bool = False):
+                 channels_last: bool = True, compile: bool = False, init_head: str = "auto",
+                 batch_norm: str = "auto", qat: bool = False):
         super().__init__()
         _check_recipe(learning_rate=learning_rate, lr_decay_factor=lr_decay_factor, epochs_per_decay=epochs_per_decay,
                       rmsprop_decay=rmsprop_decay, momentum=momentum, epsilon=epsilon, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, dropout=dropout, bn_momentum=bn_momentum,
                       image_log_every_n_steps=image_log_every_n_steps)
+        _check_choice("init_head", init_head, INIT_HEAD)
+        _check_choice("batch_norm", batch_norm, BATCH_NORM_MODES)
+        if qat and compile:
+            raise UserError("--model.qat true cannot be combined with --model.compile true (the simulated int8 "
+                            "forward is not compiled); leave compile off")
         self.save_hyperparameters()
         try:
             self.model = MobileNetV1(width=width, in_channels=in_channels, resolution=resolution,
@@ -91,6 +114,8 @@ class VWWClassifier(pl.LightningModule):
         # that way (and GPUs prefer it too). Weights stay the same values; exports are unaffected.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
+        # Quantization-aware training: the int8 network's ranges; the weights stay the model's.
+        self.int8: Optional[Int8Simulation] = Int8Simulation(self.model) if qat else None
         # The compiled forward shares the model's parameters but is kept out of the module tree, so
         # checkpoints and exports see the plain model (see `on_fit_start`).
         self._compiled: Optional[Callable] = None
@@ -112,11 +137,41 @@ class VWWClassifier(pl.LightningModule):
         self.source_quantization: Optional[dict] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=self.memory_format))
+        x = x.contiguous(memory_format=self.memory_format)
+        if self.int8 is not None and (self.training or self.int8.ready):
+            return self.int8(self.model, x)
+        return self.model(x)
+
+    @property
+    def batch_norm_frozen(self) -> bool:
+        mode = self.hparams.batch_norm
+        return mode == "frozen" or (mode == "auto" and bool(self.hparams.init_from))
+
+    def train(self, mode: bool = True):
+        """With `batch_norm` frozen, BatchNorm stays in inference mode (its running statistics fixed)
+        whenever the module is put in training mode."""
+        super().train(mode)
+        if mode:
+            self._freeze_batch_norm()
+        return self
+
+    def _freeze_batch_norm(self) -> None:
+        if self.batch_norm_frozen:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    # Lightning does not call `train()` when fitting starts (the module is in training mode already)
+    # and restores each submodule's mode by hand after validation; these hooks apply the policy.
+    def on_train_start(self) -> None:
+        self._freeze_batch_norm()
+
+    def on_train_epoch_start(self) -> None:
+        self._freeze_batch_norm()
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.bottleneck_fn is None:
-            if self._compiled is not None and self.training:
+            if self._compiled is not None and self.training and self.int8 is None:
                 return self._compiled(x.contiguous(memory_format=self.memory_format))
             return self(x)
         features = self.bottleneck_fn(x, self.training)
@@ -129,16 +184,24 @@ class VWWClassifier(pl.LightningModule):
         if stage != "fit":
             return
         if self.hparams.init_from and not getattr(self, "_initialised_from", None):
-            from vwwtorch.training.transfer import load_backbone
-
-            loaded = load_backbone(self.model, self.hparams.init_from)
-            self._initialised_from = self.hparams.init_from
-            rank_zero_info(f"transfer learning: backbone ({loaded} tensors) from {self.hparams.init_from}, "
-                           f"new classifier for {self.hparams.num_classes} classes")
+            self._initialise_from(self.hparams.init_from)
+        if self.int8 is not None and self.bottleneck_fn is not None:
+            raise UserError("--model.qat true trains the int8 network end to end; the bottleneck cache holds "
+                            "float features: drop the BottleneckTraining callback")
         if self.hparams.class_weights is not None:
             self.loss_weights = torch.tensor(self._resolve_class_weights(), dtype=torch.float32)
             rank_zero_info("class weights: " + ", ".join(
                 f"{name} {w:.3f}" for name, w in zip(self.class_names, self.loss_weights.tolist())))
+
+    def _initialise_from(self, path: str) -> None:
+        done = load_initial_weights(self.model, path, self.class_names, self.hparams.init_head)
+        self._initialised_from = path
+        head = "and classifier" if done.head else f"(new classifier: {done.why_not_head})"
+        rank_zero_info(f"transfer learning: backbone ({done.tensors} tensors) {head} from {path}; "
+                       f"BatchNorm {'frozen' if self.batch_norm_frozen else 'trains'}")
+        if self.int8 is not None:
+            ranges = start_ranges(self.int8, done.checkpoint, done.head)
+            rank_zero_info("quantization-aware training starts from " + (ranges or "ranges observed on the first batch"))
 
     def _resolve_class_weights(self) -> list[float]:
         weights, k = self.hparams.class_weights, self.hparams.num_classes
@@ -258,6 +321,10 @@ class VWWClassifier(pl.LightningModule):
     # -- checkpoints ----------------------------------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_architecture(checkpoint, self.model.arch(), source="the checkpoint")
+        saved_qat = bool((checkpoint.get("hyper_parameters") or {}).get("qat", False))
+        if saved_qat != (self.int8 is not None):
+            raise UserError(f"the checkpoint was trained with --model.qat {str(saved_qat).lower()}; resume it "
+                            f"with the same setting")
 
 
 # Each recipe number with the range it must lie in: (low, high, low inclusive, high inclusive).
@@ -274,6 +341,14 @@ RECIPE_RANGES = {
     "bn_momentum": (0.0, 1.0, True, True),
     "image_log_every_n_steps": (0, float("inf"), True, False),
 }
+
+
+BATCH_NORM_MODES = ("auto", "train", "frozen")
+
+
+def _check_choice(name: str, value, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"--model.{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _check_recipe(**values) -> None:

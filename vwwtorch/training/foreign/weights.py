@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.models.mobilenet_v1 import BN_EPS, ConvBNAct, MobileNetV1
+from vwwtorch.models.mobilenet_v1 import BN_EPS, MobileNetV1
 
 # float32(1 - eps) + float32(eps) == 1.0 exactly, so 1 / sqrt(var + eps) == 1.0.
 IDENTITY_VARIANCE = np.float32(1.0) - np.float32(BN_EPS)
@@ -39,17 +38,6 @@ class LayerWeights:
     batch_norm: BatchNormStats | None = None
 
 
-def conv_bn_pairs(model: MobileNetV1) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
-    """Each ConvBNAct's convolution and BatchNorm, in graph order (stem, then 13 x (dw, pw))."""
-    pairs = []
-    for module in model.features.modules():
-        if isinstance(module, ConvBNAct):
-            conv = next(m for m in module if isinstance(m, nn.Conv2d))
-            bn = next(m for m in module if isinstance(m, nn.BatchNorm2d))
-            pairs.append((conv, bn))
-    return pairs
-
-
 def _tensor(values: np.ndarray, like: torch.Tensor, what: str) -> torch.Tensor:
     values = np.asarray(values, dtype=np.float32)
     if tuple(values.shape) != tuple(like.shape):
@@ -62,7 +50,7 @@ def _tensor(values: np.ndarray, like: torch.Tensor, what: str) -> torch.Tensor:
 @torch.no_grad()
 def load_layers(model: MobileNetV1, layers: list[LayerWeights]) -> None:
     """Copy `layers` (stem, 26 block layers, classifier) into `model`; a UserError if one does not fit."""
-    pairs = conv_bn_pairs(model)
+    pairs = [(layer.conv, layer.bn) for layer in model.conv_layers()]
     if len(layers) != len(pairs) + 1:
         raise UserError(f"{len(layers)} weighted layers found where a MobileNetV1 has {len(pairs) + 1}")
     for layer, (conv, bn) in zip(layers, pairs):
