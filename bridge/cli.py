@@ -17,7 +17,11 @@ Gates (all must pass, or the command exits 1 naming the failed gate and its wors
                        (and FULLY_CONNECTED for a dense head), softmax last
   per-channel weights  int8 convolution weights quantized per output channel
   torch vs ONNX Runtime / TFLite float32   max |probability difference| (export only)
-  torch vs TFLite int8  top-1 agreement and accuracy drop (with a checkpoint)
+  torch vs TFLite int8  top-1 agreement and accuracy drop (with a checkpoint), each failing only when
+                       the images counted refute the threshold at --confidence (a binomial test);
+                       for a QAT checkpoint torch is its simulated int8 network
+  QAT simulation / source int8 model vs TFLite int8   within 1 LSB on every image, when the export
+                       keeps a quantization: the QAT checkpoint's, or an imported model's source file
   TFLite int8 accuracy  on the data's labels (parity without a checkpoint; gated by --min-accuracy)
   TFLM vs TFLite reference kernels          bit-exact int8 outputs on every image
 A model LiteRT refuses but TFLM runs (TFLM's own person_detect.tflite) is repaired on load for
@@ -39,6 +43,10 @@ def _add_thresholds(p: argparse.ArgumentParser, with_float: bool, with_accuracy:
                         "(default: %(default)s)")
     g.add_argument("--max-accuracy-drop", type=float, default=default(Thresholds, "max_accuracy_drop"),
                    help="torch vs TFLite int8: maximum accuracy loss, in percentage points (default: %(default)s)")
+    g.add_argument("--confidence", type=float, default=default(Thresholds, "confidence"),
+                   help="the agreement and accuracy-drop gates count images: they fail when the count shows "
+                        "the threshold is missed with this confidence (an exact binomial test), so one or two "
+                        "flipped images of a few hundred are not mistaken for damage (default: %(default)s)")
     if with_accuracy:
         g.add_argument("--min-accuracy", type=float, default=default(Thresholds, "min_int8_accuracy"),
                        help="without --ckpt: minimum int8 accuracy on --data, a fraction (default: "
@@ -67,7 +75,11 @@ def register(subparsers) -> None:
                    help="parity images, or all of the split if fewer (default: %(default)s)")
     e.add_argument("--calibrate", action="store_true",
                    help="an imported checkpoint (`vwwtorch import`) keeps its source's int8 ranges and the "
-                        "export reproduces them; this calibrates new ones on --data instead")
+                        "export reproduces them; this calibrates new ones on --data instead (refused for a "
+                        "quantization-aware trained checkpoint, whose int8 network is written as trained)")
+    e.add_argument("--source-tflite", type=Path,
+                   help="an imported checkpoint's source int8 file: the export must then equal it within 1 LSB "
+                        "on every parity image (found by itself for `vwwtorch pretrained` models)")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     e.add_argument("--verbose", action="store_true", help="show onnx2tf and TensorFlow output")
     _add_thresholds(e, with_float=True)
@@ -88,6 +100,8 @@ def register(subparsers) -> None:
     p.add_argument("--num-parity", type=int, default=default(ParityOptions, "num_parity"),
                    help="parity images, or all of the split if fewer (default: %(default)s)")
     p.add_argument("--out", type=Path, help="also write parity.json and parity.md to this folder")
+    p.add_argument("--source-tflite", type=Path,
+                   help="with an imported --ckpt: its source int8 file, which --tflite must equal within 1 LSB")
     _add_thresholds(p, with_float=False, with_accuracy=True)
     p.set_defaults(func=_run_parity)
 
@@ -95,7 +109,8 @@ def register(subparsers) -> None:
 def _thresholds(args):
     from vwwtorch.bridge.parity import Thresholds
 
-    t = Thresholds(min_top1_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
+    t = Thresholds(min_top1_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop,
+                   confidence=args.confidence)
     if hasattr(args, "max_onnx_diff"):
         t.onnx_max_diff, t.float_max_diff = args.max_onnx_diff, args.max_float_diff
     if hasattr(args, "min_accuracy"):
@@ -108,6 +123,7 @@ def _run_export(args) -> None:
 
     export(ExportOptions(ckpt=args.ckpt, data=args.data, out=args.out, num_calibration=args.num_calibration,
                          num_parity=args.num_parity, thresholds=_thresholds(args), calibrate=args.calibrate,
+                         source_tflite=args.source_tflite,
                          overwrite=args.overwrite, verbose=args.verbose))
 
 
@@ -115,4 +131,4 @@ def _run_parity(args) -> None:
     from vwwtorch.bridge.pipeline import ParityOptions, parity
 
     parity(ParityOptions(ckpt=args.ckpt, tflite=args.tflite, data=args.data, num_parity=args.num_parity,
-                         out=args.out, thresholds=_thresholds(args)))
+                         out=args.out, thresholds=_thresholds(args), source_tflite=args.source_tflite))

@@ -2,7 +2,8 @@
 
     torch (float, EMA weights) --- ONNX Runtime          max |probability difference|
     torch                      --- TFLite float32        max |probability difference|
-    torch                      --- TFLite int8           top-1 agreement, accuracy drop
+    torch                      --- TFLite int8           top-1 agreement, accuracy drop (binomial tests)
+    kept quantization          --- TFLM                  within 1 LSB: the QAT simulation or the source file
     (no checkpoint)                TFLite int8           accuracy on the data's labels
     TFLite int8 reference kernels --- TFLite Micro       bit-exact int8 outputs
 
@@ -19,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from vwwtorch.bridge.calibration import EvalImages
-from vwwtorch.bridge.gates import int8_accuracy, int8_agreement, softmax_input_scale, static_checks, tflm_bit_exact
+from vwwtorch.bridge.gates import (int8_accuracy, int8_agreement, kept_quantization, softmax_input_scale,
+                                   static_checks, tflm_bit_exact)
 from vwwtorch.bridge.gates.check import WORST, Check, Seam, not_run
 from vwwtorch.bridge.gates.float_seams import probability_seam
 from vwwtorch.bridge.isolated import Isolated, RuntimeCrashed
@@ -36,13 +38,14 @@ class Thresholds:
     min_top1_agreement: float = 0.99     # torch vs TFLite int8, fraction of images
     max_accuracy_drop: float = 1.0       # torch vs TFLite int8, accuracy points
     min_int8_accuracy: float = 0.0       # TFLite int8 alone (no checkpoint), fraction of images
+    confidence: float = 0.95             # how sure the counted gates must be before they fail (binomial)
 
     def check(self) -> None:
         """A threshold outside its range is a wrong flag (exit 2), never a failed gate."""
         ranges = (("--max-onnx-diff", self.onnx_max_diff, 0.0, 1.0), ("--max-float-diff", self.float_max_diff, 0.0, 1.0),
                   ("--min-agreement", self.min_top1_agreement, 0.0, 1.0),
                   ("--max-accuracy-drop", self.max_accuracy_drop, 0.0, 100.0),
-                  ("--min-accuracy", self.min_int8_accuracy, 0.0, 1.0))
+                  ("--min-accuracy", self.min_int8_accuracy, 0.0, 1.0), ("--confidence", self.confidence, 0.5, 0.9999))
         for flag, value, low, high in ranges:
             if not low <= value <= high:  # NaN fails both comparisons
                 raise UserError(f"{flag} must be in [{low:g}, {high:g}], got {value}")
@@ -69,15 +72,28 @@ class ParityResult:
         return failed
 
 
+@dataclass(frozen=True)
+class KeptReference:
+    """The int8 network an export that keeps a quantization must reproduce: its name, and either its
+    int8 outputs on the parity images (a QAT simulation's) or an int8 file to run through TFLM."""
+
+    name: str
+    outputs: np.ndarray | None = None
+    model: bytes | None = None
+
+
 def run_parity(*, torch_probs: np.ndarray | None, data: EvalImages, int8_model: bytes, int8_info: ModelFile,
                thresholds: Thresholds, allowed_ops: tuple[str, ...], input_range: str | None = "[-1, 1]",
                onnx_probs: Callable[[], np.ndarray] | None = None,
                float_probs: Callable[[], np.ndarray] | None = None,
+               simulated_probs: np.ndarray | None = None, kept: KeptReference | None = None,
                progress: bool = True) -> ParityResult:
     """All gates. `onnx_probs` / `float_probs` are given by `vwwtorch export` (which made those files).
     Without `torch_probs` (a model checked without its checkpoint) the int8 model's accuracy on the
     data's labels replaces torch-vs-int8 agreement, and `input_range` None accepts any input
-    quantization that camera bytes map onto."""
+    quantization that camera bytes map onto. `simulated_probs`: a QAT checkpoint's simulated int8
+    network, which the int8 model is compared with instead of the float one. `kept`: the network a
+    kept quantization defines, which the export must equal within 1 LSB."""
     checks = static_checks(int8_info, allowed_ops, input_range)
     seams: list[Seam] = []
     if onnx_probs is not None:
@@ -111,13 +127,15 @@ def run_parity(*, torch_probs: np.ndarray | None, data: EvalImages, int8_model: 
         # Both int8 references run in child processes, side by side, while this process works.
         tflm_job = pool.submit(run_tflm, int8_model, int8_inputs)
         ref_job = pool.submit(raw_outputs, int8_model, int8_inputs, True)
+        kept_job = pool.submit(run_tflm, kept.model, int8_inputs) if kept is not None and kept.model else None
         try:
             default_raw = default_kernels.raw_outputs(int8_inputs, progress=progress)
         except (RuntimeError, ValueError) as exc:
             default_raw = None
             seams.append(int8_not_run(str(exc)))
         if default_raw is not None and torch_probs is not None:
-            seams.append(int8_agreement.int8_seam(torch_probs, default_kernels.dequantize(default_raw), data,
+            reference = simulated_probs if simulated_probs is not None else torch_probs
+            seams.append(int8_agreement.int8_seam(reference, default_kernels.dequantize(default_raw), data,
                                                   thresholds))
         elif default_raw is not None:
             seams.append(int8_accuracy.accuracy_seam(default_kernels.dequantize(default_raw), data, thresholds))
@@ -129,7 +147,16 @@ def run_parity(*, torch_probs: np.ndarray | None, data: EvalImages, int8_model: 
         except (RuntimeCrashed, RuntimeError, ValueError, UserError) as exc:
             seams.append(tflm_not_run(str(exc)))
             return ParityResult(checks, seams, footprint, {})
+        kept_outputs = kept.outputs if kept is not None else None
+        if kept_job is not None:
+            try:
+                kept_outputs = Isolated.result(kept_job, f"TFLM running {kept.name}")[0]
+            except (RuntimeCrashed, RuntimeError, ValueError, UserError) as exc:
+                seams.append(not_run(kept_quantization.KEY, kept_quantization.title(kept.name),
+                                     kept_quantization.requirement(), str(exc)))
     seams.append(tflm_bit_exact.tflm_seam(tflm_raw, ref_raw, data, int8_info.ops))
+    if kept_outputs is not None:
+        seams.append(kept_quantization.kept_seam(kept_outputs, tflm_raw, data, kept.name))
     footprint["tflm_arena_bytes"] = arena
     notes = {}
     if default_kernels.repairs:

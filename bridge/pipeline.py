@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from vwwtorch.bridge.gates.op_set import ops_for
 from vwwtorch.bridge.parity import Thresholds
 from vwwtorch.contract.deployment import normalization
@@ -35,6 +37,7 @@ class ExportOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     allowed_ops: tuple[str, ...] | None = None   # None: the model's reference op set (`ops_for`)
     calibrate: bool = False                      # calibrate even an imported checkpoint's ranges
+    source_tflite: Path | None = None            # an imported checkpoint's source file, to compare with
     overwrite: bool = False
     verbose: bool = False
     progress: bool = True
@@ -64,6 +67,17 @@ def _load_model(ckpt: Path):
     from vwwtorch.training.checkpoint import load_classifier
 
     return load_classifier(ckpt)
+
+
+def _check_kept_quantization(module, opts: ExportOptions) -> None:
+    if module.int8 is None:
+        return
+    if opts.calibrate:
+        raise UserError(f"{opts.ckpt} was trained quantization-aware: its int8 network is what it learned, and "
+                        "the export writes exactly that; --calibrate would replace it with post-training ranges")
+    if not module.int8.ready:
+        raise UserError(f"{opts.ckpt} was saved before quantization-aware training took a step (its int8 ranges "
+                        "are not set); export a checkpoint from later in the run")
 
 
 def _versions() -> dict:
@@ -96,6 +110,7 @@ class ExportRun:
     int8_model: bytes = b""
     pinned: bool = False
     result: object = None            # ParityResult
+    _qat_record: dict | None = None
 
     @property
     def hp(self):
@@ -111,10 +126,19 @@ class ExportRun:
 
     @property
     def source_ranges(self) -> dict | None:
-        """The imported checkpoint's source int8 ranges, unless told to calibrate."""
+        """The quantization the export keeps: a QAT checkpoint's simulated int8 network, or an imported
+        checkpoint's source int8 ranges unless told to calibrate."""
+        if self.module.int8 is not None:
+            if self._qat_record is None:
+                from vwwtorch.bridge.qat_record import record_from_simulation
+
+                self._qat_record = record_from_simulation(self.module)
+            return self._qat_record
         return None if self.opts.calibrate else self.module.source_quantization
 
     def quantization_title(self) -> str:
+        if self.module.int8 is not None:
+            return "int8 network of the quantization-aware training (weights, biases and ranges as simulated)"
         if self.source_ranges:
             return (f"int8 quantization with {self.source_ranges['source']}'s ranges (kept by the imported "
                     "checkpoint)")
@@ -167,13 +191,56 @@ def _parity(run: ExportRun) -> None:
     from vwwtorch.contract.tflite import read_tflite
 
     o, data, p = run.opts, run.parity_data, run.opts.progress
+    simulated, kept = kept_reference(run.module, data, o.source_tflite, p)
     run.result = run_parity(
         torch_probs=torch_probabilities(run.module.model, data.images, progress=p), data=data,
         int8_model=run.int8_model,
         int8_info=read_tflite(run.int8_model, "model_int8.tflite").require_classifier("model_int8.tflite"),
         thresholds=o.thresholds, allowed_ops=run.allowed_ops, input_range=run.input_range, progress=p,
         onnx_probs=lambda: onnx_probabilities(run.onnx_path, data.images, progress=p),
-        float_probs=lambda: TFLiteModel(run.float_model, name="TFLite float32").probabilities(data.images, p))
+        float_probs=lambda: TFLiteModel(run.float_model, name="TFLite float32").probabilities(data.images, p),
+        simulated_probs=simulated, kept=kept)
+
+
+def kept_reference(module, data, source_tflite: Path | None, progress: bool):
+    """(the QAT simulation's probabilities or None, the network a kept quantization must reproduce or
+    None): a QAT checkpoint's simulated int8 network; an imported checkpoint's source file, from
+    `source_tflite` or the pretrained cache (matched by sha256)."""
+    from vwwtorch.bridge.parity import KeptReference
+
+    if module.int8 is not None:
+        import torch
+
+        from vwwtorch.models.int8_simulation import softmax_int8
+
+        if progress:
+            print("      the QAT checkpoint's simulated int8 network on the parity images...", flush=True)
+        logits = module.int8.integer_logits(module.model, torch.from_numpy(data.images).permute(0, 3, 1, 2))
+        return (torch.softmax(logits, 1).numpy(),
+                KeptReference("QAT simulation", outputs=softmax_int8(logits).numpy().astype(np.int8)))
+    record = module.source_quantization
+    if source_tflite is not None:
+        return None, KeptReference(f"source {source_tflite.name}", model=_read_source(source_tflite, record))
+    if record and record.get("sha256"):
+        from vwwtorch.training.foreign.pretrained import cached_file
+
+        found = cached_file(record["sha256"])
+        if found is not None:
+            return None, KeptReference(f"source {found.name}", model=found.read_bytes())
+    return None, None
+
+
+def _read_source(path: Path, record: dict | None) -> bytes:
+    from vwwtorch.contract.tflite import load_tflite
+
+    if not record:
+        raise UserError(f"--source-tflite {path}: the checkpoint keeps no source quantization (it was not "
+                        "imported, or it was fine-tuned since); there is no source model to compare with")
+    data, _ = load_tflite(path)
+    if record.get("sha256") and sha256_bytes(data) != record["sha256"]:
+        raise UserError(f"--source-tflite {path} is not the file the checkpoint was imported with "
+                        f"({record['source']}, sha256 {record['sha256'][:12]}...)")
+    return data
 
 
 @dataclass(frozen=True)
@@ -205,6 +272,7 @@ def export(opts: ExportOptions) -> Outcome:
     started = time.monotonic()
     out = check_folder(opts.out, overwrite=opts.overwrite)
     module = _load_model(opts.ckpt)
+    _check_kept_quantization(module, opts)
     hp = module.hparams
     meta = check_dataset(opts.data, hp.in_channels, hp.resolution, hp.num_classes, module.class_names)
     calib_split = pick_split(meta, ("train", "val"), opts.data, "calibration")
@@ -226,9 +294,7 @@ def export(opts: ExportOptions) -> Outcome:
                      "preprocessing": f"eval: central crop 87.5%, resize, {normalization(run.input_range).formula}",
                      "calibration_split": calib_split, "calibration_images": len(run.calib),
                      "calibration_range_pinned": run.pinned,
-                     "int8_ranges": (f"kept from {run.source_ranges['source']} (sha256 "
-                                     f"{run.source_ranges.get('sha256', 'unknown')})") if run.source_ranges
-                                    else "calibrated",
+                     "int8_ranges": _ranges_origin(run),
                      "parity_split": parity_split, "parity_images": len(run.parity_data)},
             "thresholds": asdict(opts.thresholds),
             "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_bytes((tmp / name).read_bytes())}
@@ -246,6 +312,15 @@ def export(opts: ExportOptions) -> Outcome:
     return Outcome(report, opts.out, timings)
 
 
+def _ranges_origin(run: ExportRun) -> str:
+    ranges = run.source_ranges
+    if not ranges:
+        return "calibrated"
+    if ranges.get("exact"):
+        return "the int8 network of the quantization-aware training, written as simulated"
+    return f"kept from {ranges['source']} (sha256 {ranges.get('sha256', 'unknown')})"
+
+
 @dataclass
 class ParityOptions:
     ckpt: Path | None                    # None: the int8 model alone (gates that need no torch model)
@@ -255,6 +330,7 @@ class ParityOptions:
     out: Path | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     allowed_ops: tuple[str, ...] | None = None   # None: the checkpoint's reference op set, or any head's
+    source_tflite: Path | None = None            # an imported checkpoint's source file, to compare with
     progress: bool = True
 
 
@@ -315,9 +391,10 @@ def parity(opts: ParityOptions) -> Outcome:
     data = load_eval_images(opts.data, split, opts.num_parity, channels, resolution, meta,
                             progress=opts.progress, input_range=input_range or SYMMETRIC.name)
     torch_probs = torch_probabilities(module.model, data.images, progress=opts.progress) if module else None
+    simulated, kept = kept_reference(module, data, opts.source_tflite, opts.progress) if module else (None, None)
     result = run_parity(torch_probs=torch_probs, data=data, int8_model=int8_model, int8_info=info,
                         thresholds=opts.thresholds, allowed_ops=opts.allowed_ops or ops_for(head),
-                        input_range=input_range, progress=opts.progress)
+                        input_range=input_range, progress=opts.progress, simulated_probs=simulated, kept=kept)
     context = {
         "model": {**model_context, "tflite": str(opts.tflite), "in_channels": channels, "resolution": resolution,
                   "classes": list(class_names or meta["classes"])},

@@ -37,10 +37,16 @@ def _fmt(value) -> str:
 def _seam_figures(seam: dict) -> str:
     m = seam["metrics"]
     if seam["key"] == "torch_vs_tflite_int8" and m:
-        return (f"agreement {m['top1_agreement']:.2%} ({m['disagreements']} differ), "
+        low, high = m["top1_agreement_interval"]
+        drop_low, drop_high = m["accuracy_drop_interval_points"]
+        return (f"agreement {m['top1_agreement']:.2%} ({m['disagreements']} of {m['images']} differ; "
+                f"{m['confidence']:.0%} interval {low:.2%}-{high:.2%}), "
                 f"acc {m['float_accuracy']:.2%} -> {m['int8_accuracy']:.2%} "
-                f"(drop {m['accuracy_drop_points']:.2f} pt), |p diff| mean {m['mean_abs_diff']:.4f} "
-                f"max {m['max_abs_diff']:.4f}")
+                f"(drop {m['accuracy_drop_points']:.2f} pt, interval {drop_low:.2f} to {drop_high:.2f}), "
+                f"|p diff| mean {m['mean_abs_diff']:.4f} max {m['max_abs_diff']:.4f}")
+    if seam["key"] == "kept_quantization" and m:
+        return (f"{m['images_differing']} of {m['images']} images differ from {m['reference']} "
+                f"(max {m['max_lsb_diff']} LSB)")
     if seam["key"] == "tflite_int8_accuracy" and m:
         per_class = ", ".join(f"class {k} {v:.2%}" for k, v in m["accuracy_per_class"].items())
         return f"accuracy {m['int8_accuracy']:.2%} ({m['errors']} wrong; {per_class})"

@@ -467,10 +467,12 @@ def test_import_of_an_export_round_trips(exported, blobs, tmp_path, capsys):
     int8_probs = TFLiteModel(source).probabilities(data.pixels)
     assert (float_top == int8_probs.argmax(1)).mean() >= 0.99
     code, _, err = run_cli(capsys, "export", "--ckpt", ckpt, "--data", blobs, "--out", tmp_path / "again",
-                           "--num-calibration", 32, "--num-parity", 400)
+                           "--num-calibration", 32, "--num-parity", 400, "--source-tflite", source)
     assert code == 0, err
     report = read_report(tmp_path / "again")
     assert report["verified"] is True and report["data"]["int8_ranges"].startswith("kept from model_int8.tflite")
+    kept = next(s for s in report["seams"] if s["key"] == "kept_quantization")
+    assert kept["passed"] and kept["metrics"]["images"] == 400 and kept["metrics"]["max_lsb_diff"] <= 1
     again = _int8_outputs(tmp_path / "again" / "model_int8.tflite", data.pixels)
     assert np.abs(again - _int8_outputs(source, data.pixels)).max() <= 1
     code, _, err = run_cli(capsys, "export", "--ckpt", ckpt, "--data", blobs, "--out", tmp_path / "calibrated",
@@ -480,6 +482,24 @@ def test_import_of_an_export_round_trips(exported, blobs, tmp_path, capsys):
                            for o in inspect_tflite(path.read_bytes()).operators]
     assert ranges(tmp_path / "calibrated" / "model_int8.tflite") != ranges(source)
     assert ranges(tmp_path / "again" / "model_int8.tflite") == ranges(source)
+
+
+def test_an_export_that_claims_a_source_but_does_not_keep_it_fails(exported, blobs, tmp_path, capsys, monkeypatch):
+    """The kept-quantization gate is the proof: the same re-export with the source's ranges not applied
+    (the converter's calibration kept instead: the mutation) is refused, and a file other than the
+    source is refused before any work."""
+    source = exported.folder / "model_int8.tflite"
+    ckpt = tmp_path / "imported.ckpt"
+    assert run_cli(capsys, "import", source, "--out", ckpt)[0] == 0
+    other = tmp_path / "other.tflite"
+    other.write_bytes(_negate_classifier_weights(source.read_bytes()))
+    code, _, err = run_cli(capsys, "export", "--ckpt", ckpt, "--data", blobs, "--out", tmp_path / "wrong",
+                           "--source-tflite", other)
+    assert_one_line_error(code, err, "is not the file the checkpoint was imported with")
+    monkeypatch.setattr("vwwtorch.bridge.passes.source_ranges.apply", lambda model, record: None)
+    code, _, err = run_cli(capsys, "export", "--ckpt", ckpt, "--data", blobs, "--out", tmp_path / "unkept",
+                           "--num-calibration", 32, "--num-parity", 400, "--source-tflite", source)
+    assert_one_line_error(code, err, "source model_int8.tflite vs TFLite int8", exit_code=1)
 
 
 def torch_top1(ckpt, images):

@@ -11,6 +11,10 @@ input_scale x weight_scale, so biases are requantized to the new scales (round(q
 where that lands one step from the source's own integer (the same real value, rounded by another
 float computation) the source's is taken.
 
+A QAT checkpoint's record (`vwwtorch.bridge.qat_record`) is exact: it carries the int8 weights and
+biases of its simulated network, which are written as they are (no requantization, nothing rounded
+again), so the file is the network the simulation computed.
+
 The operators must be those of the source, in the same order (a RESHAPE before FULLY_CONNECTED
 may be on one side only); anything else is refused.
 """
@@ -51,9 +55,41 @@ def apply(model, record: dict) -> None:
     for index, (op, name) in enumerate(zip(graph.operators, ours)):
         if name in WEIGHTED_OPS:
             entry = record["operators"][pairs[index]]
+            if record.get("exact"):
+                _write_exact(model, tensors, indices(op.inputs), entry, f"operator {index} ({name})")
+                continue
             if entry.get("weight_scales"):
                 _requantize_weights(model, tensors[indices(op.inputs)[1]], entry["weight_scales"])
             _requantize_bias(model, tensors, indices(op.inputs), entry.get("bias"))
+
+
+def _write_exact(model, tensors, inputs: list[int], entry: dict, what: str) -> None:
+    """A record that carries the int8 network itself (a QAT checkpoint's): its weights, weight scales
+    and int32 biases go into the file as they are."""
+    weight = tensors[inputs[1]]
+    values = np.asarray(entry["weights"], dtype=np.int8)
+    if tuple(values.shape) != tuple(indices(weight.shape)):
+        raise UserError(f"the quantization to keep does not fit the converted model at {what}: weights "
+                        f"{list(values.shape)} where the converter made {list(indices(weight.shape))}")
+    scales = np.asarray(entry["weight_scales"], dtype=np.float32)
+    if len(scales) != len(_scales(weight)):
+        raise UserError(f"the quantization to keep does not fit the converted model at {what}: {len(scales)} "
+                        f"weight scales where the converter made {len(_scales(weight))}")
+    _store(model, weight, values)
+    weight.quantization.scale = scales
+    weight.quantization.zeroPoint = np.zeros(len(scales), dtype=np.int64)
+    if len(inputs) < 3 or inputs[2] < 0:
+        raise UserError(f"the converted model has no bias at {what}, which the quantization to keep has")
+    bias = tensors[inputs[2]]
+    values = np.asarray(entry["bias"], dtype="<i4")
+    if len(values) != len(_buffer_values(model, bias, "<i4")):
+        raise UserError(f"the quantization to keep does not fit the converted model at {what}: {len(values)} "
+                        "biases")
+    _store(model, bias, values)
+    # The bias's own scale: input scale x weight scale, in float32 as the converter writes it.
+    input_scale = np.float32(_scales(tensors[inputs[0]])[0])
+    bias.quantization.scale = (input_scale * scales).astype(np.float32)
+    bias.quantization.zeroPoint = np.zeros(len(scales), dtype=np.int64)
 
 
 def _align(ours: list[str], theirs: list[str], source: str) -> list[int | None]:

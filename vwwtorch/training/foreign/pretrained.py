@@ -174,3 +174,14 @@ def resolve(reference: str) -> Path:
     if reference.startswith(PREFIX):
         return checkpoint_path(reference[len(PREFIX):], quiet=True)
     return Path(reference)
+
+
+def cached_file(sha256: str) -> Path | None:
+    """A registry file already in the cache whose pinned sha256 is `sha256` (an imported checkpoint's
+    source, for the export to compare with), or None."""
+    for entry in REGISTRY.values():
+        for pinned in entry.files:
+            path = folder(entry.name) / pinned.name
+            if pinned.sha256 == sha256 and path.is_file() and sha256_file(path) == sha256:
+                return path
+    return None
