@@ -397,9 +397,59 @@ def _latin1_photos(w: World) -> Path:
     return root
 
 
+def _qat_checkpoint(w: World, ready: bool = True) -> Path:
+    """The world's checkpoint as quantization-aware training leaves one: the simulation's ranges set
+    (or, `ready` False, not yet observed)."""
+    checkpoint = torch.load(w.ckpt, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["qat"] = True
+    layers = 28  # 27 convolutions and the logits
+    ranges = torch.tensor([[0.0, 6.0]] * (layers - 1) + [[-8.0, 8.0]], dtype=torch.float64)
+    for state in (checkpoint["state_dict"], checkpoint["current_model_state"]):   # EMA and raw weights
+        state["int8.ranges"], state["int8.observed"] = ranges.clone(), torch.full((layers,), ready)
+    path = w.work / ("qat.ckpt" if ready else "qat-unready.ckpt")
+    torch.save(checkpoint, path)
+    return path
+
+
+def _transfer_cases() -> dict[str, Case]:
+    """--model.init_from, --model.init_head, --model.batch_norm and --model.qat where they cannot work."""
+    def fit(w: World, *extra, config: str = QUICKSTART, data: Path | None = None) -> list:
+        return ["fit", "--config", config, "--data.data_dir", data or w.gray, "--trainer.logger", "false",
+                "--trainer.max_epochs", 1, "--trainer.enable_progress_bar", "false",
+                "--checkpoint.dirpath", w.work / "ck", *extra]
+
+    transfer = str(REPO / "configs" / "folder_transfer.yaml")
+    return {
+        "init-head-keep-other-classes": Case(lambda w: fit(w, "--model.init_from", w.ckpt, "--model.init_head", "keep",
+                                                           data=w.other_classes),
+                                             ("init_head keep", "no_person, person", "cat, dog")),
+        "init-head-unknown": Case(lambda w: fit(w, "--model.init_head", "maybe"), "--model.init_head"),
+        "batch-norm-unknown": Case(lambda w: fit(w, "--model.batch_norm", "sometimes"), "--model.batch_norm"),
+        "init-from-other-width-qat": Case(lambda w: fit(w, "--model.init_from", _checkpoint_variant("other-width")(w),
+                                                        "--model.qat", "true"), "width=0.5 (configured 0.25)"),
+        "qat-with-the-bottleneck-cache": Case(lambda w: fit(w, "--model.init_from", w.ckpt, "--model.qat", "true",
+                                                            "--model.resolution", 96, config=transfer),
+                                              ("--model.qat true", "BottleneckTraining")),
+        "qat-with-compile": Case(lambda w: fit(w, "--model.qat", "true", "--model.compile", "true"),
+                                 ("--model.qat", "--model.compile")),
+        "qat-checkpoint-resumed-with-qat-false": Case(lambda w: fit(w, "--ckpt_path", _qat_checkpoint(w),
+                                                                    "--model.qat", "false"), "--model.qat true"),
+        "qat-export-calibrate": Case(lambda w: ["export", "--ckpt", _qat_checkpoint(w), "--data", w.gray,
+                                                "--out", w.work / "e", "--calibrate"], "--calibrate would replace"),
+        "qat-export-before-any-step": Case(lambda w: ["export", "--ckpt", _qat_checkpoint(w, ready=False), "--data",
+                                                      w.gray, "--out", w.work / "e"], "before quantization-aware"),
+        "source-tflite-without-a-source": Case(lambda w: ["export", "--ckpt", w.ckpt, "--data", w.gray, "--out",
+                                                          w.work / "e", "--source-tflite", w.tiny],
+                                               "keeps no source quantization"),
+        "parity-confidence-1": Case(lambda w: ["parity", "--ckpt", w.ckpt, "--tflite", w.tiny, "--data", w.gray,
+                                               "--confidence", 1], "--confidence"),
+    }
+
+
 CASES: dict[str, Case] = {
     **_damaged_cases(),
     **_checkpoint_cases(),
+    **_transfer_cases(),
     # decompression bombs
     "bomb-predict-ckpt": Case(lambda w: ["predict", "--ckpt", w.ckpt, _bomb_png(w.work / "bomb.png")],
                               "decompression bomb"),

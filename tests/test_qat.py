@@ -196,3 +196,26 @@ def test_qat_from_an_imported_model_starts_as_its_source(exported, synthetic_sma
         probs = softmax_int8(model.eval()(torch.from_numpy(data.images).permute(0, 3, 1, 2)))
     device, _ = run_tflm(source.read_bytes(), TFLiteModel(source.read_bytes()).model_inputs(data.pixels))
     np.testing.assert_array_equal(probs.numpy(), device.astype(np.int64))
+
+
+@pytest.mark.learning
+def test_quantization_aware_training_learns_from_scratch(synthetic_small, tmp_path):
+    """From random weights, with BatchNorm training and folded as QAT does it: the int8 network itself
+    (validation runs it in TFLM's integer arithmetic) goes from chance to >= 0.9, like float training
+    (tests/test_training.py, same data, recipe and margins: about 0.95 reached, stopped at 0.9, a bound
+    of 10 epochs)."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    pl.seed_everything(0)
+    model = VWWClassifier(resolution=64, bn_momentum=0.1, learning_rate=0.15, image_log_every_n_steps=0, qat=True)
+    data = VWWDataModule(synthetic_small, batch_size=64, num_workers=0, resolution=64,
+                         augmentation=Augmentation(crop_area=(0.5, 1.0)))
+    reached = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=0.9, patience=10)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=10, num_sanity_val_steps=0, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         use_distributed_sampler=False, default_root_dir=str(tmp_path),
+                         callbacks=[TFWeightEMA(0.9999), reached])
+    trainer.fit(model, data)
+    final = float(trainer.callback_metrics["val/acc"])
+    assert model.int8.ready and not model.training
+    assert final >= 0.9, f"int8 val/acc {final:.3f} after {trainer.current_epoch} epochs (bound: 10)"

@@ -155,7 +155,8 @@ def _padding(layer: ConvBNAct) -> tuple[int, int, int, int]:
 
 
 def _fake_quantize(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, INT8_MIN, INT8_MAX)
+    # float32 also under mixed precision: the fake-quantization kernels take no bf16
+    return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, INT8_MIN, INT8_MAX)
 
 
 def _fake_quantize_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:

@@ -145,6 +145,9 @@ class BottleneckTraining(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        if getattr(pl_module, "int8", None) is not None:
+            raise UserError("--model.qat true trains the int8 network end to end, and the bottleneck cache holds "
+                            "float features: drop the BottleneckTraining callback (or train without QAT)")
         from vwwtorch.training.finetune import TwoStageFinetuning
 
         stages = [c for c in trainer.callbacks if isinstance(c, TwoStageFinetuning)]

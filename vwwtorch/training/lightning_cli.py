@@ -191,6 +191,11 @@ class VWWLightningCLI(LightningCLI):
             # num_classes comes from the data, so it is checked when the model is built
             configured = {k: model_config[k] for k in (*ARCH_KEYS, *VARIANTS) if k in model_config}
             check_architecture(checkpoint, configured, f"checkpoint {ckpt_path}")
+            # Quantization-aware training changes what the network computes, like the architecture.
+            saved_qat = bool(checkpoint["hyper_parameters"].get("qat", False))
+            if bool(model_config.get("qat", False)) != saved_qat:
+                raise UserError(f"checkpoint {ckpt_path} was trained with --model.qat {str(saved_qat).lower()}; "
+                                "resume or evaluate it with the same setting")
         super()._parse_ckpt_path()
 
     def _instantiate_trainer(self, config: dict, callbacks: list):

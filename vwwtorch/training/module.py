@@ -185,9 +185,6 @@ class VWWClassifier(pl.LightningModule):
             return
         if self.hparams.init_from and not getattr(self, "_initialised_from", None):
             self._initialise_from(self.hparams.init_from)
-        if self.int8 is not None and self.bottleneck_fn is not None:
-            raise UserError("--model.qat true trains the int8 network end to end; the bottleneck cache holds "
-                            "float features: drop the BottleneckTraining callback")
         if self.hparams.class_weights is not None:
             self.loss_weights = torch.tensor(self._resolve_class_weights(), dtype=torch.float32)
             rank_zero_info("class weights: " + ", ".join(
