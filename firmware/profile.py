@@ -68,9 +68,10 @@ def operator_macs(operator) -> int:
 
 def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4", kernels: str | None = None,
                   images: int = 1, jobs: int | None = None, quiet: bool = False,
-                  memory_budget: int | None = None, stream_layers: int | None = None) -> dict:
-    """Build, run and count; returns what profile.json holds. `memory_budget`, `stream_layers`: as
-    `firmware generate`."""
+                  memory_budget: int | None = None, stream_layers: int | None = None,
+                  flash_budget: int | None = None) -> dict:
+    """Build, run and count; returns what profile.json holds. `memory_budget`, `stream_layers`,
+    `flash_budget`: as `firmware generate`."""
     from vwwtorch.contract.tflite import load_tflite
     from vwwtorch.firmware.boards import get_board
     from vwwtorch.firmware.build import build
@@ -90,7 +91,7 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = generate(tflite, out / "model", board=board, memory_budget=memory_budget,
-                        stream_layers=stream_layers)
+                        stream_layers=stream_layers, flash_budget=flash_budget)
     if settings.memory_plan is not None:  # the firmware runs the rewritten model
         from vwwtorch.firmware.generate import MEMORY_MODEL
 
@@ -119,6 +120,7 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4"
         "cycle_model": CYCLE_MODEL,
         "macs": sum(o.macs for o in ops),
         "flash_bytes": built.text + built.data,
+        "packed_weights_bytes": built.packed_bytes,
         "arena_used": result.arena_used,
         "ops": [{**asdict(o), "instructions_per_mac": o.per_mac, "cycles_per_mac": o.cycles_per_mac} for o in ops],
     }
@@ -203,9 +205,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kernel implementations (default: the board's, cmsis_nn on Cortex-M)")
     parser.add_argument("--images", type=int, default=1, help="random int8 images to average over")
     parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs (default: all cores)")
-    from vwwtorch.firmware.generate import add_memory_arguments
+    from vwwtorch.firmware.generate import add_flash_arguments, add_memory_arguments
 
     add_memory_arguments(parser)
+    add_flash_arguments(parser)
 
 
 def run_command(args) -> int:
@@ -213,7 +216,8 @@ def run_command(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     profile = profile_model(args.tflite, out, board=args.board, kernels=args.kernels, images=args.images,
-                            jobs=args.jobs, memory_budget=args.memory_budget, stream_layers=args.stream_layers)
+                            jobs=args.jobs, memory_budget=args.memory_budget, stream_layers=args.stream_layers,
+                            flash_budget=args.flash_budget)
     print("\n".join(table(profile)))
     print("by operator kind (share of cycles): " + ", ".join(
         f"{k['op']} x{k['count']} {100 * k['cycles'] / profile['cycles_per_inference']:.1f}%"

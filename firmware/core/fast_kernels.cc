@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "Include/arm_nnsupportfunctions.h"
+#include "packed_weights.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
 #include "tensorflow/lite/micro/kernels/conv.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
@@ -55,6 +56,19 @@ VWW_INLINE int32_t Smmulr(int32_t a, int32_t b) {  // (a * b + 2^31) >> 32
   int32_t result;
   __asm__("smmulr %0, %1, %2" : "=r"(result) : "r"(a), "r"(b));
   return result;
+}
+
+VWW_INLINE int32_t Smmlar(int32_t a, int32_t b, int32_t c) {  // c + ((a * b + 2^31) >> 32), exactly
+  int32_t result;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(result) : "r"(a), "r"(b), "r"(c));
+  return result;
+}
+
+// Four int8 values (each already saturated, in the low byte) -> one word, b0 lowest.
+VWW_INLINE uint32_t Bytes4(int32_t b0, int32_t b1, int32_t b2, int32_t b3) {
+  uint32_t word = static_cast<uint32_t>(b0);
+  __asm__("bfi %0, %1, #8, #8\n\tbfi %0, %2, #16, #8\n\tbfi %0, %3, #24, #8" : "+&r"(word) : "r"(b1), "r"(b2), "r"(b3));
+  return word;
 }
 
 VWW_INLINE int32_t Requantize(int32_t acc, const ChannelQ& q) {
@@ -104,20 +118,21 @@ Output MakeOutput(int32_t offset, int32_t act_min, int32_t act_max) {
           (static_cast<uint32_t>(act_max) & 0xFFu) * 0x01010101u, act_min > -128 || act_max < 127};
 }
 
-// Four requantized channels (offset not yet added) -> 4 int8 in one word, offset added, clamped to
-// int8 (SSAT) and to the activation range bytewise (SSUB8 sets the GE flags, SEL picks).
-VWW_INLINE uint32_t Pack4(int32_t r0, int32_t r1, int32_t r2, int32_t r3, const Output& o) {
-  const uint32_t b0 = static_cast<uint32_t>(__ssat(r0 + o.offset, 8)) & 0xFFu;
-  const uint32_t b1 = static_cast<uint32_t>(__ssat(r1 + o.offset, 8)) & 0xFFu;
-  const uint32_t b2 = static_cast<uint32_t>(__ssat(r2 + o.offset, 8)) & 0xFFu;
-  const uint32_t b3 = static_cast<uint32_t>(__ssat(r3 + o.offset, 8)) & 0xFFu;
-  const int32_t packed = static_cast<int32_t>(b0 | (b1 << 8) | (b2 << 16) | (b3 << 24));
-  if (!o.clamp) return static_cast<uint32_t>(packed);
+// Four int8 in a word clamped to the activation range bytewise (SSUB8 sets the GE flags, SEL picks).
+VWW_INLINE uint32_t ClampBytes(uint32_t packed, const Output& o) {
   const int32_t min4 = static_cast<int32_t>(o.min4), max4 = static_cast<int32_t>(o.max4);
-  __ssub8(packed, min4);  // GE per byte: packed >= min
-  const int32_t above_min = __sel(packed, min4);
+  __ssub8(static_cast<int32_t>(packed), min4);  // GE per byte: packed >= min
+  const int32_t above_min = __sel(static_cast<int32_t>(packed), min4);
   __ssub8(above_min, max4);  // GE per byte: value >= max
   return static_cast<uint32_t>(__sel(max4, above_min));
+}
+
+// Four requantized channels (offset not yet added) -> 4 int8 in one word, offset added, clamped to
+// int8 (SSAT) and to the activation range.
+VWW_INLINE uint32_t Pack4(int32_t r0, int32_t r1, int32_t r2, int32_t r3, const Output& o) {
+  const uint32_t packed = Bytes4(__ssat(r0 + o.offset, 8), __ssat(r1 + o.offset, 8), __ssat(r2 + o.offset, 8),
+                                 __ssat(r3 + o.offset, 8));
+  return o.clamp ? ClampBytes(packed, o) : packed;
 }
 
 VWW_INLINE void Write4(int8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
@@ -382,6 +397,268 @@ void PointwiseFewInputs(const Pointwise& d, uint32_t* __restrict w, ChannelQ* __
   }
 }
 
+// --- 1x1 convolution with packed weights -------------------------------------------------------
+//
+// Weights widened to 16-bit pairs and laid out in flash in the order this loop reads them, by
+// `firmware generate` (packed_weights.py describes the layout and its two forms). Each group of 4
+// output channels is computed for 2 pixels at once in 8 accumulators, so each loaded weight pair
+// serves 2 SMLADs and each input pair 4. The 2 pixels' inputs are widened once into a small buffer
+// (offset added, SXTAB16 order).
+
+constexpr int kMaxPackedOutputs = 1024;
+constexpr int kMaxPackedChecked = 64;
+// Per table entry: 0 not yet checked, 1 its constants are exactly TFLM's for the layer, 2 they
+// differ (the table belongs to another model or version: not used).
+uint8_t packed_checked[kMaxPackedChecked];
+
+constexpr int PackedConstants(int32_t form) { return form == kPackedFast ? 3 : 4; }
+constexpr int PackedGroupWords(int in_c, int32_t form) { return 4 + 2 * in_c + 4 * PackedConstants(form); }
+
+// One group's biases and multiply-accumulates: kSteps input pairs of 2 pixels (xs: [step][pixel])
+// against the 4 channels' weight pairs (w: [step][channel], after the 4 biases; w is left at the
+// constants). Fully unrolled with immediate offsets in 14 registers (8 accumulators, 2 inputs, 2
+// weights, 2 pointers); each step's loads go in pairs, which the M4 pipelines (4 loads in 5 cycles,
+// 2 in 3): 16 cycles for 16 MACs. The first step takes pixel 1's bias from pixel 0's register.
+template <int kSteps>
+VWW_INLINE void BiasMac4x2(const uint32_t* xs, const int32_t*& w, int32_t (&a)[8]) {
+  uint32_t x0, x1, wa, wb;
+  __asm__ volatile(
+      "ldrd %[a00], %[a10], [%[w]], #8\n\t"  // LDM would load in register order, not this one
+      "ldrd %[a20], %[a30], [%[w]], #8\n\t"
+      "ldr %[x0], [%[xs]]\n\t"
+      "ldr %[x1], [%[xs], #4]\n\t"
+      "ldr %[wa], [%[w]]\n\t"
+      "ldr %[wb], [%[w], #4]\n\t"
+      "smlad %[a01], %[x1], %[wa], %[a00]\n\t"
+      "smlad %[a00], %[x0], %[wa], %[a00]\n\t"
+      "smlad %[a11], %[x1], %[wb], %[a10]\n\t"
+      "smlad %[a10], %[x0], %[wb], %[a10]\n\t"
+      "ldr %[wa], [%[w], #8]\n\t"
+      "ldr %[wb], [%[w], #12]\n\t"
+      "smlad %[a21], %[x1], %[wa], %[a20]\n\t"
+      "smlad %[a20], %[x0], %[wa], %[a20]\n\t"
+      "smlad %[a31], %[x1], %[wb], %[a30]\n\t"
+      "smlad %[a30], %[x0], %[wb], %[a30]\n\t"
+      ".set vww_k, 1\n\t"
+      ".rept %c[steps] - 1\n\t"
+      "ldr %[x0], [%[xs], #(vww_k * 8)]\n\t"
+      "ldr %[x1], [%[xs], #(vww_k * 8 + 4)]\n\t"
+      "ldr %[wa], [%[w], #(vww_k * 16)]\n\t"
+      "ldr %[wb], [%[w], #(vww_k * 16 + 4)]\n\t"
+      "smlad %[a00], %[x0], %[wa], %[a00]\n\t"
+      "smlad %[a01], %[x1], %[wa], %[a01]\n\t"
+      "smlad %[a10], %[x0], %[wb], %[a10]\n\t"
+      "smlad %[a11], %[x1], %[wb], %[a11]\n\t"
+      "ldr %[wa], [%[w], #(vww_k * 16 + 8)]\n\t"
+      "ldr %[wb], [%[w], #(vww_k * 16 + 12)]\n\t"
+      "smlad %[a20], %[x0], %[wa], %[a20]\n\t"
+      "smlad %[a21], %[x1], %[wa], %[a21]\n\t"
+      "smlad %[a30], %[x0], %[wb], %[a30]\n\t"
+      "smlad %[a31], %[x1], %[wb], %[a31]\n\t"
+      ".set vww_k, vww_k + 1\n\t"
+      ".endr\n\t"
+      "add %[w], %[w], #(%c[steps] * 16)"
+      : [a00] "=&r"(a[0]), [a01] "=&r"(a[1]), [a10] "=&r"(a[2]), [a11] "=&r"(a[3]), [a20] "=&r"(a[4]),
+        [a21] "=&r"(a[5]), [a30] "=&r"(a[6]), [a31] "=&r"(a[7]), [x0] "=&r"(x0), [x1] "=&r"(x1), [wa] "=&r"(wa),
+        [wb] "=&r"(wb), [w] "+r"(w)
+      : [xs] "r"(xs), [steps] "i"(kSteps)
+      : "memory");
+}
+
+// FAST form: the group's 8 outputs as 2 words of 4 int8 (pixel 0's in a[0], pixel 1's in a[1]); w
+// walks over the 4 channels' constants {multiplier, rounding, right shift}. The accumulators are
+// doubled, so SMMLAR's product is TFLM's doubling high multiply, and it adds `rounding`, which holds
+// the right shift's 2^(r-1) and the output offset x 2^r: TFLM's ((high + 2^(r-1) - (high < 0)) >> r)
+// + offset, saturated, where the sign of the accumulator stands for the sign of `high` (they differ
+// only when high is 0, where the -1 cannot change the result). 13 cycles a channel.
+#define VWW_REQUANT_CHANNEL(A0, A1)                        \
+  "ldrd %[m], %[k], [%[w]], #8\n\t"                        \
+  "ldr %[r], [%[w]], #4\n\t"                               \
+  "add %[t], %[k], %[" A0 "], asr #31\n\t"                 \
+  "smmlar %[" A0 "], %[" A0 "], %[m], %[t]\n\t"            \
+  "asr %[" A0 "], %[" A0 "], %[r]\n\t"                     \
+  "ssat %[" A0 "], #8, %[" A0 "]\n\t"                      \
+  "add %[t], %[k], %[" A1 "], asr #31\n\t"                 \
+  "smmlar %[" A1 "], %[" A1 "], %[m], %[t]\n\t"            \
+  "asr %[" A1 "], %[" A1 "], %[r]\n\t"                     \
+  "ssat %[" A1 "], #8, %[" A1 "]\n\t"
+
+VWW_INLINE void RequantizeFast8(int32_t (&a)[8], const int32_t*& w) {
+  int32_t m, k, r, t;
+  __asm__ volatile(
+      VWW_REQUANT_CHANNEL("a00", "a01")
+      VWW_REQUANT_CHANNEL("a10", "a11")
+      "bfi %[a00], %[a10], #8, #8\n\t"
+      "bfi %[a01], %[a11], #8, #8\n\t"
+      VWW_REQUANT_CHANNEL("a20", "a21")
+      "bfi %[a00], %[a20], #16, #8\n\t"
+      "bfi %[a01], %[a21], #16, #8\n\t"
+      VWW_REQUANT_CHANNEL("a30", "a31")
+      "bfi %[a00], %[a30], #24, #8\n\t"
+      "bfi %[a01], %[a31], #24, #8"
+      : [a00] "+r"(a[0]), [a01] "+r"(a[1]), [a10] "+r"(a[2]), [a11] "+r"(a[3]), [a20] "+r"(a[4]),
+        [a21] "+r"(a[5]), [a30] "+r"(a[6]), [a31] "+r"(a[7]), [m] "=&r"(m), [k] "=&r"(k), [r] "=&r"(r),
+        [t] "=&r"(t), [w] "+r"(w)
+      :
+      : "memory");
+}
+#undef VWW_REQUANT_CHANNEL
+
+// EXACT form, one output: the high word of x * multiplier + a 64-bit constant (SMLAL) holds TFLM's
+// doubling high multiply and its rounding right shift at once, for any accumulator (packed_weights.py
+// derives the constant); `f` = left | shift after the high word << 8 | (1 when it rounds a right
+// shift) << 16, and a right shift of a negative x takes 2^31 off the constant.
+VWW_INLINE int32_t RequantizeExact(int32_t acc, const int32_t* k, int32_t offset) {
+  const uint32_t f = static_cast<uint32_t>(k[3]);
+  const int32_t x = static_cast<int32_t>(static_cast<uint32_t>(acc) << (f & 0xFFu));
+  const uint32_t negative = static_cast<uint32_t>(x) & ((f << 15) & 0x80000000u);
+  const int64_t constant =
+      static_cast<int64_t>((static_cast<uint64_t>(static_cast<uint32_t>(k[2])) << 32) | static_cast<uint32_t>(k[1])) -
+      negative;
+  const int32_t high = static_cast<int32_t>((static_cast<int64_t>(x) * k[0] + constant) >> 32);
+  return __ssat((high >> ((f >> 8) & 0xFFu)) + offset, 8);
+}
+
+VWW_INLINE void RequantizeExact8(int32_t (&a)[8], const int32_t*& w, int32_t offset) {
+  int32_t v[8];
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    v[2 * j] = RequantizeExact(a[2 * j], w + 4 * j, offset);
+    v[2 * j + 1] = RequantizeExact(a[2 * j + 1], w + 4 * j, offset);
+  }
+  w += 16;
+  a[0] = static_cast<int32_t>(Bytes4(v[0], v[2], v[4], v[6]));
+  a[1] = static_cast<int32_t>(Bytes4(v[1], v[3], v[5], v[7]));
+}
+
+// Two pixels' kIn inputs, offset added, as 16-bit pairs in the order the packed weights use: per 4
+// channels c..c+3, (c, c + 2) then (c + 1, c + 3), each pair for pixel 0 then pixel 1.
+template <int kIn>
+VWW_INLINE void WidenPair(const int8_t* x0, const int8_t* x1, uint32_t offset2, uint32_t* xs) {
+#pragma GCC unroll 8
+  for (int c = 0; c < kIn; c += 4, xs += 4) {
+    const uint32_t v0 = Read4(x0 + c), v1 = Read4(x1 + c);
+    xs[0] = SXTAB16(offset2, v0);
+    xs[1] = SXTAB16(offset2, v1);
+    xs[2] = SXTAB16_RORn(offset2, v0, 8);
+    xs[3] = SXTAB16_RORn(offset2, v1, 8);
+  }
+}
+
+template <int kIn>
+__attribute__((noinline)) void PointwisePacked(const ConvLayer& l, const PackedPointwise& p) {
+  uint32_t xs[kIn];
+  int8_t spare[kMaxPackedOutputs];  // where an odd last pixel's copy goes
+  const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
+  const Output o = MakeOutput(l.output_offset, l.act_min, l.act_max);
+  const bool fast = p.form == kPackedFast;
+  const int pixels = l.in_h * l.in_w, out_c = l.out_c;
+  const int8_t* x = l.in;
+  for (int i = 0; i < pixels; i += 2, x += 2 * kIn) {
+    int8_t* out = l.out + i * out_c;
+    int8_t* const end = out + out_c;
+    const bool second = i + 1 < pixels;  // an odd last pixel pairs with itself
+    const int other_offset = second ? out_c : static_cast<int>(spare - out);
+    WidenPair<kIn>(x, second ? x + kIn : x, offset2, xs);
+    const int32_t* w = p.words;
+    for (; out != end; out += 4) {
+      int32_t a[8];
+      BiasMac4x2<kIn / 2>(xs, w, a);
+      if (fast) {
+        RequantizeFast8(a, w);
+      } else {
+        RequantizeExact8(a, w, l.output_offset);
+      }
+      uint32_t first = static_cast<uint32_t>(a[0]), other = static_cast<uint32_t>(a[1]);
+      if (o.clamp) {
+        first = ClampBytes(first, o);
+        other = ClampBytes(other, o);
+      }
+      Write4(out, first);
+      Write4(out + other_offset, other);
+    }
+  }
+}
+
+// The table entry of `filter`. Every entry is compared, so that every layer pays the same lookup.
+const PackedPointwise* FindPacked(const int8_t* filter) {
+  const auto* key = reinterpret_cast<const unsigned char*>(filter);
+  const PackedPointwise* found = nullptr;
+  for (int i = 0; i < kNumPackedPointwise; ++i) {
+    if (kPackedPointwise[i].filter == key) found = &kPackedPointwise[i];
+  }
+  return found;
+}
+
+// Whether the table's words are exactly what TFLM computes for this layer: the biases, and each
+// channel's constants derived here again from TFLM's multiplier and shift (packed_weights.py's
+// formulas), with the accumulator bounds each form relies on.
+bool PackedMatches(const PackedPointwise& p, const ConvLayer& l) {
+  if (p.in_c != l.in_c || p.out_c != l.out_c || (p.form != kPackedFast && p.form != kPackedExact)) return false;
+  const int64_t products = int64_t{l.in_c} * 256 * 128;
+  for (int c = 0; c < l.out_c; ++c) {
+    const int32_t* group = p.words + (c / 4) * PackedGroupWords(p.in_c, p.form);
+    const int32_t* k = group + 4 + 2 * p.in_c + (c % 4) * PackedConstants(p.form);
+    const int32_t shift = l.shift[c], multiplier = l.multiplier[c];
+    const int64_t bias = l.bias != nullptr ? l.bias[c] : 0;
+    const int64_t bound = (bias < 0 ? -bias : bias) + products;
+    if (multiplier < 0 || shift < -31 || shift > 30 || bound >= (int64_t{1} << 31) || k[0] != multiplier) return false;
+    const int32_t right = shift < 0 ? -shift : 0;
+    if (p.form == kPackedFast) {
+      const int64_t rounding = (int64_t{1} << (right - 1)) + l.output_offset * (int64_t{1} << right);
+      if (right < 1 || right > 22 || bound >= (int64_t{1} << 30) || group[c % 4] != 2 * bias || k[1] != rounding ||
+          k[2] != right) {
+        return false;
+      }
+    } else {
+      const bool rounds = right > 0;
+      const int32_t left = rounds || multiplier == 0 ? 0 : shift + 1;
+      if (!rounds && multiplier != 0 && bound >= (int64_t{1} << (30 - shift))) return false;
+      const uint64_t constant = rounds ? (uint64_t{1} << 30) + (uint64_t{1} << (30 + right))
+                                       : multiplier == 0 ? 0 : uint64_t{1} << 31;
+      const uint32_t f = static_cast<uint32_t>(left) | static_cast<uint32_t>(rounds ? right - 1 : 0) << 8 |
+                         static_cast<uint32_t>(rounds) << 16;
+      if (group[c % 4] != bias || static_cast<uint32_t>(k[1]) != static_cast<uint32_t>(constant) ||
+          static_cast<uint32_t>(k[2]) != static_cast<uint32_t>(constant >> 32) || static_cast<uint32_t>(k[3]) != f) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// The packed words of `l` when the table has them and they check out.
+const PackedPointwise* UsablePacked(const ConvLayer& l) {
+  const PackedPointwise* p = FindPacked(l.filter);
+  if (p == nullptr) return nullptr;
+  const int index = static_cast<int>(p - kPackedPointwise);
+  uint8_t state = index < kMaxPackedChecked ? packed_checked[index] : 0;
+  if (state == 0) {
+    state = PackedMatches(*p, l) ? 1 : 2;
+    if (index < kMaxPackedChecked) packed_checked[index] = state;
+  }
+  return state == 1 ? p : nullptr;
+}
+
+bool PackedPointwiseCovers(const ConvLayer& l) {
+  return l.kh == 1 && l.kw == 1 && l.stride_h == 1 && l.stride_w == 1 && l.pad_h == 0 && l.pad_w == 0 &&
+         l.in_h == l.out_h && l.in_w == l.out_w && l.out_c % 4 == 0 && l.out_c <= kMaxPackedOutputs &&
+         (l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128 || l.in_c == 256) &&
+         UsablePacked(l) != nullptr;
+}
+
+void PackedPointwiseRun(const ConvLayer& l) {
+  const PackedPointwise& p = *UsablePacked(l);
+  switch (l.in_c) {
+    case 8: PointwisePacked<8>(l, p); break;
+    case 16: PointwisePacked<16>(l, p); break;
+    case 32: PointwisePacked<32>(l, p); break;
+    case 64: PointwisePacked<64>(l, p); break;
+    case 128: PointwisePacked<128>(l, p); break;
+    default: PointwisePacked<256>(l, p); break;
+  }
+}
+
 bool DepthwiseCovers(const ConvLayer& l) {
   if (l.kh != 3 || l.kw != 3 || (l.stride_h != 1 && l.stride_h != 2) || (l.stride_w != 1 && l.stride_w != 2)) {
     return false;
@@ -483,10 +760,20 @@ TfLiteStatus DepthwiseInvoke(TfLiteContext* context, TfLiteNode* node) {
   return depthwise_base(context, node);
 }
 
+bool ConvCovers(const ConvLayer& l) { return PackedPointwiseCovers(l) || PointwiseCovers(l); }
+
+void ConvRun(const ConvLayer& l) {
+  if (PackedPointwiseCovers(l)) {
+    PackedPointwiseRun(l);
+  } else {
+    PointwiseRun(l);
+  }
+}
+
 TfLiteStatus ConvInvoke(TfLiteContext* context, TfLiteNode* node) {
   ConvLayer layer;
-  if (NodeLayer(context, node, false, &layer) && PointwiseCovers(layer)) {
-    PointwiseRun(layer);
+  if (NodeLayer(context, node, false, &layer) && ConvCovers(layer)) {
+    ConvRun(layer);
     return kTfLiteOk;
   }
   return conv_base(context, node);
@@ -507,14 +794,14 @@ TFLMRegistration FastConv2D(TFLMRegistration base) {
 }
 
 bool FastKernelCovers(const ConvLayer& layer) {
-  return layer.depthwise ? DepthwiseCovers(layer) : PointwiseCovers(layer);
+  return layer.depthwise ? DepthwiseCovers(layer) : ConvCovers(layer);
 }
 
 void RunCoveredFastKernel(const ConvLayer& layer) {
   if (layer.depthwise) {
     DepthwiseRun(layer);
   } else {
-    PointwiseRun(layer);
+    ConvRun(layer);
   }
 }
 
