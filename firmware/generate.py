@@ -4,7 +4,7 @@ Writes into one folder (replaced as a whole, never left half-written):
     model_data.h/.cc       the model bytes as a 16-byte-aligned const array (flash, no copy)
     model_settings.h/.cc   input size, labels, person index, quantization, threshold, arena size
     model_ops.h/.cc        a MicroMutableOpResolver<N> with exactly the model's ops
-    model_kernels.cc       1x1 convolutions' weights packed for the Cortex-M4 kernels (packed_weights.py)
+    model_kernels.cc       convolution weights packed for the Cortex-M4 kernels (packed_weights.py)
     model.mk               the TFLM kernel sources those ops need (read by firmware/Makefile)
     model_info.json        the same facts for the Python side (`firmware build` / `firmware run`)
 """
@@ -378,7 +378,7 @@ def generate(tflite: str | Path, out_dir: str | Path, *, board: str | None = Non
     """`memory_budget` (bytes): rewrite the model's convolutions for this firmware's chain op
     (firmware/memory_plan/) so that the arena fits, bit-exactly, and report per layer;
     `stream_layers`: the same rewrite with exactly that many leading layers row by row.
-    `flash_budget` (bytes, default: the board's flash): what the image may take with the 1x1
+    `flash_budget` (bytes, default: the board's flash): what the image may take with the
     convolutions' weights packed for the Cortex-M4 kernels (packed_weights.py)."""
     from vwwtorch.contract.tflite import load_tflite, read_tflite
 
@@ -431,8 +431,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flash-budget", type=_kibibytes, metavar="KB",
                         help="flash the image may take, in KiB (default: all the board's flash): within "
-                        "it, the 1x1 convolutions' weights are also stored widened to 16 bits for the "
-                        "Cortex-M4 kernels (2 B per weight), the layers with the most pixels first")
+                        "it, the 1x1 and first-layer convolutions' weights are also stored widened to 16 "
+                        "bits for the Cortex-M4 kernels (2 B per weight), the layers with the most pixels first")
 
 
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
@@ -478,5 +478,5 @@ def run_command(args) -> int:
     packed = s.packed_weights
     if packed and (packed["layers"] or packed["left_out"]):
         left_out = f"; {len(packed['left_out'])} left out by the flash budget" if packed["left_out"] else ""
-        print(f"  packed weights: {len(packed['layers'])} 1x1 convolutions, {packed['bytes']:,} B of flash{left_out}")
+        print(f"  packed weights: {len(packed['layers'])} convolutions, {packed['bytes']:,} B of flash{left_out}")
     return 0

@@ -1,18 +1,25 @@
-"""1x1 convolutions' weights re-laid out for firmware/core/fast_kernels.cc, at `firmware generate` time.
+"""Convolution weights re-laid out for firmware/core/fast_kernels.cc, at `firmware generate` time.
 
-The Cortex-M4's SMLAD multiplies two pairs of 16-bit values. The firmware's 1x1 kernel computes 4
-output channels for 2 pixels at once, each loaded weight pair used twice and each input pair four
-times; for that it wants every layer's weights as 16-bit pairs in the order its loop reads them,
-with each group of 4 channels led by their requantization constants. Widening int8 to 16 bits at
-run time would cost an instruction per pair in the innermost loop, so it is done here, into flash:
-2 bytes per weight beside the model's own int8 copy (which TFLM still reads), plus 16 bytes per
-output channel. `--flash-budget` caps the total; the layers that gain most per byte (the most
-pixels per weight) are packed first, and the others keep their int8 kernels.
+The Cortex-M4's SMLAD multiplies two pairs of 16-bit values. The firmware's packed kernel computes
+4 output channels for 2 pixels at once, each loaded weight pair used twice and each input pair four
+times; for that it wants a layer's weights as 16-bit pairs in the order its loop reads them, with
+each group of 4 channels led by its biases and followed by its requantization constants. Widening
+int8 to 16 bits at run time would cost an instruction per pair in the innermost loop, so it is done
+here, into flash: 2 bytes per weight beside the model's own int8 copy (which TFLM still reads), plus
+16 to 20 bytes per output channel. `--flash-budget` caps the total; the layers that gain most per
+byte (the most pixels per weight) are packed first, and the others keep their int8 kernels.
 
-Layout, in int32 words, per group of 4 output channels o..o+3: their biases; then for each step
-k of in_c / 2, the 4 channels' weights of input pair k as (low, high) 16-bit halves; then each
-channel's requantization constants. The input pairs follow SXTAB16: within each 4 input channels
-4q..4q+3, step 2q pairs channels (4q, 4q + 2) and step 2q + 1 pairs (4q + 1, 4q + 3). A layer takes
+Two kinds of layer are packed: 1x1 convolutions (POINTWISE, the inputs of a pixel are its
+channels) and 3x3 convolutions over 1 or 3 input channels, the first layer of the VWW models
+(IM2COL: a CONV_2D over RGB, or a DEPTHWISE_CONV_2D over one gray channel with a depth multiplier;
+the inputs of a pixel are its 27 or 9 taps, gathered from the input rows).
+
+Layout, in int32 words, per group of 4 output channels o..o+3: their biases; then for each step k
+of the input pairs, the 4 channels' weights of pair k as (low, high) 16-bit halves; then each
+channel's requantization constants. The pairs follow SXTAB16 (`step_pairs`): within every 4
+consecutive input bytes b..b+3, one step pairs (b, b + 2) and the next (b + 1, b + 3); IM2COL
+takes each tap row's bytes in words so, and pairs the bytes left over after the last whole word of
+each row across rows, the last with zero. A layer takes
 one of two forms, both exactly TFLM's arithmetic (MultiplyByQuantizedMultiplier: a doubling high
 multiply, then a rounding right shift; or a left shift first):
   FAST, when every shift is right (1 to 22) and no accumulator can reach 2^30: biases and weights
@@ -37,8 +44,10 @@ import numpy as np
 from vwwtorch.contract.tflite import operator_names, schema, unpack
 
 GROUP = 4                                  # output channels computed together
-PACKED_INPUTS = (8, 16, 32, 64, 128, 256)  # input channel counts the kernel is built for
-FAST, EXACT = 0, 1                         # the two forms (PackedPointwise::form)
+PACKED_INPUTS = (8, 16, 32, 64, 128, 256)  # POINTWISE: input channel counts the kernel is built for
+IM2COL_ROW_BYTES = (3, 9)                  # IM2COL: 3x3 taps over 1 or 3 input channels
+POINTWISE, IM2COL = 0, 1                   # the kinds (PackedConv::kind)
+FAST, EXACT = 0, 1                         # the two forms (PackedConv::form)
 CONSTANTS = {FAST: 3, EXACT: 4}            # words per output channel after the weights
 MAX_FAST_RIGHT_SHIFT = 22                  # FAST: the rounding constant stays below 2^30
 PRODUCT_BOUND = 256 * 128                  # |(input + offset) x weight| < 2^15
@@ -49,8 +58,10 @@ SYMBOL = "g_model_packed_weights"          # the words' array in the generated m
 class PackedLayer:
     name: str            # "op 10 CONV_2D", "op 3 VWW_CONV_CHAIN layer 2"
     filter_offset: int   # where the layer's int8 filter starts in the model: the firmware's key
+    kind: int            # POINTWISE or IM2COL
     in_c: int
     out_c: int
+    taps: int            # multiply-accumulates per output
     pixels: int
     form: int            # FAST or EXACT
     words: np.ndarray    # int32
@@ -61,7 +72,7 @@ class PackedLayer:
 
     @property
     def macs(self) -> int:
-        return self.pixels * self.in_c * self.out_c
+        return self.pixels * self.taps * self.out_c
 
 
 @dataclass
@@ -101,7 +112,7 @@ def _int32_values(model, graph, index: int) -> np.ndarray | None:
     return None if buffer.data is None else np.frombuffer(bytes(bytearray(buffer.data)), dtype="<i4")
 
 
-def _pointwise_layers(data: bytes):
+def _conv_layers(data: bytes):
     """(name, layer, filter tensor, bias, multipliers, shifts, filter buffer) of every int8 convolution
     in the model, standalone or inside a VWW_CONV_CHAIN op."""
     from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_of
@@ -132,19 +143,50 @@ def _pointwise_layers(data: bytes):
         yield (f"op {index} {name}", layer, w, bias, multipliers, shifts, model.buffers[w.buffer], w.buffer)
 
 
+def packed_kind(layer) -> int | None:
+    """POINTWISE or IM2COL when a packed kernel has this layer's shape, else None."""
+    if layer.out_c % GROUP:
+        return None
+    if not layer.depthwise and (layer.kh, layer.kw, layer.stride_h, layer.stride_w, layer.pad_h, layer.pad_w) == \
+            (1, 1, 1, 1, 0, 0) and layer.in_c in PACKED_INPUTS and (layer.in_h, layer.in_w) == (layer.out_h, layer.out_w):
+        return POINTWISE
+    one_input = layer.depthwise and layer.in_c == 1 and layer.depth_multiplier == layer.out_c
+    if (layer.kh, layer.kw) == (3, 3) and layer.stride_h in (1, 2) and layer.stride_w in (1, 2) and \
+            layer.pad_h <= 1 and layer.pad_w <= 1 and (one_input or not layer.depthwise) and \
+            layer.kw * layer.in_c in IM2COL_ROW_BYTES:
+        return IM2COL
+    return None
+
+
+def taps(layer) -> int:
+    """Multiply-accumulates per output."""
+    return layer.kh * layer.kw * (1 if layer.depthwise else layer.in_c)
+
+
+def step_pairs(kind: int, layer) -> np.ndarray:
+    """[steps, 2]: the flat weight indices (within one output channel's weights, in OHWI order) that
+    each step pairs; -1 for the zero that completes the last IM2COL pair."""
+    row = layer.kw * layer.in_c if kind == IM2COL else layer.in_c
+    rows = layer.kh if kind == IM2COL else 1
+    pairs, leftover = [], []
+    for r in range(rows):
+        for b in range(r * row, r * row + row // 4 * 4, 4):
+            pairs += [(b, b + 2), (b + 1, b + 3)]
+        leftover += list(range(r * row + row // 4 * 4, (r + 1) * row))
+    leftover += [-1] * (len(leftover) % 2)
+    pairs += list(zip(leftover[::2], leftover[1::2]))
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
 def _accumulator_bound(layer, bias) -> np.ndarray:
-    """Per output channel, the largest |accumulator|: |bias| + in_c products."""
+    """Per output channel, the largest |accumulator|: |bias| + the products."""
     biases = np.zeros(layer.out_c, np.int64) if bias is None else np.abs(bias.astype(np.int64))
-    return biases + layer.in_c * PRODUCT_BOUND
+    return biases + taps(layer) * PRODUCT_BOUND
 
 
 def packed_form(layer, bias, multipliers, shifts) -> int | None:
-    """FAST or EXACT when the firmware's packed 1x1 kernel runs this layer, else None
-    (fast_kernels.cc checks the same)."""
-    if layer.depthwise or (layer.kh, layer.kw, layer.stride_h, layer.stride_w, layer.pad_h, layer.pad_w) != \
-            (1, 1, 1, 1, 0, 0):
-        return None
-    if layer.in_c not in PACKED_INPUTS or layer.out_c % GROUP or (layer.in_h, layer.in_w) != (layer.out_h, layer.out_w):
+    """FAST or EXACT when a packed kernel runs this layer, else None (fast_kernels.cc checks the same)."""
+    if packed_kind(layer) is None:
         return None
     if multipliers is None or shifts is None or np.any(multipliers < 0) or np.any(shifts < -31) or np.any(shifts > 30):
         return None
@@ -182,17 +224,23 @@ def _constants(form: int, layer, multipliers, shifts) -> np.ndarray:
                     axis=1)
 
 
-def pack_layer(form: int, layer, weights: np.ndarray, bias, multipliers, shifts) -> np.ndarray:
-    """The int32 words of one layer (weights: [out_c, in_c] int8)."""
-    out_c, in_c = layer.out_c, layer.in_c
+def flat_weights(layer, weights: np.ndarray) -> np.ndarray:
+    """[out_c, taps]: each output channel's weights in OHWI order (a DEPTHWISE filter is [1, kh, kw, out_c])."""
+    if layer.depthwise:
+        return weights.reshape(-1, layer.out_c).T
+    return weights.reshape(layer.out_c, -1)
+
+
+def pack_layer(kind: int, form: int, layer, weights: np.ndarray, bias, multipliers, shifts) -> np.ndarray:
+    """The int32 words of one layer (weights: the filter tensor's int8 values, flat)."""
+    out_c = layer.out_c
     scale = 2 if form == FAST else 1
     biases = scale * (np.zeros(out_c, np.int64) if bias is None else bias.astype(np.int64))
     constants = _constants(form, layer, multipliers, shifts)
-    # Input channel pairs of each step: (4q, 4q + 2), (4q + 1, 4q + 3), ...
-    quads = np.arange(in_c // 4) * 4
-    low = np.stack([quads, quads + 1], axis=1).reshape(-1)
-    scaled = scale * weights.astype(np.int64)                                 # [out_c, in_c]
-    pairs = (scaled[:, low] & 0xFFFF) | ((scaled[:, low + 2] & 0xFFFF) << 16)  # [out_c, steps]
+    scaled = scale * np.concatenate([flat_weights(layer, weights).astype(np.int64), np.zeros((out_c, 1), np.int64)],
+                                    axis=1)  # [out_c, taps + 1]: index -1 is the zero
+    order = step_pairs(kind, layer)
+    pairs = (scaled[:, order[:, 0]] & 0xFFFF) | ((scaled[:, order[:, 1]] & 0xFFFF) << 16)  # [out_c, steps]
     words = []
     for o in range(0, out_c, GROUP):
         words.append(biases[o:o + GROUP])
@@ -202,18 +250,19 @@ def pack_layer(form: int, layer, weights: np.ndarray, bias, multipliers, shifts)
 
 
 def pack_model(data: bytes, budget: int | None) -> Packing:
-    """Every 1x1 convolution the packed kernel can run, packed, as many as fit `budget` bytes: those
-    with the most MACs per packed byte first."""
+    """Every convolution a packed kernel can run, packed, as many as fit `budget` bytes: those with
+    the most MACs per packed byte first."""
     offsets = _buffer_offsets(data)
     candidates = []
-    for name, layer, filter_tensor, bias, multipliers, shifts, buffer, buffer_index in _pointwise_layers(data):
+    for name, layer, filter_tensor, bias, multipliers, shifts, buffer, buffer_index in _conv_layers(data):
         form = packed_form(layer, bias, multipliers, shifts)
         if buffer.data is None or buffer_index not in offsets or form is None:
             continue
-        weights = np.frombuffer(bytes(bytearray(buffer.data)), dtype=np.int8).reshape(layer.out_c, layer.in_c)
-        candidates.append(PackedLayer(name, int(offsets[buffer_index]), int(layer.in_c), int(layer.out_c),
-                                      int(layer.out_h * layer.out_w), form,
-                                      pack_layer(form, layer, weights, bias, multipliers, shifts)))
+        kind = packed_kind(layer)
+        weights = np.frombuffer(bytes(bytearray(buffer.data)), dtype=np.int8)
+        candidates.append(PackedLayer(name, int(offsets[buffer_index]), kind, int(layer.in_c), int(layer.out_c),
+                                      int(taps(layer)), int(layer.out_h * layer.out_w), form,
+                                      pack_layer(kind, form, layer, weights, bias, multipliers, shifts)))
     packing = Packing(budget)
     seen = set()
     for layer in sorted(candidates, key=lambda p: -p.macs / p.nbytes):
@@ -235,14 +284,15 @@ def render(packing: Packing, generated_by: str, words_per_line: int = 8) -> str:
         values = layer.words.tolist()
         lines = ",\n".join("    " + ", ".join(str(v) for v in values[i:i + words_per_line])
                            for i in range(0, len(values), words_per_line))
-        blocks.append(f"    // {layer.name}: {layer.in_c} -> {layer.out_c} channels, {layer.pixels} pixels\n{lines},")
-        entries.append(f"    {{g_model_data + {layer.filter_offset}, {SYMBOL} + {position}, {layer.in_c}, "
+        blocks.append(f"    // {layer.name}: {layer.in_c} -> {layer.out_c} channels, {layer.taps} taps, "
+                      f"{layer.pixels} pixels\n{lines},")
+        entries.append(f"    {{g_model_data + {layer.filter_offset}, {SYMBOL} + {position}, {layer.kind}, {layer.in_c}, "
                        f"{layer.out_c}, {layer.form}}},  // {layer.name}")
         position += len(values)
     words = "\n".join(blocks) if blocks else "    0,"
-    table = "\n".join(entries) if entries else "    {nullptr, nullptr, 0, 0, 0},"
+    table = "\n".join(entries) if entries else "    {nullptr, nullptr, 0, 0, 0, 0},"
     return f"""// {generated_by}
-// 1x1 convolutions' weights packed for firmware/core/fast_kernels.cc (vwwtorch/firmware/packed_weights.py):
+// Convolution weights packed for firmware/core/fast_kernels.cc (vwwtorch/firmware/packed_weights.py):
 // {len(packing.layers)} layers, {packing.nbytes:,} B{'' if packing.budget is None else f' (flash budget {packing.budget:,} B)'}.
 #include <cstdint>
 
@@ -255,10 +305,10 @@ alignas(4) const int32_t {SYMBOL}[] = {{
 
 namespace vww {{
 
-const PackedPointwise kPackedPointwise[] = {{
+const PackedConv kPackedConvs[] = {{
 {table}
 }};
-const int kNumPackedPointwise = {len(packing.layers)};
+const int kNumPackedConvs = {len(packing.layers)};
 
 }}  // namespace vww
 """

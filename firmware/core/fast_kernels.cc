@@ -412,7 +412,7 @@ constexpr int kMaxPackedChecked = 64;
 uint8_t packed_checked[kMaxPackedChecked];
 
 constexpr int PackedConstants(int32_t form) { return form == kPackedFast ? 3 : 4; }
-constexpr int PackedGroupWords(int in_c, int32_t form) { return 4 + 2 * in_c + 4 * PackedConstants(form); }
+constexpr int PackedGroupWords(int steps, int32_t form) { return 4 + 4 * steps + 4 * PackedConstants(form); }
 
 // One group's biases and multiply-accumulates: kSteps input pairs of 2 pixels (xs: [step][pixel])
 // against the 4 channels' weight pairs (w: [step][channel], after the 4 biases; w is left at the
@@ -534,36 +534,100 @@ VWW_INLINE void RequantizeExact8(int32_t (&a)[8], const int32_t*& w, int32_t off
 // Two pixels' kIn inputs, offset added, as 16-bit pairs in the order the packed weights use: per 4
 // channels c..c+3, (c, c + 2) then (c + 1, c + 3), each pair for pixel 0 then pixel 1.
 template <int kIn>
-VWW_INLINE void WidenPair(const int8_t* x0, const int8_t* x1, uint32_t offset2, uint32_t* xs) {
+struct PointwiseGather {
+  static constexpr int kSteps = kIn / 2;
+  VWW_INLINE void operator()(const ConvLayer& l, int pixel, bool second, uint32_t offset2, uint32_t* xs) const {
+    const int8_t* x0 = l.in + pixel * kIn;
+    const int8_t* x1 = second ? x0 + kIn : x0;
 #pragma GCC unroll 8
-  for (int c = 0; c < kIn; c += 4, xs += 4) {
-    const uint32_t v0 = Read4(x0 + c), v1 = Read4(x1 + c);
-    xs[0] = SXTAB16(offset2, v0);
-    xs[1] = SXTAB16(offset2, v1);
-    xs[2] = SXTAB16_RORn(offset2, v0, 8);
-    xs[3] = SXTAB16_RORn(offset2, v1, 8);
+    for (int c = 0; c < kIn; c += 4, xs += 4) {
+      const uint32_t v0 = Read4(x0 + c), v1 = Read4(x1 + c);
+      xs[0] = SXTAB16(offset2, v0);
+      xs[1] = SXTAB16(offset2, v1);
+      xs[2] = SXTAB16_RORn(offset2, v0, 8);
+      xs[3] = SXTAB16_RORn(offset2, v1, 8);
+    }
   }
-}
+};
 
-template <int kIn>
-__attribute__((noinline)) void PointwisePacked(const ConvLayer& l, const PackedPointwise& p) {
-  uint32_t xs[kIn];
+// The 3x3 taps of a pixel over 1 or 3 input channels (kRowBytes = 3 x channels bytes per tap row), in
+// the order packed_weights.py's step_pairs gives: each tap row's whole words as SXTAB16 pairs, then
+// the bytes left over in each row paired across rows, the last with 0. Padding is 0 (the input zero
+// point plus the offset). One pixel's pairs go to xs[0], xs[2], ...
+template <int kRowBytes>
+struct Im2colGather {
+  static constexpr int kWords = kRowBytes / 4, kLeft = kRowBytes % 4;
+  static constexpr int kSteps = 3 * 2 * kWords + (3 * kLeft + 1) / 2;
+
+  VWW_INLINE void Pixel(const ConvLayer& l, int pixel, uint32_t offset2, uint32_t* xs) const {
+    const int oy = pixel / l.out_w, ox = pixel - oy * l.out_w;
+    const int iy0 = oy * l.stride_h - l.pad_h, ix0 = ox * l.stride_w - l.pad_w;
+    const int row_bytes = l.in_w * l.in_c;
+    int32_t left[3 * kLeft + 1];
+    if (iy0 >= 0 && iy0 + 3 <= l.in_h && ix0 >= 0 && ix0 + 3 <= l.in_w) {
+      const int8_t* p = l.in + iy0 * row_bytes + ix0 * l.in_c;
+#pragma GCC unroll 3
+      for (int r = 0; r < 3; ++r, p += row_bytes) {
+#pragma GCC unroll 2
+        for (int q = 0; q < kWords; ++q) {
+          const uint32_t v = Read4(p + 4 * q);
+          xs[2 * (2 * (r * kWords + q))] = SXTAB16(offset2, v);
+          xs[2 * (2 * (r * kWords + q) + 1)] = SXTAB16_RORn(offset2, v, 8);
+        }
+#pragma GCC unroll 3
+        for (int b = 0; b < kLeft; ++b) left[r * kLeft + b] = p[4 * kWords + b] + l.input_offset;
+      }
+    } else {
+      int32_t v[3][kRowBytes];
+      for (int r = 0; r < 3; ++r) {
+        const int iy = iy0 + r;
+        for (int b = 0; b < kRowBytes; ++b) {
+          const int ix = ix0 + b / l.in_c;
+          const bool inside = iy >= 0 && iy < l.in_h && ix >= 0 && ix < l.in_w;
+          v[r][b] = inside ? l.in[iy * row_bytes + ix * l.in_c + b % l.in_c] + l.input_offset : 0;
+        }
+        for (int q = 0; q < kWords; ++q) {
+          xs[2 * (2 * (r * kWords + q))] = Pair16(v[r][4 * q], v[r][4 * q + 2]);
+          xs[2 * (2 * (r * kWords + q) + 1)] = Pair16(v[r][4 * q + 1], v[r][4 * q + 3]);
+        }
+        for (int b = 0; b < kLeft; ++b) left[r * kLeft + b] = v[r][4 * kWords + b];
+      }
+    }
+    left[3 * kLeft] = 0;
+#pragma GCC unroll 5
+    for (int k = 0; k < (3 * kLeft + 1) / 2; ++k) {
+      xs[2 * (3 * 2 * kWords + k)] = Pair16(left[2 * k], left[2 * k + 1]);
+    }
+  }
+
+  VWW_INLINE void operator()(const ConvLayer& l, int pixel, bool second, uint32_t offset2, uint32_t* xs) const {
+    Pixel(l, pixel, offset2, xs);
+    Pixel(l, second ? pixel + 1 : pixel, offset2, xs + 1);
+  }
+};
+
+// Every output pixel pair: its inputs gathered as 16-bit pairs ([step][pixel]), then each group of 4
+// output channels.
+template <typename Gather>
+__attribute__((noinline)) void PackedConvRun(const ConvLayer& l, const PackedConv& p) {
+  constexpr int kSteps = Gather::kSteps;
+  uint32_t xs[2 * kSteps];
   int8_t spare[kMaxPackedOutputs];  // where an odd last pixel's copy goes
   const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
   const Output o = MakeOutput(l.output_offset, l.act_min, l.act_max);
   const bool fast = p.form == kPackedFast;
-  const int pixels = l.in_h * l.in_w, out_c = l.out_c;
-  const int8_t* x = l.in;
-  for (int i = 0; i < pixels; i += 2, x += 2 * kIn) {
+  const int pixels = l.out_h * l.out_w, out_c = l.out_c;
+  const Gather gather;
+  for (int i = 0; i < pixels; i += 2) {
     int8_t* out = l.out + i * out_c;
     int8_t* const end = out + out_c;
     const bool second = i + 1 < pixels;  // an odd last pixel pairs with itself
     const int other_offset = second ? out_c : static_cast<int>(spare - out);
-    WidenPair<kIn>(x, second ? x + kIn : x, offset2, xs);
+    gather(l, i, second, offset2, xs);
     const int32_t* w = p.words;
     for (; out != end; out += 4) {
       int32_t a[8];
-      BiasMac4x2<kIn / 2>(xs, w, a);
+      BiasMac4x2<kSteps>(xs, w, a);
       if (fast) {
         RequantizeFast8(a, w);
       } else {
@@ -581,24 +645,45 @@ __attribute__((noinline)) void PointwisePacked(const ConvLayer& l, const PackedP
 }
 
 // The table entry of `filter`. Every entry is compared, so that every layer pays the same lookup.
-const PackedPointwise* FindPacked(const int8_t* filter) {
+const PackedConv* FindPacked(const int8_t* filter) {
   const auto* key = reinterpret_cast<const unsigned char*>(filter);
-  const PackedPointwise* found = nullptr;
-  for (int i = 0; i < kNumPackedPointwise; ++i) {
-    if (kPackedPointwise[i].filter == key) found = &kPackedPointwise[i];
+  const PackedConv* found = nullptr;
+  for (int i = 0; i < kNumPackedConvs; ++i) {
+    if (kPackedConvs[i].filter == key) found = &kPackedConvs[i];
   }
   return found;
+}
+
+// The kind of packed kernel a layer's shape fits, or -1.
+int32_t PackedKind(const ConvLayer& l) {
+  if (l.out_c % 4 != 0 || l.out_c > kMaxPackedOutputs) return -1;
+  if (!l.depthwise && l.kh == 1 && l.kw == 1 && l.stride_h == 1 && l.stride_w == 1 && l.pad_h == 0 &&
+      l.pad_w == 0 && l.in_h == l.out_h && l.in_w == l.out_w &&
+      (l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128 || l.in_c == 256)) {
+    return kPackedPointwise;
+  }
+  const bool one_input = l.depthwise && l.in_c == 1 && l.depth_multiplier == l.out_c;
+  if (l.kh == 3 && l.kw == 3 && (l.stride_h == 1 || l.stride_h == 2) && (l.stride_w == 1 || l.stride_w == 2) &&
+      l.pad_h <= 1 && l.pad_w <= 1 && (one_input || !l.depthwise) && (l.in_c == 1 || l.in_c == 3)) {
+    return kPackedIm2col;
+  }
+  return -1;
 }
 
 // Whether the table's words are exactly what TFLM computes for this layer: the biases, and each
 // channel's constants derived here again from TFLM's multiplier and shift (packed_weights.py's
 // formulas), with the accumulator bounds each form relies on.
-bool PackedMatches(const PackedPointwise& p, const ConvLayer& l) {
-  if (p.in_c != l.in_c || p.out_c != l.out_c || (p.form != kPackedFast && p.form != kPackedExact)) return false;
-  const int64_t products = int64_t{l.in_c} * 256 * 128;
+bool PackedMatches(const PackedConv& p, const ConvLayer& l) {
+  if (p.kind != PackedKind(l) || p.in_c != l.in_c || p.out_c != l.out_c ||
+      (p.form != kPackedFast && p.form != kPackedExact)) {
+    return false;
+  }
+  const int taps = l.kh * l.kw * (l.depthwise ? 1 : l.in_c);
+  const int steps = p.kind == kPackedPointwise ? l.in_c / 2 : l.in_c == 3 ? Im2colGather<9>::kSteps : Im2colGather<3>::kSteps;
+  const int64_t products = int64_t{taps} * 256 * 128;
   for (int c = 0; c < l.out_c; ++c) {
-    const int32_t* group = p.words + (c / 4) * PackedGroupWords(p.in_c, p.form);
-    const int32_t* k = group + 4 + 2 * p.in_c + (c % 4) * PackedConstants(p.form);
+    const int32_t* group = p.words + (c / 4) * PackedGroupWords(steps, p.form);
+    const int32_t* k = group + 4 + 4 * steps + (c % 4) * PackedConstants(p.form);
     const int32_t shift = l.shift[c], multiplier = l.multiplier[c];
     const int64_t bias = l.bias != nullptr ? l.bias[c] : 0;
     const int64_t bound = (bias < 0 ? -bias : bias) + products;
@@ -628,10 +713,10 @@ bool PackedMatches(const PackedPointwise& p, const ConvLayer& l) {
 }
 
 // The packed words of `l` when the table has them and they check out.
-const PackedPointwise* UsablePacked(const ConvLayer& l) {
-  const PackedPointwise* p = FindPacked(l.filter);
+const PackedConv* UsablePacked(const ConvLayer& l) {
+  const PackedConv* p = FindPacked(l.filter);
   if (p == nullptr) return nullptr;
-  const int index = static_cast<int>(p - kPackedPointwise);
+  const int index = static_cast<int>(p - kPackedConvs);
   uint8_t state = index < kMaxPackedChecked ? packed_checked[index] : 0;
   if (state == 0) {
     state = PackedMatches(*p, l) ? 1 : 2;
@@ -640,22 +725,25 @@ const PackedPointwise* UsablePacked(const ConvLayer& l) {
   return state == 1 ? p : nullptr;
 }
 
-bool PackedPointwiseCovers(const ConvLayer& l) {
-  return l.kh == 1 && l.kw == 1 && l.stride_h == 1 && l.stride_w == 1 && l.pad_h == 0 && l.pad_w == 0 &&
-         l.in_h == l.out_h && l.in_w == l.out_w && l.out_c % 4 == 0 && l.out_c <= kMaxPackedOutputs &&
-         (l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128 || l.in_c == 256) &&
-         UsablePacked(l) != nullptr;
-}
+bool PackedCovers(const ConvLayer& l) { return PackedKind(l) >= 0 && UsablePacked(l) != nullptr; }
 
-void PackedPointwiseRun(const ConvLayer& l) {
-  const PackedPointwise& p = *UsablePacked(l);
+void PackedRun(const ConvLayer& l) {
+  const PackedConv& p = *UsablePacked(l);
+  if (p.kind == kPackedIm2col) {
+    if (l.in_c == 3) {
+      PackedConvRun<Im2colGather<9>>(l, p);
+    } else {
+      PackedConvRun<Im2colGather<3>>(l, p);
+    }
+    return;
+  }
   switch (l.in_c) {
-    case 8: PointwisePacked<8>(l, p); break;
-    case 16: PointwisePacked<16>(l, p); break;
-    case 32: PointwisePacked<32>(l, p); break;
-    case 64: PointwisePacked<64>(l, p); break;
-    case 128: PointwisePacked<128>(l, p); break;
-    default: PointwisePacked<256>(l, p); break;
+    case 8: PackedConvRun<PointwiseGather<8>>(l, p); break;
+    case 16: PackedConvRun<PointwiseGather<16>>(l, p); break;
+    case 32: PackedConvRun<PointwiseGather<32>>(l, p); break;
+    case 64: PackedConvRun<PointwiseGather<64>>(l, p); break;
+    case 128: PackedConvRun<PointwiseGather<128>>(l, p); break;
+    default: PackedConvRun<PointwiseGather<256>>(l, p); break;
   }
 }
 
@@ -751,20 +839,30 @@ bool NodeLayer(TfLiteContext* context, TfLiteNode* node, bool depthwise, ConvLay
   return true;
 }
 
+bool DepthwiseAnyCovers(const ConvLayer& l) { return PackedCovers(l) || DepthwiseCovers(l); }
+
+void DepthwiseAnyRun(const ConvLayer& l) {
+  if (PackedCovers(l)) {
+    PackedRun(l);
+  } else {
+    DepthwiseRun(l);
+  }
+}
+
 TfLiteStatus DepthwiseInvoke(TfLiteContext* context, TfLiteNode* node) {
   ConvLayer layer;
-  if (NodeLayer(context, node, true, &layer) && DepthwiseCovers(layer)) {
-    DepthwiseRun(layer);
+  if (NodeLayer(context, node, true, &layer) && DepthwiseAnyCovers(layer)) {
+    DepthwiseAnyRun(layer);
     return kTfLiteOk;
   }
   return depthwise_base(context, node);
 }
 
-bool ConvCovers(const ConvLayer& l) { return PackedPointwiseCovers(l) || PointwiseCovers(l); }
+bool ConvCovers(const ConvLayer& l) { return PackedCovers(l) || PointwiseCovers(l); }
 
 void ConvRun(const ConvLayer& l) {
-  if (PackedPointwiseCovers(l)) {
-    PackedPointwiseRun(l);
+  if (PackedCovers(l)) {
+    PackedRun(l);
   } else {
     PointwiseRun(l);
   }
@@ -794,12 +892,12 @@ TFLMRegistration FastConv2D(TFLMRegistration base) {
 }
 
 bool FastKernelCovers(const ConvLayer& layer) {
-  return layer.depthwise ? DepthwiseCovers(layer) : ConvCovers(layer);
+  return layer.depthwise ? DepthwiseAnyCovers(layer) : ConvCovers(layer);
 }
 
 void RunCoveredFastKernel(const ConvLayer& layer) {
   if (layer.depthwise) {
-    DepthwiseRun(layer);
+    DepthwiseAnyRun(layer);
   } else {
     ConvRun(layer);
   }
