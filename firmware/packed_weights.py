@@ -20,16 +20,18 @@ channel's requantization constants. The pairs follow SXTAB16 (`step_pairs`): wit
 consecutive input bytes b..b+3, one step pairs (b, b + 2) and the next (b + 1, b + 3); IM2COL
 takes each tap row's bytes in words so, and pairs the bytes left over after the last whole word of
 each row across rows, the last with zero. A layer takes
-one of two forms, both exactly TFLM's arithmetic (MultiplyByQuantizedMultiplier: a doubling high
+one of three forms, all exactly TFLM's arithmetic (MultiplyByQuantizedMultiplier: a doubling high
 multiply, then a rounding right shift; or a left shift first):
   FAST, when every shift is right (1 to 22) and no accumulator can reach 2^30: biases and weights
     doubled, so one SMMLAR makes the doubling high multiply and adds the constant `rounding` =
     2^(right - 1) + output offset x 2^right; constants {multiplier, rounding, right}.
-  EXACT, for any other layer (left shifts, shifts past 22, accumulators near 2^31, as in MLPerf's
-    vww_96_int8, whose later layers carry biases of 2^30): the biases and weights as they are, the
-    product taken to 64 bits (SMLAL) with a 64-bit constant that holds both roundings; constants
-    {multiplier, constant low word, constant high word, left | shift after the high word << 8 |
-    (1 when it rounds a right shift) << 16}; the output offset is added at run time.
+  EXACT, when every shift is right, or the multiplier 0 (as in MLPerf's vww_96_int8, whose later
+    layers carry biases of 2^30 and shifts to -31): the product taken to 64 bits (SMLAL) with a
+    64-bit constant that holds both roundings; constants {multiplier, constant low word, constant
+    high word, shift after the high word | output offset << 16}.
+  GENERAL, for the rest (left shifts): as EXACT with the accumulator shifted left first, computed
+    in C; constants {multiplier, constant low word, constant high word, left | shift after << 8 |
+    (1 when it rounds a right shift) << 16}, the output offset added at run time.
 
 The firmware finds a layer's words by its filter's address in the model and uses them only after
 checking the constants against TFLM's own, so a stale or foreign table costs speed, not exactness.
@@ -47,8 +49,8 @@ GROUP = 4                                  # output channels computed together
 PACKED_INPUTS = (8, 16, 32, 64, 128, 256)  # POINTWISE: input channel counts the kernel is built for
 IM2COL_ROW_BYTES = (3, 9)                  # IM2COL: 3x3 taps over 1 or 3 input channels
 POINTWISE, IM2COL = 0, 1                   # the kinds (PackedConv::kind)
-FAST, EXACT = 0, 1                         # the two forms (PackedConv::form)
-CONSTANTS = {FAST: 3, EXACT: 4}            # words per output channel after the weights
+FAST, EXACT, GENERAL = 0, 1, 2             # the forms (PackedConv::form)
+CONSTANTS = {FAST: 3, EXACT: 4, GENERAL: 4}  # words per output channel after the weights
 MAX_FAST_RIGHT_SHIFT = 22                  # FAST: the rounding constant stays below 2^30
 PRODUCT_BOUND = 256 * 128                  # |(input + offset) x weight| < 2^15
 SYMBOL = "g_model_packed_weights"          # the words' array in the generated model_kernels.cc
@@ -88,7 +90,7 @@ class Packing:
     def summary(self) -> dict:
         return {"budget": self.budget, "bytes": self.nbytes,
                 "layers": [{"layer": layer.name, "bytes": layer.nbytes, "macs": layer.macs,
-                            "form": "fast" if layer.form == FAST else "exact"} for layer in self.layers],
+                            "form": ("fast", "exact", "general")[layer.form]} for layer in self.layers],
                 "left_out": [{"layer": layer.name, "bytes": layer.nbytes, "macs": layer.macs}
                              for layer in self.left_out]}
 
@@ -185,7 +187,7 @@ def _accumulator_bound(layer, bias) -> np.ndarray:
 
 
 def packed_form(layer, bias, multipliers, shifts) -> int | None:
-    """FAST or EXACT when a packed kernel runs this layer, else None (fast_kernels.cc checks the same)."""
+    """The form when a packed kernel runs this layer, else None (fast_kernels.cc checks the same)."""
     if packed_kind(layer) is None:
         return None
     if multipliers is None or shifts is None or np.any(multipliers < 0) or np.any(shifts < -31) or np.any(shifts > 30):
@@ -196,11 +198,13 @@ def packed_form(layer, bias, multipliers, shifts) -> int | None:
     shifts = shifts.astype(np.int64)
     if np.all((shifts <= -1) & (shifts >= -MAX_FAST_RIGHT_SHIFT)) and np.all(bound < 1 << 30):
         return FAST
-    # EXACT: a channel without a right shift doubles its accumulator, shifted left, into 32 bits.
     unshifted = (shifts >= 0) & (multipliers != 0)
+    if not np.any(unshifted):
+        return EXACT
+    # GENERAL: a channel without a right shift doubles its accumulator, shifted left, into 32 bits.
     if np.any(bound[unshifted] >= np.right_shift(1 << 30, np.maximum(shifts[unshifted], 0))):
         return None
-    return EXACT
+    return GENERAL
 
 
 def _constants(form: int, layer, multipliers, shifts) -> np.ndarray:
@@ -211,7 +215,15 @@ def _constants(form: int, layer, multipliers, shifts) -> np.ndarray:
     if form == FAST:
         rounding = np.left_shift(1, right - 1) + np.left_shift(np.int64(layer.output_offset), right)
         return np.stack([m, rounding, right], axis=1)
-    # EXACT: high word of x * m + constant, shifted right by `after`:
+    if form == EXACT:
+        # The high word of acc * m + constant, less 2^31 when acc < 0, shifted right by r - 1:
+        # floor((floor((acc m + 2^30) / 2^31) + 2^(r - 1) - (acc < 0)) / 2^r), TFLM's two roundings;
+        # a multiplier 0 takes r = 1 (its output is the offset whatever the shift).
+        right = np.where(m == 0, 1, right)
+        constant = (1 << 30) + np.left_shift(np.int64(1), 30 + right)
+        return np.stack([m, constant & 0xFFFFFFFF, constant >> 32,
+                         (right - 1) | np.left_shift(np.int64(layer.output_offset), 16)], axis=1)
+    # GENERAL: high word of x * m + constant, shifted right by `after`:
     #   right shift r >= 1: x = acc, constant 2^30 + 2^(30 + r) (less 2^31 when x < 0), after r - 1:
     #     floor((floor((x m + 2^30) / 2^31) + 2^(r - 1) - (x < 0)) / 2^r), TFLM's two roundings;
     #   no right shift: x = acc << (left + 1), constant 2^31, after 0: floor((x m / 2 + 2^30) / 2^31);

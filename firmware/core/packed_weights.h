@@ -13,14 +13,15 @@ struct PackedConv {
   const int32_t* words;         // per 4 output channels: biases, weights as 16-bit pairs, constants
   int32_t kind;                 // kPackedPointwise or kPackedIm2col
   int32_t in_c, out_c;
-  int32_t form;                 // kPackedFast or kPackedExact
+  int32_t form;                 // kPackedFast, kPackedExact or kPackedGeneral
 };
 
 constexpr int32_t kPackedPointwise = 0;  // 1x1, the inputs of a pixel are its channels
 constexpr int32_t kPackedIm2col = 1;     // 3x3 over 1 or 3 channels: the 9 or 27 taps of a pixel
 
-constexpr int32_t kPackedFast = 0;   // doubled weights, every shift right, accumulators below 2^30
-constexpr int32_t kPackedExact = 1;  // any shift and accumulator: a 64-bit product
+constexpr int32_t kPackedFast = 0;     // doubled weights, every shift right, accumulators below 2^30
+constexpr int32_t kPackedExact = 1;    // any accumulator, every shift right (or multiplier 0): 64 bits
+constexpr int32_t kPackedGeneral = 2;  // any shift (left too), in C
 
 extern const PackedConv kPackedConvs[];
 extern const int kNumPackedConvs;

@@ -9,6 +9,9 @@
  * (vww_op_begin/vww_op_end, called around each operator) every inference line is followed by
  * "ops N1 N2 ..." and "op_cycles C1 C2 ...": the instructions and cycles of each operator, in order.
  *
+ * With `blocks=FILE`, FILE also receives one line per translated block that ran inside an
+ * inference, "ADDRESS EXECUTIONS CYCLES", for finding where an operator spends its cycles.
+ *
  * Instructions are exact. Cycles are an estimate (m4_cycles.h: the Cortex-M4 TRM's timings with
  * zero-wait-state memory): every instruction of a translated block is classified once, when QEMU
  * translates it, and its cycles inside the block summed then; what depends on the path is settled
@@ -60,13 +63,15 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
 enum marker { NO_MARKER, BEGIN, END, OP_BEGIN, OP_END };
 
 /* One translated block, as the cycle model sees it. */
-typedef struct {
+typedef struct block_info {
   uint32_t address;          /* of its first instruction */
   uint32_t last_address;     /* of its last */
   uint32_t n_insns;
   uint32_t inner_cycles;     /* every instruction but the first, paired with the one before it */
   m4_insn first, last;
   enum marker marker;
+  uint64_t executions, cycles;  /* inside inferences, for `blocks=` */
+  struct block_info *next;      /* every block, for `blocks=` */
 } block_info;
 
 typedef struct {
@@ -85,6 +90,8 @@ static counters op_counts[MAX_OP_COUNTS];
 static int op_first[MAX_INFERENCES + 1];  /* inference i's ops are op_counts[op_first[i] .. op_first[i+1]) */
 static int n_op_counts;
 static char out_path[1024];
+static char blocks_path[1024];
+static block_info *all_blocks;
 
 static counters since(counters start) {
   counters d = {total.instructions - start.instructions, total.cycles - start.cycles};
@@ -130,6 +137,11 @@ static void on_block(unsigned int vcpu, void *data) {
   }
   total.instructions += b->n_insns;
   total.cycles += first + b->inner_cycles;
+  if (running && blocks_path[0]) {
+    block_info *counted = (block_info *)b;
+    counted->executions += 1;
+    counted->cycles += first + b->inner_cycles;
+  }
   previous = b;
 }
 
@@ -160,6 +172,8 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     b->last_address = address;
     address += (uint32_t)size;
   }
+  b->next = all_blocks;
+  all_blocks = b;
   qemu_plugin_register_vcpu_tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, b);
 }
 
@@ -196,6 +210,14 @@ static void on_qemu_exit(qemu_plugin_id_t id, void *data) {
            (unsigned long long)total.cycles);
   write_line(out, line);
   if (out) fclose(out);
+  FILE *blocks = blocks_path[0] ? fopen(blocks_path, "w") : NULL;
+  for (block_info *b = all_blocks; blocks && b; b = b->next) {
+    if (b->executions) {
+      fprintf(blocks, "%#x %llu %llu\n", (unsigned)b->address, (unsigned long long)b->executions,
+              (unsigned long long)b->cycles);
+    }
+  }
+  if (blocks) fclose(blocks);
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc,
@@ -212,6 +234,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
       op_end_addr = strtoull(argv[i] + 7, NULL, 0) & ~(uint64_t)1;
     } else if (strncmp(argv[i], "out=", 4) == 0) {
       snprintf(out_path, sizeof(out_path), "%s", argv[i] + 4);
+    } else if (strncmp(argv[i], "blocks=", 7) == 0) {
+      snprintf(blocks_path, sizeof(blocks_path), "%s", argv[i] + 7);
     } else {
       fprintf(stderr, "insn_count: unknown argument %s\n", argv[i]);
       return -1;
