@@ -27,8 +27,8 @@ namespace {
 #define VWW_INLINE inline __attribute__((always_inline))
 
 using InvokeFn = TfLiteStatus (*)(TfLiteContext*, TfLiteNode*);
-InvokeFn depthwise_base = nullptr;
-InvokeFn conv_base = nullptr;
+InvokeFn depthwise_base = nullptr, depthwise_prepare = nullptr;
+InvokeFn conv_base = nullptr, conv_prepare = nullptr;
 
 VWW_INLINE uint32_t Read4(const int8_t* p) {
   uint32_t v;
@@ -589,6 +589,7 @@ void PackedRun(const ConvLayer& l, const PackedConv& p) {
 
 constexpr int kMaxTransposedPairs = 64;  // column pairs of a transposed row (input rows up to ~126 wide)
 constexpr int kPairWords = 12;           // 3 slots x 4 channels
+constexpr int kMaxTransposedChannels = 128;
 
 // One channel's run along one output row, as the row loop reads it.
 struct TransposedJob {
@@ -604,24 +605,49 @@ int Slot(int row) { return ((row % 3) + 3) % 3; }
 
 // Transposes input row `row` (0 outside the map) of channels g..g+3 into `slot` for `pairs` column
 // pairs (padded columns: u = column + pad_w).
-template <int kC>
+VWW_INLINE uint32_t LowHalves(uint32_t lo, uint32_t hi) {  // (lo's bottom half, hi's bottom half)
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+
+VWW_INLINE uint32_t HighHalves(uint32_t lo, uint32_t hi) {  // (lo's top half, hi's top half)
+  uint32_t r;
+  __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+
+// One column pair of 4 channels: words a and b hold pixels u and u + 1.
+VWW_INLINE void TransposePair(uint32_t a, uint32_t b, uint32_t offset2, uint32_t* w) {
+  const uint32_t a02 = SXTAB16(offset2, a), a13 = SXTAB16_RORn(offset2, a, 8);
+  const uint32_t b02 = SXTAB16(offset2, b), b13 = SXTAB16_RORn(offset2, b, 8);
+  w[0] = LowHalves(a02, b02);
+  w[1] = LowHalves(a13, b13);
+  w[2] = HighHalves(a02, b02);
+  w[3] = HighHalves(a13, b13);
+}
+
 void TransposeRow(const ConvLayer& l, int row, int g, int pairs, uint32_t offset2, uint32_t zero_word, uint32_t* slot) {
   if (row < 0 || row >= l.in_h) {
     for (int j = 0; j < pairs; ++j) std::memset(slot + j * kPairWords, 0, 16);
     return;
   }
-  const int8_t* x = l.in + row * l.in_w * kC + g;
+  const int channels = l.in_c;
+  const int8_t* x = l.in + row * l.in_w * channels + g;
+  // Pairs with both pixels inside the row: j in [inside_from, inside_to).
+  const int inside_from = (l.pad_w + 1) / 2;
+  int inside_to = (l.in_w - 2 + l.pad_w) / 2 + 1;
+  if (inside_to > pairs) inside_to = pairs;
   for (int j = 0; j < pairs; ++j) {
+    if (j == inside_from && inside_from < inside_to) {
+      const int8_t* p = x + (2 * j - l.pad_w) * channels;
+      for (; j < inside_to; ++j, p += 2 * channels) TransposePair(Read4(p), Read4(p + channels), offset2, slot + j * kPairWords);
+      if (j == pairs) break;
+    }
     const int u = 2 * j - l.pad_w;
-    const uint32_t a = u >= 0 && u < l.in_w ? Read4(x + u * kC) : zero_word;
-    const uint32_t b = u + 1 >= 0 && u + 1 < l.in_w ? Read4(x + (u + 1) * kC) : zero_word;
-    const uint32_t a02 = SXTAB16(offset2, a), a13 = SXTAB16_RORn(offset2, a, 8);
-    const uint32_t b02 = SXTAB16(offset2, b), b13 = SXTAB16_RORn(offset2, b, 8);
-    uint32_t* w = slot + j * kPairWords;
-    w[0] = (a02 & 0xFFFFu) | (b02 << 16);
-    w[1] = (a13 & 0xFFFFu) | (b13 << 16);
-    w[2] = (b02 & 0xFFFF0000u) | (a02 >> 16);
-    w[3] = (b13 & 0xFFFF0000u) | (a13 >> 16);
+    const uint32_t a = u >= 0 && u < l.in_w ? Read4(x + u * channels) : zero_word;
+    const uint32_t b = u + 1 >= 0 && u + 1 < l.in_w ? Read4(x + (u + 1) * channels) : zero_word;
+    TransposePair(a, b, offset2, slot + j * kPairWords);
   }
 }
 
@@ -750,7 +776,7 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
 }
 
 template <int kC, int kStride>
-void RunJobs(int rot, const TransposedJob* jobs, const TransposedJob* end) {
+void RunJobsOf(int rot, const TransposedJob* jobs, const TransposedJob* end) {
   if (rot == 0) {
     TransposedJobs<kC, kStride, 0>(jobs, end);
   } else if (rot == 1) {
@@ -760,18 +786,47 @@ void RunJobs(int rot, const TransposedJob* jobs, const TransposedJob* end) {
   }
 }
 
-template <int kC, int kStride>
-__attribute__((noinline)) void DepthwiseTransposed(const ConvLayer& l) {
-  const int steps = l.out_w / 2, odd = l.out_w & 1;
-  const int pairs = kStride == 1 ? (l.out_w + 1) / 2 + 1 : 2 * ((l.out_w + 1) / 2) + 1;
-  const int step_words = kStride * kPairWords;
+// The row loop for the layer's channel count and stride, tap rows from slot `rot` on.
+void RunJobs(int channels, int stride, int rot, const TransposedJob* jobs, const TransposedJob* end) {
+  const bool two = stride == 2;
+  switch (channels) {
+    case 8: two ? RunJobsOf<8, 2>(rot, jobs, end) : RunJobsOf<8, 1>(rot, jobs, end); break;
+    case 16: two ? RunJobsOf<16, 2>(rot, jobs, end) : RunJobsOf<16, 1>(rot, jobs, end); break;
+    case 32: two ? RunJobsOf<32, 2>(rot, jobs, end) : RunJobsOf<32, 1>(rot, jobs, end); break;
+    case 64: two ? RunJobsOf<64, 2>(rot, jobs, end) : RunJobsOf<64, 1>(rot, jobs, end); break;
+    default: two ? RunJobsOf<128, 2>(rot, jobs, end) : RunJobsOf<128, 1>(rot, jobs, end); break;
+  }
+}
+
+void TransposedRun(const ConvLayer& l) {
+  const int channels = l.in_c, stride = l.stride_h;
+  const int steps = l.out_w / 2, odd_width = l.out_w & 1;
+  const int pairs = stride == 1 ? (l.out_w + 1) / 2 + 1 : 2 * ((l.out_w + 1) / 2) + 1;
+  const int step_words = stride * kPairWords;
   uint32_t buffer[kPairWords * kMaxTransposedPairs];
-  TransposedJob jobs[8];           // 4 channels along the row, then the odd last column of each
-  int8_t tail[2 * kC + 4];         // where a last column's step puts its 2 outputs, channel by channel
+  TransposedJob jobs[8];              // 4 channels along the row, then the odd last column of each
+  int8_t tail[2 * kMaxTransposedChannels + 4];  // a last column's step puts its 2 outputs here
   const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
   const uint32_t zero_word = (static_cast<uint32_t>(-l.input_offset) & 0xFFu) * 0x01010101u;
   const Output o = MakeOutput(l.output_offset, l.act_min, l.act_max);
-  for (int g = 0; g < kC; g += 4) {
+  for (int g = 0; g < channels; g += 4) {
+    // Weights of the 4 channels: each tap's word sign-extended and doubled in pairs (channels 0, 2)
+    // and (1, 3), then each channel's (w0, w1) and (w1, w2) of each tap row from their halves.
+    uint32_t even[9], odd[9];
+    for (int t = 0; t < 9; ++t) {
+      const uint32_t word = Read4(l.filter + t * channels + g);
+      const uint32_t e = SXTB16(word), o = SXTB16_RORn(word, 8);
+      even[t] = __sadd16(e, e);
+      odd[t] = __sadd16(o, o);
+    }
+    for (int r = 0; r < 3; ++r) {
+      const uint32_t* e = even + 3 * r;
+      const uint32_t* o = odd + 3 * r;
+      jobs[0].weights[2 * r] = LowHalves(e[0], e[1]), jobs[0].weights[2 * r + 1] = LowHalves(e[1], e[2]);
+      jobs[2].weights[2 * r] = HighHalves(e[0], e[1]), jobs[2].weights[2 * r + 1] = HighHalves(e[1], e[2]);
+      jobs[1].weights[2 * r] = LowHalves(o[0], o[1]), jobs[1].weights[2 * r + 1] = LowHalves(o[1], o[2]);
+      jobs[3].weights[2 * r] = HighHalves(o[0], o[1]), jobs[3].weights[2 * r + 1] = HighHalves(o[1], o[2]);
+    }
     for (int ch = 0; ch < 4; ++ch) {
       const int c = g + ch;
       TransposedJob& k = jobs[ch];
@@ -780,36 +835,32 @@ __attribute__((noinline)) void DepthwiseTransposed(const ConvLayer& l) {
       k.right = right;
       k.rounding = (1 << (right - 1)) + static_cast<int32_t>(static_cast<uint32_t>(l.output_offset) << right);
       k.bias2 = 2 * (l.bias != nullptr ? l.bias[c] : 0);
-      for (int r = 0; r < 3; ++r) {
-        const int32_t w0 = 2 * l.filter[(3 * r) * kC + c], w1 = 2 * l.filter[(3 * r + 1) * kC + c];
-        const int32_t w2 = 2 * l.filter[(3 * r + 2) * kC + c];
-        k.weights[2 * r] = Pair16(w0, w1);
-        k.weights[2 * r + 1] = Pair16(w1, w2);
+      k.win = buffer + ch;
+      k.end = buffer + ch + steps * step_words;
+      if (odd_width) {
+        jobs[4 + ch] = k;
+        jobs[4 + ch].win = k.end;
+        jobs[4 + ch].end = k.end + step_words;
+        jobs[4 + ch].out = tail + ch;
       }
-      jobs[4 + ch] = k;
-      jobs[4 + ch].win = buffer + ch + steps * step_words;
-      jobs[4 + ch].end = jobs[4 + ch].win + step_words;
-      jobs[4 + ch].out = tail + ch;
-      jobs[ch].win = buffer + ch;
-      jobs[ch].end = buffer + ch + steps * step_words;
     }
     int next = -l.pad_h - 3;  // no row transposed yet
     for (int y = 0; y < l.out_h; ++y) {
-      const int top = y * kStride - l.pad_h;
+      const int top = y * stride - l.pad_h;
       for (int row = next > top ? next : top; row <= top + 2; ++row) {
-        TransposeRow<kC>(l, row, g, pairs, offset2, zero_word, buffer + 4 * Slot(row));
+        TransposeRow(l, row, g, pairs, offset2, zero_word, buffer + 4 * Slot(row));
       }
       next = top + 3;
-      int8_t* out = l.out + y * l.out_w * kC + g;
+      int8_t* out = l.out + y * l.out_w * channels + g;
       for (int ch = 0; ch < 4; ++ch) jobs[ch].out = out + ch;
-      RunJobs<kC, kStride>(Slot(top), steps > 0 ? jobs : jobs + 4, jobs + 4 + 4 * odd);
-      if (odd) {
-        for (int ch = 0; ch < 4; ++ch) out[(l.out_w - 1) * kC + ch] = tail[ch];
+      RunJobs(channels, stride, Slot(top), steps > 0 ? jobs : jobs + 4, jobs + 4 + 4 * odd_width);
+      if (odd_width) {
+        for (int ch = 0; ch < 4; ++ch) out[(l.out_w - 1) * channels + ch] = tail[ch];
       }
       if (o.clamp) {
         for (int x = 0; x < l.out_w; ++x) {
           for (int ch = 0; ch < 4; ++ch) {
-            int8_t& v = out[x * kC + ch];
+            int8_t& v = out[x * channels + ch];
             v = static_cast<int8_t>(v < l.act_min ? l.act_min : v > l.act_max ? l.act_max : v);
           }
         }
@@ -830,17 +881,6 @@ bool TransposedCovers(const ConvLayer& l) {
     if (l.shift[c] > -1 || l.shift[c] < -22 || l.multiplier[c] < 0) return false;
   }
   return Requantizable(l.shift, l.bias, l.out_c, 9);
-}
-
-void TransposedRun(const ConvLayer& l) {
-  const bool two = l.stride_h == 2;
-  switch (l.in_c) {
-    case 8: two ? DepthwiseTransposed<8, 2>(l) : DepthwiseTransposed<8, 1>(l); break;
-    case 16: two ? DepthwiseTransposed<16, 2>(l) : DepthwiseTransposed<16, 1>(l); break;
-    case 32: two ? DepthwiseTransposed<32, 2>(l) : DepthwiseTransposed<32, 1>(l); break;
-    case 64: two ? DepthwiseTransposed<64, 2>(l) : DepthwiseTransposed<64, 1>(l); break;
-    default: two ? DepthwiseTransposed<128, 2>(l) : DepthwiseTransposed<128, 1>(l); break;
-  }
 }
 
 // The layer a TFLM node describes, or false when it is not an int8 NHWC layer with dilation 1.
@@ -910,17 +950,37 @@ TfLiteStatus ConvInvoke(TfLiteContext* context, TfLiteNode* node) {
   return conv_base(context, node);
 }
 
+// After the wrapped Prepare: a layer's packed weights are checked against TFLM's constants now,
+// once, rather than in its first Invoke.
+TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, depthwise_prepare(context, node));
+  ConvLayer layer;
+  if (NodeLayer(context, node, true, &layer)) PackedFor(layer);
+  return kTfLiteOk;
+}
+
+TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, conv_prepare(context, node));
+  ConvLayer layer;
+  if (NodeLayer(context, node, false, &layer)) PackedFor(layer);
+  return kTfLiteOk;
+}
+
 }  // namespace
 
 TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base) {
   depthwise_base = base.invoke;
+  depthwise_prepare = base.prepare;
   base.invoke = DepthwiseInvoke;
+  base.prepare = DepthwisePrepare;
   return base;
 }
 
 TFLMRegistration FastConv2D(TFLMRegistration base) {
   conv_base = base.invoke;
+  conv_prepare = base.prepare;
   base.invoke = ConvInvoke;
+  base.prepare = ConvPrepare;
   return base;
 }
 
@@ -929,10 +989,11 @@ bool FastKernelCovers(const ConvLayer& layer) {
 }
 
 void RunCoveredFastKernel(const ConvLayer& layer) {
-  if (layer.depthwise) {
-    DepthwiseRunAny(layer, true);
-  } else {
-    ConvRun(layer, true);
+  // Covered: either packed or (depthwise) transposed, without checking the shifts again.
+  if (const PackedConv* p = PackedFor(layer)) {
+    PackedRun(layer, *p);
+  } else if (layer.depthwise) {
+    TransposedRun(layer);
   }
 }
 

@@ -6,6 +6,9 @@
 
 #include <cstdint>
 
+// Every packed layer's words, one after the other (flash; `firmware build` reports its size).
+extern const int32_t g_model_packed_weights[];
+
 namespace vww {
 
 struct PackedConv {
