@@ -355,7 +355,8 @@ void RequantizeGeneralPixels(const int32_t* raw, const int32_t* words, int group
 template <int kIn>
 struct PointwiseGather {
   static constexpr int kSteps = kIn / 2;
-  VWW_INLINE void operator()(const ConvLayer& l, int pixel, bool second, uint32_t offset2, uint32_t* xs) const {
+  VWW_INLINE void operator()(const ConvLayer& l, int pixel, int, int, bool second, uint32_t offset2,
+                             uint32_t* xs) const {
     const int8_t* x0 = l.in + pixel * kIn;
     const int8_t* x1 = second ? x0 + kIn : x0;
 #pragma GCC unroll 8
@@ -378,8 +379,7 @@ struct Im2colGather {
   static constexpr int kWords = kRowBytes / 4, kLeft = kRowBytes % 4;
   static constexpr int kSteps = 3 * 2 * kWords + (3 * kLeft + 1) / 2;
 
-  VWW_INLINE void Pixel(const ConvLayer& l, int pixel, uint32_t offset2, uint32_t* xs) const {
-    const int oy = pixel / l.out_w, ox = pixel - oy * l.out_w;
+  VWW_INLINE void Pixel(const ConvLayer& l, int oy, int ox, uint32_t offset2, uint32_t* xs) const {
     const int iy0 = oy * l.stride_h - l.pad_h, ix0 = ox * l.stride_w - l.pad_w;
     const int row_bytes = l.in_w * l.in_c;
     int32_t left[3 * kLeft + 1];
@@ -419,9 +419,17 @@ struct Im2colGather {
     }
   }
 
-  VWW_INLINE void operator()(const ConvLayer& l, int pixel, bool second, uint32_t offset2, uint32_t* xs) const {
-    Pixel(l, pixel, offset2, xs);
-    Pixel(l, second ? pixel + 1 : pixel, offset2, xs + 1);
+  // Pixel `pixel` at (oy, ox), and the one after it in raster order (or itself again).
+  VWW_INLINE void operator()(const ConvLayer& l, int, int oy, int ox, bool second, uint32_t offset2,
+                             uint32_t* xs) const {
+    Pixel(l, oy, ox, offset2, xs);
+    if (!second) {
+      Pixel(l, oy, ox, offset2, xs + 1);
+    } else if (ox + 1 < l.out_w) {
+      Pixel(l, oy, ox + 1, offset2, xs + 1);
+    } else {
+      Pixel(l, oy + 1, 0, offset2, xs + 1);
+    }
   }
 };
 
@@ -437,11 +445,14 @@ __attribute__((noinline)) void PackedConvRun(const ConvLayer& l, const PackedCon
   const Output o = MakeOutput(l.output_offset, l.act_min, l.act_max);
   const int pixels = l.out_h * l.out_w, out_c = l.out_c;
   const Gather gather;
+  int oy = 0, ox = 0;  // pixel i's position
   for (int i = 0; i < pixels; i += 2) {
     int8_t* out = l.out + i * out_c;
     const bool second = i + 1 < pixels;  // an odd last pixel pairs with itself
     const int other_offset = second ? out_c : static_cast<int>(spare - out);
-    gather(l, i, second, offset2, xs);
+    gather(l, i, oy, ox, second, offset2, xs);
+    ox += 2;
+    while (ox >= l.out_w) ox -= l.out_w, ++oy;
     if (kSteps >= 32) {
       const GroupLoop loop = {out, out + out_c, other_offset, p.form, raw, kSteps / 32 - 1};
       PackedGroupLoop<0>(xs, p.words, &loop);
@@ -869,8 +880,9 @@ void TransposedRun(const ConvLayer& l) {
   }
 }
 
+// Output rows of 3 columns and fewer leave too little to a row's jobs: CMSIS-NN is quicker there.
 bool TransposedCovers(const ConvLayer& l) {
-  if (l.kh != 3 || l.kw != 3 || l.stride_h != l.stride_w || (l.stride_h != 1 && l.stride_h != 2) ||
+  if (l.out_w < 4 || l.kh != 3 || l.kw != 3 || l.stride_h != l.stride_w || (l.stride_h != 1 && l.stride_h != 2) ||
       l.in_c != l.out_c || l.depth_multiplier != 1 || l.pad_h > 1 || l.pad_w > 1 ||
       !(l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128)) {
     return false;
