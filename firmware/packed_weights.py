@@ -118,7 +118,7 @@ def _conv_layers(data: bytes):
     """(name, layer, filter tensor, bias, multipliers, shifts, filter buffer) of every int8 convolution
     in the model, standalone or inside a VWW_CONV_CHAIN op."""
     from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_of
-    from vwwtorch.firmware.memory_plan.requantization import channel_multipliers
+    from vwwtorch.contract.int8_arithmetic import channel_multipliers
 
     model = unpack(data)
     graph = model.subgraphs[0]

@@ -3,9 +3,10 @@ kernels, checked without the firmware (CI has no TFLM cache; the bit-exactness o
 themselves is tests/test_fast_kernels.py's).
 
 Each form's constants, evaluated the way firmware/core/fast_kernels.cc uses them, must reproduce
-TFLM's MultiplyByQuantizedMultiplier written out from its definition (a saturating rounding doubling
-high multiply, then a rounding divide by a power of two, half away from zero) on random and tie
-accumulators; the weight layout must put each weight where the kernel's loop reads it; the flash
+TFLM's MultiplyByQuantizedMultiplier written out here from gemmlowp's definition (a saturating
+rounding doubling high multiply with its truncating division, then a rounding divide by a power of
+two comparing the remainder with a threshold), not from the floor reformulations that the firmware
+and vwwtorch.contract.int8_arithmetic share, on random and tie accumulators; the weight layout must put each weight where the kernel's loop reads it; the flash
 budget must pack the most pixels per byte first and never exceed itself.
 """
 
