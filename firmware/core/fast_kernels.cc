@@ -65,14 +65,13 @@ bool Requantizable(const int32_t* shift, const int32_t* bias, int channels, int 
 }
 
 struct Output {
-  int32_t offset;
   uint32_t min4, max4;  // the activation range, each as 4 packed bytes
   bool clamp;           // false when the range is all of int8 (SSAT alone clamps)
 };
 
-Output MakeOutput(int32_t offset, int32_t act_min, int32_t act_max) {
-  return {offset, (static_cast<uint32_t>(act_min) & 0xFFu) * 0x01010101u,
-          (static_cast<uint32_t>(act_max) & 0xFFu) * 0x01010101u, act_min > -128 || act_max < 127};
+Output MakeOutput(int32_t act_min, int32_t act_max) {
+  return {(static_cast<uint32_t>(act_min) & 0xFFu) * 0x01010101u, (static_cast<uint32_t>(act_max) & 0xFFu) * 0x01010101u,
+          act_min > -128 || act_max < 127};
 }
 
 // Four int8 in a word clamped to the activation range bytewise (SSUB8 sets the GE flags, SEL picks).
@@ -111,13 +110,13 @@ const TfLiteEvalTensor* Bias(TfLiteContext* context, TfLiteNode* node) {
   return bias != nullptr && bias->type == kTfLiteInt32 ? bias : nullptr;
 }
 
-// --- 1x1 convolution with packed weights -------------------------------------------------------
+// --- packed kernel: 1x1 convolutions and the first layer ---------------------------------------
 //
 // Weights widened to 16-bit pairs and laid out in flash in the order this loop reads them, by
-// `firmware generate` (packed_weights.py describes the layout and its two forms). Each group of 4
+// `firmware generate` (packed_weights.py describes the layout and its three forms). Each group of 4
 // output channels is computed for 2 pixels at once in 8 accumulators, so each loaded weight pair
-// serves 2 SMLADs and each input pair 4. The 2 pixels' inputs are widened once into a small buffer
-// (offset added, SXTAB16 order).
+// serves 2 SMLADs and each input pair 4. The 2 pixels' inputs (a 1x1 layer's channels, or the
+// first layer's 9 or 27 taps) are gathered once into a small buffer as 16-bit pairs, offset added.
 
 constexpr int kMaxPackedOutputs = 256;
 constexpr int kMaxPackedChecked = 64;
@@ -442,7 +441,7 @@ __attribute__((noinline)) void PackedConvRun(const ConvLayer& l, const PackedCon
   int8_t spare[kMaxPackedOutputs];  // where an odd last pixel's copy goes
   int32_t raw[2 * kMaxPackedOutputs];
   const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
-  const Output o = MakeOutput(l.output_offset, l.act_min, l.act_max);
+  const Output o = MakeOutput(l.act_min, l.act_max);
   const int pixels = l.out_h * l.out_w, out_c = l.out_c;
   const Gather gather;
   int oy = 0, ox = 0;  // pixel i's position
@@ -819,7 +818,7 @@ void TransposedRun(const ConvLayer& l) {
   int8_t tail[2 * kMaxTransposedChannels + 4];  // a last column's step puts its 2 outputs here
   const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
   const uint32_t zero_word = (static_cast<uint32_t>(-l.input_offset) & 0xFFu) * 0x01010101u;
-  const Output o = MakeOutput(l.output_offset, l.act_min, l.act_max);
+  const Output o = MakeOutput(l.act_min, l.act_max);
   for (int g = 0; g < channels; g += 4) {
     // Weights of the 4 channels: each tap's word sign-extended and doubled in pairs (channels 0, 2)
     // and (1, 3), then each channel's (w0, w1) and (w1, w2) of each tap row from their halves.
