@@ -48,6 +48,7 @@ from vwwtorch.contract.tflite import operator_names, schema, unpack
 GROUP = 4                                  # output channels computed together
 PACKED_INPUTS = (8, 16, 32, 64, 128, 256)  # POINTWISE: input channel counts the kernel is built for
 IM2COL_ROW_BYTES = (3, 9)                  # IM2COL: 3x3 taps over 1 or 3 input channels
+MAX_OUTPUTS = 256                          # output channels a kernel call buffers (kMaxPackedOutputs)
 POINTWISE, IM2COL = 0, 1                   # the kinds (PackedConv::kind)
 FAST, EXACT, GENERAL = 0, 1, 2             # the forms (PackedConv::form)
 CONSTANTS = {FAST: 3, EXACT: 4, GENERAL: 4}  # words per output channel after the weights
@@ -147,7 +148,7 @@ def _conv_layers(data: bytes):
 
 def packed_kind(layer) -> int | None:
     """POINTWISE or IM2COL when a packed kernel has this layer's shape, else None."""
-    if layer.out_c % GROUP:
+    if layer.out_c % GROUP or layer.out_c > MAX_OUTPUTS:
         return None
     if not layer.depthwise and (layer.kh, layer.kw, layer.stride_h, layer.stride_w, layer.pad_h, layer.pad_w) == \
             (1, 1, 1, 1, 0, 0) and layer.in_c in PACKED_INPUTS and (layer.in_h, layer.in_w) == (layer.out_h, layer.out_w):

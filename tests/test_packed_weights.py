@@ -162,6 +162,7 @@ def test_im2col_pairs_rows_then_leftovers():
 def test_shapes_the_kernels_do_not_run_are_not_packed():
     assert pw.packed_kind(layer(in_c=12)) is None            # no 12-input 1x1 kernel
     assert pw.packed_kind(layer(out_c=6)) is None            # groups of 4 outputs
+    assert pw.packed_kind(layer(out_c=512)) is None          # more outputs than a call buffers
     assert pw.packed_kind(layer(in_c=16, kh=3, kw=3)) is None  # 3x3 over many channels: not im2col
     bound = np.array([(1 << 31) - 8 * pw.PRODUCT_BOUND + 1] * 4, np.int32)  # an accumulator could overflow
     assert pw.packed_form(layer(), bound, np.full(4, 1 << 30, np.int32), np.full(4, -8, np.int32)) is None
