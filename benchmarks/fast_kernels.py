@@ -1,20 +1,28 @@
-"""Instructions per inference on the emulated Cortex-M4, stock CMSIS-NN against vwwtorch's kernels.
+"""Cortex-M4 cost of the VWW models: stock CMSIS-NN against vwwtorch's kernels, with and without
+`--memory-budget`.
 
     python benchmarks/fast_kernels.py --tflite QUICKSTART/export/model_int8.tflite [--chart docs/PNG]
 
 For each model (the one given, TFLM's person_detect, and MLPerf Tiny's vww_96_int8 when
-`vwwtorch pretrained get person-rgb-96` has cached it) the firmware is built twice for qemu_m4 with
-CMSIS-NN: stock (`FAST_KERNELS=0`) and with firmware/core/fast_kernels.cc, and profiled with
-`vwwtorch firmware profile` (every operator's instructions counted under QEMU). Prints the
-per-layer table of the first model before and after, one row per model with the totals and the
-flash of both builds, and saves the first model's profile charts (stock and ours) with --chart.
-Needs `vwwtorch firmware deps`.
+`vwwtorch pretrained get person-rgb-96` has cached it) the firmware is built four times for qemu_m4
+with CMSIS-NN and profiled with `vwwtorch firmware profile`:
+  stock    `FAST_KERNELS=0` and no packed weights (flash budget 0): CMSIS-NN alone;
+  ours     firmware/core/fast_kernels.cc and the weights packed for it (the default flash budget);
+and each of them as converted and with `--memory-budget 40` (MLPerf's RGB model has no 40 KiB plan:
+it takes its smallest, `--memory-budget 64`). Instructions are counted exactly under QEMU; cycles are
+the plugin's Cortex-M4 estimate (firmware/tools/m4_cycles.h: the TRM's timings, zero-wait-state
+memory). Prints one table per model (instructions, estimated cycles, both per MAC, flash, packed
+weights, arena), the first model's layers, and MLPerf's estimate beside the cycle counts published
+for the same model on a Cortex-M4; saves the first model's profile charts with --chart. Needs
+`vwwtorch firmware deps`.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import platform
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,18 +31,41 @@ from vwwtorch.firmware.deps import require
 from vwwtorch.firmware.profile import figure, profile_model
 from vwwtorch.training.foreign.pretrained import folder
 
+KIB = 1024
+# MLPerf Tiny results for vww_96_int8 on Cortex-M4 boards at 120 MHz: milliseconds x 120 MHz.
+PUBLISHED = [("X-CUBE-AI 9.0 (MLPerf Tiny)", 10.7e6), ("Plumerai (MLPerf Tiny)", 11.9e6),
+             ("TFLM reference kernels (MLPerf Tiny v0.5)", 72e6)]
 
-def profile(tflite: Path, out: Path, stock: bool) -> dict:
+
+def profile(tflite: Path, out: Path, stock: bool, budget_kib: int | None) -> dict:
     previous = os.environ.get("FAST_KERNELS")
     os.environ["FAST_KERNELS"] = "0" if stock else "1"  # make reads it as a variable
     try:
         shutil.rmtree(out, ignore_errors=True)  # make tracks no flags: a fresh build each time
-        return profile_model(tflite, out, quiet=True)
+        return profile_model(tflite, out, quiet=True, memory_budget=budget_kib * KIB if budget_kib else None,
+                             flash_budget=0 if stock else None)
     finally:
         if previous is None:
             os.environ.pop("FAST_KERNELS", None)
         else:
             os.environ["FAST_KERNELS"] = previous
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def row(label: str, p: dict) -> str:
+    macs = p["macs"]
+    return (f"| {label} | {p['instructions_per_inference'] / 1e6:.2f} M | {p['cycles_per_inference'] / 1e6:.2f} M "
+            f"| {p['instructions_per_inference'] / macs:.2f} | {p['cycles_per_inference'] / macs:.2f} "
+            f"| {p['flash_bytes']:,} | {p['packed_weights_bytes']:,} | {p['arena_used']:,} |")
 
 
 def main() -> None:
@@ -50,33 +81,66 @@ def main() -> None:
     mlperf = folder("person-rgb-96") / "vww_96_int8.tflite"
     if mlperf.is_file():
         models["mlperf vww_96_int8"] = mlperf
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; {datetime.date.today().isoformat()}")
+    print("qemu_m4 (mps2-an386, Cortex-M4F), CMSIS-NN; instructions exact, cycles estimated "
+          "(Cortex-M4 TRM timings, zero wait states)\n")
+    results = {}
     with tempfile.TemporaryDirectory(prefix="vww-fast-") as scratch:
-        results = {name: (profile(path, Path(scratch) / f"{name.replace(' ', '_')}-stock", True),
-                          profile(path, Path(scratch) / f"{name.replace(' ', '_')}-fast", False))
-                   for name, path in models.items()}
-    stock, fast = results["first"]
-    print(f"per layer, {models['first'].name} on qemu_m4 (instructions per inference):")
-    print("| # | op | output | MACs | CMSIS-NN | instr/MAC | vwwtorch kernels | instr/MAC | ratio |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
-    for a, b in zip(stock["ops"], fast["ops"]):
+        for name, path in models.items():
+            budget = 64 if name.startswith("mlperf") else 40
+            runs = {}
+            for stock in (True, False):
+                for planned in (False, True):
+                    key = ("stock" if stock else "ours", budget if planned else None)
+                    out = Path(scratch) / f"{name.replace(' ', '_')}-{key[0]}-{key[1]}"
+                    runs[key] = profile(path, out, stock, key[1])
+            results[name] = (budget, runs)
+            label = path.name if name == "first" else name
+            print(f"{label}: {runs[('ours', None)]['macs']:,} MACs")
+            print("| build | instructions | est. cycles | instr/MAC | cycles/MAC | flash | packed weights | arena |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for (kind, planned), p in runs.items():
+                what = "stock CMSIS-NN" if kind == "stock" else "vwwtorch kernels"
+                print(row(f"{what}{f', --memory-budget {planned}' if planned else ''}", p))
+            stock, ours = runs[("stock", None)], runs[("ours", None)]
+            stock_planned, ours_planned = runs[("stock", budget)], runs[("ours", budget)]
+            print(f"ours / stock: instructions {ours['instructions_per_inference'] / stock['instructions_per_inference']:.3f}, "
+                  f"cycles {ours['cycles_per_inference'] / stock['cycles_per_inference']:.3f}; planned / as converted "
+                  f"(ours): instructions {ours_planned['instructions_per_inference'] / ours['instructions_per_inference'] - 1:+.1%}, "
+                  f"cycles {ours_planned['cycles_per_inference'] / ours['cycles_per_inference'] - 1:+.1%} (stock: instructions "
+                  f"{stock_planned['instructions_per_inference'] / stock['instructions_per_inference'] - 1:+.1%})\n")
+
+    _, runs = results["first"]
+    stock, ours = runs[("stock", None)], runs[("ours", None)]
+    print(f"per layer, {models['first'].name}:")
+    print("| # | op | output | MACs | CMSIS-NN instr | cycles | vwwtorch instr | cycles | instr/MAC | cycles/MAC |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for a, b in zip(stock["ops"], ours["ops"]):
         shape = "x".join(map(str, a["output_shape"][1:]))
-        per = [f"{o['instructions_per_mac']:.2f}" if o["instructions_per_mac"] else "-" for o in (a, b)]
-        print(f"| {a['index']} | {a['op']} | {shape} | {a['macs']:,} | {a['instructions']:,} | {per[0]} "
-              f"| {b['instructions']:,} | {per[1]} | {b['instructions'] / a['instructions']:.2f} |")
-    print("\n| model | MACs | CMSIS-NN instructions | vwwtorch kernels | ratio | flash CMSIS-NN | flash ours | flash growth |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, (a, b) in results.items():
-        label = models[name].name if name == "first" else name
-        print(f"| {label} | {a['macs']:,} | {a['instructions_per_inference'] / 1e6:.2f} M "
-              f"| {b['instructions_per_inference'] / 1e6:.2f} M "
-              f"| {b['instructions_per_inference'] / a['instructions_per_inference']:.3f} "
-              f"| {a['flash_bytes']:,} | {b['flash_bytes']:,} | {b['flash_bytes'] - a['flash_bytes']:+,} B |")
+        per = [f"{v:.2f}" if v else "-" for v in (b["instructions_per_mac"], b["cycles_per_mac"])]
+        print(f"| {a['index']} | {a['op']} | {shape} | {a['macs']:,} | {a['instructions']:,} | {a['cycles']:,} "
+              f"| {b['instructions']:,} | {b['cycles']:,} | {per[0]} | {per[1]} |")
+
+    if "mlperf vww_96_int8" in results:
+        _, runs = results["mlperf vww_96_int8"]
+        print("\nMLPerf Tiny vww_96_int8 on a Cortex-M4, cycles per inference:")
+        print("| engine | cycles | vs. vwwtorch |")
+        print("|---|---:|---:|")
+        ours = runs[("ours", None)]["cycles_per_inference"]
+        print(f"| vwwtorch kernels (estimate, zero wait states) | {ours / 1e6:.2f} M | 1.00 |")
+        print(f"| stock CMSIS-NN in this firmware (estimate) | {runs[('stock', None)]['cycles_per_inference'] / 1e6:.2f} M "
+              f"| {runs[('stock', None)]['cycles_per_inference'] / ours:.2f} |")
+        for engine, cycles in PUBLISHED:
+            print(f"| {engine} (measured) | {cycles / 1e6:.1f} M | {cycles / ours:.2f} |")
+
     if args.chart:
-        stock["kernels"], fast["kernels"] = "stock CMSIS-NN", "CMSIS-NN + vwwtorch kernels"
+        _, runs = results["first"]
+        stock, ours = runs[("stock", None)], runs[("ours", None)]
+        stock["kernels"], ours["kernels"] = "stock CMSIS-NN", "CMSIS-NN + vwwtorch kernels"
         chart = Path(args.chart)
         chart.parent.mkdir(parents=True, exist_ok=True)
         figure(stock).savefig(chart.with_name(chart.stem + "-stock" + chart.suffix))
-        figure(fast).savefig(chart)
+        figure(ours).savefig(chart)
         print(f"\nwrote {chart} and {chart.with_name(chart.stem + '-stock' + chart.suffix)}")
 
 

@@ -4,6 +4,7 @@ Writes into one folder (replaced as a whole, never left half-written):
     model_data.h/.cc       the model bytes as a 16-byte-aligned const array (flash, no copy)
     model_settings.h/.cc   input size, labels, person index, quantization, threshold, arena size
     model_ops.h/.cc        a MicroMutableOpResolver<N> with exactly the model's ops
+    model_kernels.cc       convolution weights packed for the Cortex-M4 kernels (packed_weights.py)
     model.mk               the TFLM kernel sources those ops need (read by firmware/Makefile)
     model_info.json        the same facts for the Python side (`firmware build` / `firmware run`)
 """
@@ -56,6 +57,7 @@ class ModelSettings:
     kernel_sources: list[str]
     board_checked: str
     memory_plan: dict | None = None  # `--memory-budget`: the plan chosen (firmware/memory_plan/budget.py)
+    packed_weights: dict | None = None  # model_kernels.cc: what was packed within --flash-budget
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -328,13 +330,16 @@ def check_output(out_dir: str | Path, overwrite: bool = True) -> Path:
 
 
 def write_sources(out_dir: Path, data: bytes, settings: ModelSettings, overwrite: bool = True,
-                  memory=None) -> Path:
+                  memory=None, packing=None) -> Path:
     """Write every file into a staging folder beside `out_dir`, then swap it in."""
+    from vwwtorch.firmware.packed_weights import Packing, render as render_packed
+
     target = check_output(out_dir, overwrite)
     files = {}
     files["model_data.h"], files["model_data.cc"] = render_model_data(data, settings.source)
     files["model_settings.h"], files["model_settings.cc"] = render_settings(settings)
     files["model_ops.h"], files["model_ops.cc"] = render_ops(settings)
+    files["model_kernels.cc"] = render_packed(packing if packing is not None else Packing(0), GENERATED_BY)
     files["model.mk"] = render_makefile(settings)
     files["model_info.json"] = json.dumps(asdict(settings), indent=2) + "\n"
     with staged_folder(target, checked=True) as staging:
@@ -350,14 +355,31 @@ def write_sources(out_dir: Path, data: bytes, settings: ModelSettings, overwrite
     return target
 
 
+def packed_weights_budget(board_name: str | None, model_bytes: int, flash_budget: int | None) -> int | None:
+    """Bytes the packed weights may take: the flash budget (default: the board's flash) less the
+    model and the board's estimate for the code; None when the board sets no limit."""
+    from vwwtorch.firmware.boards import default_target, get_board
+
+    board = get_board(board_name) if board_name else default_target()
+    limit = flash_budget if flash_budget is not None else board.flash_bytes
+    if limit is None:
+        return None
+    if flash_budget is not None and board.flash_bytes is not None and flash_budget > board.flash_bytes:
+        raise UserError(f"--flash-budget {flash_budget // 1024} KiB is more than the {board.flash_bytes:,} B of "
+                        f"flash {board.name} can use")
+    return max(0, limit - model_bytes - board.code_flash_estimate)
+
+
 def generate(tflite: str | Path, out_dir: str | Path, *, board: str | None = None,
              labels: list[str] | None = None, person_index: int | None = None,
              threshold: float = 0.5, arena_size: int | None = None,
              memory_budget: int | None = None, stream_layers: int | None = None,
-             overwrite: bool = True) -> ModelSettings:
+             flash_budget: int | None = None, overwrite: bool = True) -> ModelSettings:
     """`memory_budget` (bytes): rewrite the model's convolutions for this firmware's chain op
     (firmware/memory_plan/) so that the arena fits, bit-exactly, and report per layer;
-    `stream_layers`: the same rewrite with exactly that many leading layers row by row."""
+    `stream_layers`: the same rewrite with exactly that many leading layers row by row.
+    `flash_budget` (bytes, default: the board's flash): what the image may take with the
+    convolutions' weights packed for the Cortex-M4 kernels (packed_weights.py)."""
     from vwwtorch.contract.tflite import load_tflite, read_tflite
 
     tflite = Path(tflite)
@@ -374,7 +396,11 @@ def generate(tflite: str | Path, out_dir: str | Path, *, board: str | None = Non
     settings = build_settings(tflite, data, info, board=board, labels=labels,
                               person_index=person_index, threshold=threshold, arena_size=arena_size,
                               memory=memory)
-    write_sources(Path(out_dir), data, settings, overwrite=overwrite, memory=memory)
+    from vwwtorch.firmware.packed_weights import pack_model
+
+    packing = pack_model(data, packed_weights_budget(board, len(data), flash_budget))
+    settings.packed_weights = packing.summary()
+    write_sources(Path(out_dir), data, settings, overwrite=overwrite, memory=memory, packing=packing)
     return settings
 
 
@@ -399,6 +425,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arena-size", type=int,
                         help="tensor arena bytes (default: measured + margin, see firmware/arena.py)")
     add_memory_arguments(parser)
+    add_flash_arguments(parser)
+
+
+def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flash-budget", type=_kibibytes, metavar="KB",
+                        help="flash the image may take, in KiB (default: all the board's flash): within "
+                        "it, the 1x1 and first-layer convolutions' weights are also stored widened to 16 "
+                        "bits for the Cortex-M4 kernels (2 B per weight), the layers with the most pixels first")
 
 
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
@@ -426,7 +460,7 @@ def run_command(args) -> int:
     s = generate(args.tflite, args.out, board=args.board, labels=labels,
                  person_index=args.person_index, threshold=args.threshold,
                  arena_size=args.arena_size, memory_budget=args.memory_budget,
-                 stream_layers=args.stream_layers)
+                 stream_layers=args.stream_layers, flash_budget=args.flash_budget)
     print(f"wrote firmware model sources to {args.out}")
     print(f"  input {s.rows}x{s.cols}x{s.channels} int8, labels {', '.join(s.labels)} "
           f"(person = {s.person_index}, threshold {s.threshold:g} -> int8 {s.threshold_int8})")
@@ -441,4 +475,8 @@ def run_command(args) -> int:
               f"peak live activations {m['head_before']:,} B -> {m['head_after']:,} B; "
               f"first {m['streamed_layers']} layers row by row; requantization tables in flash")
         print(f"  per layer: {Path(args.out) / MEMORY_REPORT}, {Path(args.out) / MEMORY_CHART}")
+    packed = s.packed_weights
+    if packed and (packed["layers"] or packed["left_out"]):
+        left_out = f"; {len(packed['left_out'])} left out by the flash budget" if packed["left_out"] else ""
+        print(f"  packed weights: {len(packed['layers'])} convolutions, {packed['bytes']:,} B of flash{left_out}")
     return 0

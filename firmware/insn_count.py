@@ -1,10 +1,12 @@
-"""Instructions per inference under QEMU, with firmware/tools/insn_count.c (a TCG plugin).
+"""Instructions and estimated cycles per inference under QEMU, with firmware/tools/insn_count.c (a TCG
+plugin) and its Cortex-M4 cycle model (firmware/tools/m4_cycles.c).
 
 The firmware calls two empty functions, `vww_inference_begin` and `vww_inference_end`, around every
 `Invoke()`, and `vww_op_begin` / `vww_op_end` around every operator (TFLM's profiler hook). The
-plugin counts the guest instructions executed between them: per inference, and per operator. It is
-compiled once with the host's C compiler into the cache (keyed by the source's digest); its
-addresses come from the ELF's symbol table.
+plugin counts the guest instructions executed between them, exactly, and estimates their Cortex-M4
+cycles (the Technical Reference Manual's timings, zero-wait-state memory): per inference, and per
+operator. It is compiled once with the host's C compiler into the cache (keyed by the sources'
+digest); its addresses come from the ELF's symbol table.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from vwwtorch.contract.outputs import staged_path
 
 MARKERS = ("vww_inference_begin", "vww_inference_end")
 OP_MARKERS = ("vww_op_begin", "vww_op_end")
+PLUGIN_SOURCES = ("insn_count.c", "m4_cycles.c", "m4_cycles.h")
+INFERENCE_PREFIX = "inference"
 OPS_PREFIX = "ops"
+OP_CYCLES_PREFIX = "op_cycles"
 
 
 def plugin_path() -> Path:
@@ -27,8 +32,8 @@ def plugin_path() -> Path:
     from vwwtorch.firmware.build import firmware_dir
     from vwwtorch.contract.cache import cache_root
 
-    source = firmware_dir() / "tools" / "insn_count.c"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    tools = firmware_dir() / "tools"
+    digest = hashlib.sha256(b"".join((tools / name).read_bytes() for name in PLUGIN_SOURCES)).hexdigest()[:12]
     target = cache_root() / "firmware" / "tools" / f"insn_count-{digest}.so"
     if target.is_file():
         return target
@@ -39,7 +44,8 @@ def plugin_path() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with staged_path(target, checked=True, unique=True) as partial:
         done = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial),
-                               str(source)], capture_output=True, text=True)
+                               *(str(tools / name) for name in PLUGIN_SOURCES if name.endswith(".c"))],
+                              capture_output=True, text=True)
         if done.returncode != 0:
             raise UserError(f"compiling the QEMU plugin failed: {done.stderr.strip().splitlines()[0]}")
     return target
@@ -80,12 +86,21 @@ def _lines(counts_file: Path) -> list[str]:
         raise UserError("QEMU wrote no instruction counts (does this QEMU support TCG plugins?)") from None
 
 
-def read_counts(counts_file: Path) -> list[int]:
-    """One count per inference, in order."""
-    return [int(line) for line in _lines(counts_file) if line.strip().isdigit()]  # the last line is "total N"
+def _rows(counts_file: Path, prefix: str) -> list[list[int]]:
+    return [[int(v) for v in line.split()[1:]] for line in _lines(counts_file)
+            if line.startswith(prefix + " ") or line == prefix]
+
+
+def read_counts(counts_file: Path) -> list[tuple[int, int]]:
+    """(instructions, estimated cycles) per inference, in order."""
+    return [(row[0], row[1]) for row in _rows(counts_file, INFERENCE_PREFIX)]
 
 
 def read_op_counts(counts_file: Path) -> list[list[int]]:
     """Per inference, the instructions of each operator in graph order (empty when not counted)."""
-    return [[int(v) for v in line.split()[1:]] for line in _lines(counts_file)
-            if line.startswith(OPS_PREFIX + " ") or line == OPS_PREFIX]
+    return _rows(counts_file, OPS_PREFIX)
+
+
+def read_op_cycles(counts_file: Path) -> list[list[int]]:
+    """Per inference, the estimated cycles of each operator in graph order (empty when not counted)."""
+    return _rows(counts_file, OP_CYCLES_PREFIX)

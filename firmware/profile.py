@@ -1,9 +1,11 @@
-"""`vwwtorch firmware profile`: instructions, MACs and instructions per MAC of every operator.
+"""`vwwtorch firmware profile`: instructions, estimated cycles, MACs and both per MAC, of every operator.
 
 The model is generated and built for an emulated board and run under QEMU with the instruction
 counter (firmware/tools/insn_count.c). The firmware marks every operator's Invoke() through TFLM's
 profiler hook, so the count of each operator is exact, not sampled; the counts of all operators plus
-the interpreter's own loop make the inference's total. MACs come from the model's shapes:
+the interpreter's own loop make the inference's total. Cycles are the counter's Cortex-M4 estimate
+(firmware/tools/m4_cycles.h: the Technical Reference Manual's timings with zero-wait-state memory; no
+flash wait states, cache or bus contention). MACs come from the model's shapes:
 CONV_2D out_h x out_w x out_c x k_h x k_w x in_c, DEPTHWISE_CONV_2D out_h x out_w x out_c x k_h x
 k_w, FULLY_CONNECTED out x in; other operators have none.
 
@@ -25,6 +27,8 @@ from vwwtorch.contract.errors import UserError
 
 PROFILE_JSON = "profile.json"
 PROFILE_PNG = "profile.png"
+CYCLE_MODEL = ("estimated Cortex-M4 cycles: the TRM's instruction timings with zero-wait-state memory "
+               "(no flash wait states, cache or bus contention); firmware/tools/m4_cycles.h")
 
 
 @dataclass
@@ -34,10 +38,15 @@ class OpProfile:
     output_shape: list[int]
     macs: int
     instructions: int
+    cycles: int
 
     @property
     def per_mac(self) -> float | None:
         return self.instructions / self.macs if self.macs else None
+
+    @property
+    def cycles_per_mac(self) -> float | None:
+        return self.cycles / self.macs if self.macs else None
 
 
 def operator_macs(operator) -> int:
@@ -59,9 +68,10 @@ def operator_macs(operator) -> int:
 
 def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4", kernels: str | None = None,
                   images: int = 1, jobs: int | None = None, quiet: bool = False,
-                  memory_budget: int | None = None, stream_layers: int | None = None) -> dict:
-    """Build, run and count; returns what profile.json holds. `memory_budget`, `stream_layers`: as
-    `firmware generate`."""
+                  memory_budget: int | None = None, stream_layers: int | None = None,
+                  flash_budget: int | None = None) -> dict:
+    """Build, run and count; returns what profile.json holds. `memory_budget`, `stream_layers`,
+    `flash_budget`: as `firmware generate`."""
     from vwwtorch.contract.tflite import load_tflite
     from vwwtorch.firmware.boards import get_board
     from vwwtorch.firmware.build import build
@@ -81,7 +91,7 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = generate(tflite, out / "model", board=board, memory_budget=memory_budget,
-                        stream_layers=stream_layers)
+                        stream_layers=stream_layers, flash_budget=flash_budget)
     if settings.memory_plan is not None:  # the firmware runs the rewritten model
         from vwwtorch.firmware.generate import MEMORY_MODEL
 
@@ -95,44 +105,59 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4"
         raise UserError(f"the instruction counter saw {len(per_image[0] or [])} operators, the model has "
                         f"{len(info.operators)}; rebuild the firmware with this vwwtorch")
     mean = np.mean(np.asarray(per_image, dtype=np.float64), axis=0)
+    mean_cycles = np.mean(np.asarray([image.op_cycles for image in result.images], dtype=np.float64), axis=0)
     ops = [OpProfile(index=i, op=o.op, output_shape=list(o.outputs[0].shape), macs=operator_macs(o),
-                     instructions=int(round(c))) for i, (o, c) in enumerate(zip(info.operators, mean))]
+                     instructions=int(round(c)), cycles=int(round(k)))
+           for i, (o, c, k) in enumerate(zip(info.operators, mean, mean_cycles))]
     total = float(np.mean([image.instructions for image in result.images]))
+    cycles = float(np.mean([image.cycles for image in result.images]))
     return {
         "model": str(tflite), "board": board, "kernels": kernels, "images": images,
         "instructions_per_inference": int(round(total)),
         "instructions_in_ops": sum(o.instructions for o in ops),
+        "cycles_per_inference": int(round(cycles)),
+        "cycles_in_ops": sum(o.cycles for o in ops),
+        "cycle_model": CYCLE_MODEL,
         "macs": sum(o.macs for o in ops),
         "flash_bytes": built.text + built.data,
+        "packed_weights_bytes": built.packed_bytes,
         "arena_used": result.arena_used,
-        "ops": [{**asdict(o), "instructions_per_mac": o.per_mac} for o in ops],
+        "ops": [{**asdict(o), "instructions_per_mac": o.per_mac, "cycles_per_mac": o.cycles_per_mac} for o in ops],
     }
 
 
 def summary(profile: dict) -> list[dict]:
-    """Instructions per operator kind, the largest first."""
+    """Instructions and cycles per operator kind, the most cycles first."""
     kinds: dict[str, dict] = {}
     for o in profile["ops"]:
-        kind = kinds.setdefault(o["op"], {"op": o["op"], "count": 0, "macs": 0, "instructions": 0})
+        kind = kinds.setdefault(o["op"], {"op": o["op"], "count": 0, "macs": 0, "instructions": 0, "cycles": 0})
         kind["count"] += 1
         kind["macs"] += o["macs"]
         kind["instructions"] += o["instructions"]
-    return sorted(kinds.values(), key=lambda k: -k["instructions"])
+        kind["cycles"] += o["cycles"]
+    return sorted(kinds.values(), key=lambda k: -k["cycles"])
+
+
+def _per_mac(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
 
 
 def table(profile: dict) -> list[str]:
-    total = profile["instructions_per_inference"]
-    lines = [f"{'#':>3} {'op':<18} {'output':<12} {'MACs':>11} {'instructions':>13} {'instr/MAC':>9} {'share':>6}"]
+    total, cycles = profile["instructions_per_inference"], profile["cycles_per_inference"]
+    lines = [f"{'#':>3} {'op':<18} {'output':<12} {'MACs':>11} {'instructions':>13} {'instr/MAC':>9} "
+             f"{'est. cycles':>12} {'cyc/MAC':>7} {'share':>6}"]
     for o in profile["ops"]:
         shape = "x".join(map(str, o["output_shape"][1:]))
-        per_mac = f"{o['instructions_per_mac']:.2f}" if o["instructions_per_mac"] is not None else "-"
         lines.append(f"{o['index']:>3} {o['op']:<18} {shape:<12} {o['macs']:>11,} {o['instructions']:>13,} "
-                     f"{per_mac:>9} {100 * o['instructions'] / total:>5.1f}%")
+                     f"{_per_mac(o['instructions_per_mac']):>9} {o['cycles']:>12,} "
+                     f"{_per_mac(o['cycles_per_mac']):>7} {100 * o['cycles'] / cycles:>5.1f}%")
     overhead = total - profile["instructions_in_ops"]
-    lines.append(f"    {'(interpreter loop)':<18} {'':<12} {'':>11} {overhead:>13,} {'':>9} "
-                 f"{100 * overhead / total:>5.1f}%")
+    cycle_overhead = cycles - profile["cycles_in_ops"]
+    lines.append(f"    {'(interpreter loop)':<18} {'':<12} {'':>11} {overhead:>13,} {'':>9} {cycle_overhead:>12,} "
+                 f"{'':>7} {100 * cycle_overhead / cycles:>5.1f}%")
     lines.append(f"    {'total':<18} {'':<12} {profile['macs']:>11,} {total:>13,} "
-                 f"{total / profile['macs']:>9.2f} 100.0%")
+                 f"{total / profile['macs']:>9.2f} {cycles:>12,} {cycles / profile['macs']:>7.2f} 100.0%")
+    lines.append(f"    cycles: {profile['cycle_model']}")
     return lines
 
 
@@ -145,14 +170,15 @@ def figure(profile: dict):
     kinds = list(dict.fromkeys(o["op"] for o in ops))
     colors = {k: f"C{i % 10}" for i, k in enumerate(kinds)}
     positions = np.arange(len(ops))[::-1]
-    ax.barh(positions, [o["instructions"] / 1e6 for o in ops], color=[colors[o["op"]] for o in ops])
+    ax.barh(positions, [o["cycles"] / 1e6 for o in ops], color=[colors[o["op"]] for o in ops])
     ax.set_yticks(positions, [f"{o['index']} {o['op'].replace('_CONV_2D', '').lower()} "
                               f"{'x'.join(map(str, o['output_shape'][1:]))}" for o in ops], fontsize=7)
     for y, o in zip(positions, ops):
-        if o["instructions_per_mac"] is not None:
-            ax.text(o["instructions"] / 1e6, y, f" {o['instructions_per_mac']:.2f}/MAC", va="center", fontsize=6)
-    ax.set_xlabel("million instructions (label: instructions per MAC)")
+        if o["cycles_per_mac"] is not None:
+            ax.text(o["cycles"] / 1e6, y, f" {o['cycles_per_mac']:.2f}/MAC", va="center", fontsize=6)
+    ax.set_xlabel("million Cortex-M4 cycles, estimated (label: cycles per MAC)")
     ax.set_title(f"{Path(profile['model']).name} on {profile['board']} ({profile['kernels']}): "
+                 f"{profile['cycles_per_inference'] / 1e6:.2f} M cycles (est.), "
                  f"{profile['instructions_per_inference'] / 1e6:.2f} M instructions per inference", fontsize=9)
     from matplotlib.patches import Patch
 
@@ -179,9 +205,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kernel implementations (default: the board's, cmsis_nn on Cortex-M)")
     parser.add_argument("--images", type=int, default=1, help="random int8 images to average over")
     parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs (default: all cores)")
-    from vwwtorch.firmware.generate import add_memory_arguments
+    from vwwtorch.firmware.generate import add_flash_arguments, add_memory_arguments
 
     add_memory_arguments(parser)
+    add_flash_arguments(parser)
 
 
 def run_command(args) -> int:
@@ -189,10 +216,11 @@ def run_command(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     profile = profile_model(args.tflite, out, board=args.board, kernels=args.kernels, images=args.images,
-                            jobs=args.jobs, memory_budget=args.memory_budget, stream_layers=args.stream_layers)
+                            jobs=args.jobs, memory_budget=args.memory_budget, stream_layers=args.stream_layers,
+                            flash_budget=args.flash_budget)
     print("\n".join(table(profile)))
-    print("by operator kind: " + ", ".join(
-        f"{k['op']} x{k['count']} {100 * k['instructions'] / profile['instructions_per_inference']:.1f}%"
+    print("by operator kind (share of cycles): " + ", ".join(
+        f"{k['op']} x{k['count']} {100 * k['cycles'] / profile['cycles_per_inference']:.1f}%"
         for k in summary(profile)))
     write_profile(profile, out)
     print(f"wrote {out / PROFILE_JSON} and {out / PROFILE_PNG}")

@@ -33,6 +33,8 @@ class ImageResult:
     inference_us: int | None
     instructions: int | None = None   # guest instructions in Invoke() (emulated boards, when counted)
     op_instructions: list[int] | None = None  # the same, per operator in graph order
+    cycles: int | None = None          # estimated Cortex-M4 cycles of the same (firmware/tools/m4_cycles.h)
+    op_cycles: list[int] | None = None
 
 
 @dataclass
@@ -114,6 +116,7 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
         if count_instructions and done.returncode == 0:
             counts = insn_count.read_counts(Path(work) / "counts.txt")
             op_counts = insn_count.read_op_counts(Path(work) / "counts.txt")
+            op_cycles = insn_count.read_op_cycles(Path(work) / "counts.txt")
     result = parse_output(done.stdout)
     if done.returncode != 0 and count_instructions and "plugin" in done.stderr.lower():
         raise UserError(f"QEMU could not load the instruction counter: "
@@ -129,10 +132,10 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
         if len(counts) != len(tensors):
             raise UserError(f"the instruction counter saw {len(counts)} inferences for "
                             f"{len(tensors)} images")
-        for image, count in zip(result.images, counts):
-            image.instructions = count
-        for image, per_op in zip(result.images, op_counts):
-            image.op_instructions = per_op
+        for image, (instructions, cycles) in zip(result.images, counts):
+            image.instructions, image.cycles = instructions, cycles
+        for image, per_op, per_op_cycles in zip(result.images, op_counts, op_cycles):
+            image.op_instructions, image.op_cycles = per_op, per_op_cycles
     return result
 
 
@@ -171,8 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(uint8 pixels or int8 tensors) or raw int8 tensor files (.bin)")
     parser.add_argument("--timeout", type=float, default=default(run_files, "timeout"), help="seconds before giving up")
     parser.add_argument("--count-instructions", action="store_true",
-                        help="emulated boards: count the guest instructions of each inference "
-                             "(a QEMU TCG plugin, compiled on first use with the host gcc)")
+                        help="emulated boards: count the guest instructions of each inference and "
+                             "estimate its Cortex-M4 cycles (zero-wait-state memory; a QEMU TCG plugin, "
+                             "compiled on first use with the host gcc)")
 
 
 def run_command(args) -> int:
@@ -189,6 +193,8 @@ def run_command(args) -> int:
             extra.append(f"{image.inference_us} us")
         if image.instructions is not None:
             extra.append(f"{image.instructions:,} instructions")
+        if image.cycles is not None:
+            extra.append(f"~{image.cycles:,} M4 cycles")
         timing = f" ({', '.join(extra)})" if extra else ""
         print(f"{image.source}: scores: {' '.join(map(str, image.scores))} -> {image.label}{timing}")
     extras = []

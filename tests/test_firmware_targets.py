@@ -294,8 +294,9 @@ def test_host_program_reads_image_files_itself(firmware, person_detect, tmp_path
 
 
 def test_profile_attributes_every_instruction_to_its_operator(firmware, person_detect, tmp_path, capsys):
-    """`firmware profile`: one count per operator of the model, summing to the inference's count
-    but for the interpreter's own loop; MACs equal the PyTorch model's; identical layers cost the same."""
+    """`firmware profile`: one count (and cycle estimate) per operator of the model, summing to the
+    inference's count but for the interpreter's own loop; MACs equal the PyTorch model's; identical
+    layers cost the same."""
     from PIL import Image as PILImage
     from vwwtorch.firmware.profile import PROFILE_JSON, PROFILE_PNG
     from vwwtorch.contract.tflite import load_tflite
@@ -312,6 +313,9 @@ def test_profile_attributes_every_instruction_to_its_operator(firmware, person_d
     assert [o["op"] for o in ops] == info.ops and all(o["instructions"] > 0 for o in ops)
     overhead = profile["instructions_per_inference"] - sum(o["instructions"] for o in ops)
     assert 0 <= overhead < 100 * len(ops), overhead  # the loop between operators, a few dozen each
+    # Estimated cycles: loads take 2 and taken branches refill, so never fewer than the instructions.
+    assert all(o["cycles"] >= o["instructions"] for o in ops)
+    assert 0 <= profile["cycles_per_inference"] - profile["cycles_in_ops"] < 200 * len(ops)
     # The same count as `firmware run --count-instructions` on the same build (within the marker calls).
     tensors = np.random.default_rng(0).integers(-128, 128, (1, 96, 96, 1), dtype=np.int8)
     whole = run_tensors(out / "build", tensors, timeout=300, count_instructions=True).images[0].instructions

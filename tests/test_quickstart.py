@@ -17,7 +17,7 @@ from vwwtorch.cli import main
 
 EXPORTED = {"model.onnx", "model_float32.tflite", "model_int8.tflite", "labels.txt", "parity.json", "parity.md"}
 GENERATED = {"model_data.cc", "model_data.h", "model_settings.cc", "model_settings.h", "model_ops.cc",
-             "model_ops.h", "model.mk", "model_info.json"}
+             "model_ops.h", "model_kernels.cc", "model.mk", "model_info.json"}
 
 
 def _firmware_scores(build_dir, tensors):

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "Include/arm_nnsupportfunctions.h"
+#include "packed_weights.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
 #include "tensorflow/lite/micro/kernels/conv.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
@@ -26,8 +27,8 @@ namespace {
 #define VWW_INLINE inline __attribute__((always_inline))
 
 using InvokeFn = TfLiteStatus (*)(TfLiteContext*, TfLiteNode*);
-InvokeFn depthwise_base = nullptr;
-InvokeFn conv_base = nullptr;
+InvokeFn depthwise_base = nullptr, depthwise_prepare = nullptr;
+InvokeFn conv_base = nullptr, conv_prepare = nullptr;
 
 VWW_INLINE uint32_t Read4(const int8_t* p) {
   uint32_t v;
@@ -35,44 +36,19 @@ VWW_INLINE uint32_t Read4(const int8_t* p) {
   return v;
 }
 
-// Requantization of one output channel, exactly as TFLM's MultiplyByQuantizedMultiplier (and
-// CMSIS-NN's arm_nn_requantize) does it: the accumulator shifted left by max(shift, 0), the
-// rounding doubling high multiply (a * m + 2^30) >> 31, which SMMULR computes as
-// (2a * m + 2^31) >> 32 when |a| < 2^30, then a right shift by r = max(-shift, 0) rounding half
-// away from zero: (h + 2^(r-1) - (h < 0)) >> r. The kernels check that no accumulator can reach
-// 2^30 (`Requantizable`) and leave other layers to CMSIS-NN.
-struct ChannelQ {
-  int32_t multiplier;
-  int32_t left;    // 1 + max(shift, 0): the doubling is part of the left shift
-  int32_t round;   // 2^(r - 1), or 0 when r = 0
-  int32_t negfix;  // -1 when r > 0 (one less for negatives), else 0
-  int32_t right;   // r
-};
-
 constexpr int32_t kMaxAccumulator = 1 << 30;
 
-VWW_INLINE int32_t Smmulr(int32_t a, int32_t b) {  // (a * b + 2^31) >> 32
+VWW_INLINE int32_t Smmlar(int32_t a, int32_t b, int32_t c) {  // c + ((a * b + 2^31) >> 32), exactly
   int32_t result;
-  __asm__("smmulr %0, %1, %2" : "=r"(result) : "r"(a), "r"(b));
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(result) : "r"(a), "r"(b), "r"(c));
   return result;
 }
 
-VWW_INLINE int32_t Requantize(int32_t acc, const ChannelQ& q) {
-  const int32_t high = Smmulr(acc << q.left, q.multiplier);
-  return (high + q.round + ((high >> 31) & q.negfix)) >> q.right;
-}
-
-// The same when the shift is negative (left = 1, negfix = -1): the common case, 3 instructions less.
-VWW_INLINE int32_t RequantizeRight(int32_t acc, const ChannelQ& q) {
-  const int32_t high = Smmulr(acc << 1, q.multiplier);
-  return (high + q.round + (high >> 31)) >> q.right;
-}
-
-bool AllRight(const ChannelQ* q, int count) {
-  for (int i = 0; i < count; ++i) {
-    if (q[i].right == 0) return false;
-  }
-  return true;
+// Four int8 values (each already saturated, in the low byte) -> one word, b0 lowest.
+VWW_INLINE uint32_t Bytes4(int32_t b0, int32_t b1, int32_t b2, int32_t b3) {
+  uint32_t word = static_cast<uint32_t>(b0);
+  __asm__("bfi %0, %1, #8, #8\n\tbfi %0, %2, #16, #8\n\tbfi %0, %3, #24, #8" : "+&r"(word) : "r"(b1), "r"(b2), "r"(b3));
+  return word;
 }
 
 // Whether no channel's accumulator, shifted left, can reach 2^30: |bias| plus the largest sum of
@@ -88,34 +64,21 @@ bool Requantizable(const int32_t* shift, const int32_t* bias, int channels, int 
   return true;
 }
 
-ChannelQ MakeQ(int32_t multiplier, int32_t shift) {
-  const int32_t right = shift < 0 ? -shift : 0;
-  return {multiplier, 1 + (shift > 0 ? shift : 0), right > 0 ? 1 << (right - 1) : 0, right > 0 ? -1 : 0, right};
-}
-
 struct Output {
-  int32_t offset;
   uint32_t min4, max4;  // the activation range, each as 4 packed bytes
   bool clamp;           // false when the range is all of int8 (SSAT alone clamps)
 };
 
-Output MakeOutput(int32_t offset, int32_t act_min, int32_t act_max) {
-  return {offset, (static_cast<uint32_t>(act_min) & 0xFFu) * 0x01010101u,
-          (static_cast<uint32_t>(act_max) & 0xFFu) * 0x01010101u, act_min > -128 || act_max < 127};
+Output MakeOutput(int32_t act_min, int32_t act_max) {
+  return {(static_cast<uint32_t>(act_min) & 0xFFu) * 0x01010101u, (static_cast<uint32_t>(act_max) & 0xFFu) * 0x01010101u,
+          act_min > -128 || act_max < 127};
 }
 
-// Four requantized channels (offset not yet added) -> 4 int8 in one word, offset added, clamped to
-// int8 (SSAT) and to the activation range bytewise (SSUB8 sets the GE flags, SEL picks).
-VWW_INLINE uint32_t Pack4(int32_t r0, int32_t r1, int32_t r2, int32_t r3, const Output& o) {
-  const uint32_t b0 = static_cast<uint32_t>(__ssat(r0 + o.offset, 8)) & 0xFFu;
-  const uint32_t b1 = static_cast<uint32_t>(__ssat(r1 + o.offset, 8)) & 0xFFu;
-  const uint32_t b2 = static_cast<uint32_t>(__ssat(r2 + o.offset, 8)) & 0xFFu;
-  const uint32_t b3 = static_cast<uint32_t>(__ssat(r3 + o.offset, 8)) & 0xFFu;
-  const int32_t packed = static_cast<int32_t>(b0 | (b1 << 8) | (b2 << 16) | (b3 << 24));
-  if (!o.clamp) return static_cast<uint32_t>(packed);
+// Four int8 in a word clamped to the activation range bytewise (SSUB8 sets the GE flags, SEL picks).
+VWW_INLINE uint32_t ClampBytes(uint32_t packed, const Output& o) {
   const int32_t min4 = static_cast<int32_t>(o.min4), max4 = static_cast<int32_t>(o.max4);
-  __ssub8(packed, min4);  // GE per byte: packed >= min
-  const int32_t above_min = __sel(packed, min4);
+  __ssub8(static_cast<int32_t>(packed), min4);  // GE per byte: packed >= min
+  const int32_t above_min = __sel(static_cast<int32_t>(packed), min4);
   __ssub8(above_min, max4);  // GE per byte: value >= max
   return static_cast<uint32_t>(__sel(max4, above_min));
 }
@@ -125,16 +88,6 @@ VWW_INLINE void Write4(int8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 // Two 16-bit values in one word (lo in the bottom half), the operand layout of SMLAD and SXTAB16.
 VWW_INLINE uint32_t Pair16(int32_t lo, int32_t hi) {
   return (static_cast<uint32_t>(lo) & 0xFFFFu) | (static_cast<uint32_t>(hi) << 16);
-}
-
-// Four accumulators of channels q[0..3] -> 4 int8 in one word.
-VWW_INLINE uint32_t Finish4(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const ChannelQ* q, bool all_right,
-                            const Output& o) {
-  if (all_right) {
-    return Pack4(RequantizeRight(a0, q[0]), RequantizeRight(a1, q[1]), RequantizeRight(a2, q[2]),
-                 RequantizeRight(a3, q[3]), o);
-  }
-  return Pack4(Requantize(a0, q[0]), Requantize(a1, q[1]), Requantize(a2, q[2]), Requantize(a3, q[3]), o);
 }
 
 struct Tensor4 {  // an NHWC int8 tensor with N = 1
@@ -157,285 +110,788 @@ const TfLiteEvalTensor* Bias(TfLiteContext* context, TfLiteNode* node) {
   return bias != nullptr && bias->type == kTfLiteInt32 ? bias : nullptr;
 }
 
-// --- depthwise 3x3 ------------------------------------------------------------------------------
+// --- packed kernel: 1x1 convolutions and the first layer ---------------------------------------
+//
+// Weights widened to 16-bit pairs and laid out in flash in the order this loop reads them, by
+// `firmware generate` (packed_weights.py describes the layout and its three forms). Each group of 4
+// output channels is computed for 2 pixels at once in 8 accumulators, so each loaded weight pair
+// serves 2 SMLADs and each input pair 4. The 2 pixels' inputs (a 1x1 layer's channels, or the
+// first layer's 9 or 27 taps) are gathered once into a small buffer as 16-bit pairs, offset added.
 
-struct Depthwise {
-  Tensor4 in, out;
-  const int8_t* filter;  // [1, 3, 3, out.c]
-  const int32_t* bias;   // [out.c] or null
-  int stride_h, stride_w, pad_h, pad_w;
-  int32_t input_offset;
-  const int32_t* multiplier;
-  const int32_t* shift;
-  Output output;
+constexpr int kMaxPackedOutputs = 256;
+constexpr int kMaxPackedChecked = 64;
+// Per table entry: 0 not yet checked, 1 its constants are exactly TFLM's for the layer, 2 they
+// differ (the table belongs to another model or version: not used).
+uint8_t packed_checked[kMaxPackedChecked];
+
+constexpr int PackedConstants(int32_t form) { return form == kPackedFast ? 3 : 4; }  // words per channel
+constexpr int PackedGroupWords(int steps, int32_t form) { return 4 + 4 * steps + 4 * PackedConstants(form); }
+
+// The loop over a pixel pair's groups of 4 output channels, all of it in registers: per group, its
+// biases (the first step takes pixel 1's bias from pixel 0's register) and its steps of 16 MACs, 2
+// input pairs against 4 channels' weight pairs each, unrolled with immediate offsets (14 registers:
+// 8 accumulators, 2 inputs, 2 weights, 2 pointers; each step's loads go in pairs, which the M4
+// pipelines: 16 cycles a step); then the 8 outputs requantized (FAST, EXACT) and packed into 2
+// words, pixel 0's and pixel 1's 4 channels, and stored; or (GENERAL) the accumulators stored for C.
+// Layers with more than 32 steps run them 32 at a time. The loop's pointers, form and counts live in
+// its own stack frame: [0] out, [4] end, [8] other, [12] form, [16] raw, [20] chunks, [24, 28] spill.
+struct GroupLoop {
+  int8_t* out;       // pixel 0's first output; pixel 1's at out + other
+  int8_t* end;       // pixel 0's end
+  int32_t other;
+  int32_t form;      // kPackedFast, kPackedExact, or kPackedGeneral: the accumulators go to `raw`
+  int32_t* raw;      // per group, its 8 accumulators (GENERAL)
+  int32_t chunks;    // 32-step chunks after the first
 };
 
-// Weights of 4 channels at one tap, sign-extended: channels (0, 2) and (1, 3) as 16-bit pairs.
-struct Tap4 {
-  uint32_t w02, w13;
-};
+#define VWW_MAC_FIRST_STEP                                  \
+  "ldrd %[a00], %[a10], [%[w]], #8\n\t"                    \
+  "ldrd %[a20], %[a30], [%[w]], #8\n\t"                    \
+  "ldr %[x0], [%[xs]]\n\t"                                 \
+  "ldr %[x1], [%[xs], #4]\n\t"                             \
+  "ldr %[wa], [%[w]]\n\t"                                  \
+  "ldr %[wb], [%[w], #4]\n\t"                              \
+  "smlad %[a01], %[x1], %[wa], %[a00]\n\t"                 \
+  "smlad %[a00], %[x0], %[wa], %[a00]\n\t"                 \
+  "smlad %[a11], %[x1], %[wb], %[a10]\n\t"                 \
+  "smlad %[a10], %[x0], %[wb], %[a10]\n\t"                 \
+  "ldr %[wa], [%[w], #8]\n\t"                              \
+  "ldr %[wb], [%[w], #12]\n\t"                             \
+  "smlad %[a21], %[x1], %[wa], %[a20]\n\t"                 \
+  "smlad %[a20], %[x0], %[wa], %[a20]\n\t"                 \
+  "smlad %[a31], %[x1], %[wb], %[a30]\n\t"                 \
+  "smlad %[a30], %[x0], %[wb], %[a30]\n\t"
+// Steps FROM..TO-1 at immediate offsets from xs and w.
+#define VWW_MAC_STEPS(FROM, TO)                             \
+  ".set vww_k, " FROM "\n\t"                               \
+  ".rept " TO " - " FROM "\n\t"                            \
+  "ldr %[x0], [%[xs], #(vww_k * 8)]\n\t"                   \
+  "ldr %[x1], [%[xs], #(vww_k * 8 + 4)]\n\t"               \
+  "ldr %[wa], [%[w], #(vww_k * 16)]\n\t"                   \
+  "ldr %[wb], [%[w], #(vww_k * 16 + 4)]\n\t"               \
+  "smlad %[a00], %[x0], %[wa], %[a00]\n\t"                 \
+  "smlad %[a01], %[x1], %[wa], %[a01]\n\t"                 \
+  "smlad %[a10], %[x0], %[wb], %[a10]\n\t"                 \
+  "smlad %[a11], %[x1], %[wb], %[a11]\n\t"                 \
+  "ldr %[wa], [%[w], #(vww_k * 16 + 8)]\n\t"               \
+  "ldr %[wb], [%[w], #(vww_k * 16 + 12)]\n\t"              \
+  "smlad %[a20], %[x0], %[wa], %[a20]\n\t"                 \
+  "smlad %[a21], %[x1], %[wa], %[a21]\n\t"                 \
+  "smlad %[a30], %[x0], %[wb], %[a30]\n\t"                 \
+  "smlad %[a31], %[x1], %[wb], %[a31]\n\t"                 \
+  ".set vww_k, vww_k + 1\n\t"                              \
+  ".endr\n\t"
+// The chunks after the first 32 steps: xs and w move on by 32 steps each time, xs back at the end.
+#define VWW_MAC_CHUNKS                                      \
+  "ldr %[x0], [sp, #20]\n\t"                               \
+  "cmp %[x0], #0\n\t"                                      \
+  "beq 10f\n\t"                                            \
+  "11:\n\t"                                                \
+  "str %[x0], [sp, #24]\n\t"                               \
+  "add %[xs], %[xs], #256\n\t"                             \
+  VWW_MAC_STEPS("0", "32")                                 \
+  "add %[w], %[w], #512\n\t"                               \
+  "ldr %[x0], [sp, #24]\n\t"                               \
+  "subs %[x0], %[x0], #1\n\t"                              \
+  "bne 11b\n\t"                                            \
+  "ldr %[x0], [sp, #20]\n\t"                               \
+  "sub %[xs], %[xs], %[x0], lsl #8\n\t"                    \
+  "10:\n\t"
+// FAST: the accumulators are doubled, so SMMLAR's product is TFLM's doubling high multiply, and it
+// adds `rounding` = 2^(r-1) + offset x 2^r: TFLM's ((high + 2^(r-1) - (high < 0)) >> r) + offset,
+// saturated, where the accumulator's sign stands for high's (they differ only when high is 0, where
+// the -1 cannot change the result). Constants {multiplier, rounding, right} in x0, x1, wa; 13
+// cycles a channel.
+#define VWW_FAST_CHANNEL(A0, A1)                            \
+  "ldrd %[x0], %[x1], [%[w]], #8\n\t"                      \
+  "ldr %[wa], [%[w]], #4\n\t"                              \
+  "add %[wb], %[x1], %[" A0 "], asr #31\n\t"               \
+  "smmlar %[" A0 "], %[" A0 "], %[x0], %[wb]\n\t"          \
+  "asr %[" A0 "], %[" A0 "], %[wa]\n\t"                    \
+  "ssat %[" A0 "], #8, %[" A0 "]\n\t"                      \
+  "add %[wb], %[x1], %[" A1 "], asr #31\n\t"               \
+  "smmlar %[" A1 "], %[" A1 "], %[x0], %[wb]\n\t"          \
+  "asr %[" A1 "], %[" A1 "], %[wa]\n\t"                    \
+  "ssat %[" A1 "], #8, %[" A1 "]\n\t"
+// EXACT: the high word of acc x multiplier + a 64-bit constant (less 2^31 for a negative
+// accumulator) holds TFLM's doubling high multiply and its rounding right shift at once, for any
+// accumulator; then the rest of the shift and the offset, both in the last constant (ASR reads the
+// shift from its low byte). Constants {multiplier, low, high, shift | offset << 16} in x0, x1, wa,
+// wb; T and H are 2 more free registers. 20 cycles a channel.
+#define VWW_EXACT_OUTPUT(A, T, H)                           \
+  "and %[" T "], %[" A "], #0x80000000\n\t"                \
+  "subs %[" T "], %[x1], %[" T "]\n\t"                     \
+  "sbc %[" H "], %[wa], #0\n\t"                            \
+  "smlal %[" T "], %[" H "], %[" A "], %[x0]\n\t"          \
+  "asr %[" H "], %[" H "], %[wb]\n\t"                      \
+  "add %[" H "], %[" H "], %[wb], asr #16\n\t"             \
+  "ssat %[" A "], #8, %[" H "]\n\t"
+#define VWW_EXACT_CHANNEL(A0, A1, T, H)                     \
+  "ldrd %[x0], %[x1], [%[w]], #8\n\t"                      \
+  "ldrd %[wa], %[wb], [%[w]], #8\n\t"                      \
+  VWW_EXACT_OUTPUT(A0, T, H)                               \
+  VWW_EXACT_OUTPUT(A1, T, H)
+#define VWW_PACK(SHIFT, B0, B1)                             \
+  "bfi %[a00], %[" B0 "], #" SHIFT ", #8\n\t"              \
+  "bfi %[a01], %[" B1 "], #" SHIFT ", #8\n\t"
+#define VWW_GROUP_LOOP(MAC)                                 \
+  "sub sp, sp, #32\n\t"                                    \
+  "ldrd %[x0], %[x1], [%[wb]]\n\t"                         \
+  "strd %[x0], %[x1], [sp]\n\t"                            \
+  "ldrd %[x0], %[x1], [%[wb], #8]\n\t"                     \
+  "strd %[x0], %[x1], [sp, #8]\n\t"                        \
+  "ldrd %[x0], %[x1], [%[wb], #16]\n\t"                    \
+  "strd %[x0], %[x1], [sp, #16]\n\t"                       \
+  "3:\n\t"                                                 \
+  MAC                                                      \
+  "ldr %[x0], [sp, #12]\n\t"                               \
+  "cmp %[x0], #1\n\t"                                      \
+  "bgt 6f\n\t"                                             \
+  "beq 4f\n\t"                                             \
+  VWW_FAST_CHANNEL("a00", "a01")                           \
+  VWW_FAST_CHANNEL("a10", "a11")                           \
+  VWW_PACK("8", "a10", "a11")                              \
+  VWW_FAST_CHANNEL("a20", "a21")                           \
+  VWW_PACK("16", "a20", "a21")                             \
+  VWW_FAST_CHANNEL("a30", "a31")                           \
+  VWW_PACK("24", "a30", "a31")                             \
+  "b 5f\n\t"                                               \
+  "4:\n\t"                                                 \
+  "strd %[a30], %[a31], [sp, #24]\n\t"                     \
+  VWW_EXACT_CHANNEL("a00", "a01", "a30", "a31")            \
+  VWW_EXACT_CHANNEL("a10", "a11", "a30", "a31")            \
+  VWW_PACK("8", "a10", "a11")                              \
+  VWW_EXACT_CHANNEL("a20", "a21", "a30", "a31")            \
+  VWW_PACK("16", "a20", "a21")                             \
+  "ldrd %[a30], %[a31], [sp, #24]\n\t"                     \
+  VWW_EXACT_CHANNEL("a30", "a31", "a10", "a11")            \
+  VWW_PACK("24", "a30", "a31")                             \
+  "5:\n\t"                                                 \
+  "ldrd %[x0], %[x1], [sp]\n\t"                            \
+  "ldr %[wa], [sp, #8]\n\t"                                \
+  "str %[a00], [%[x0]]\n\t"                                \
+  "str %[a01], [%[x0], %[wa]]\n\t"                         \
+  "7:\n\t"                                                 \
+  "add %[x0], %[x0], #4\n\t"                               \
+  "str %[x0], [sp]\n\t"                                    \
+  "cmp %[x0], %[x1]\n\t"                                   \
+  "bne 3b\n\t"                                             \
+  "b 8f\n\t"                                               \
+  "6:\n\t" /* GENERAL: the raw accumulators, requantized in C; w past the constants */ \
+  "ldr %[x0], [sp, #16]\n\t"                               \
+  "strd %[a00], %[a01], [%[x0]], #8\n\t"                   \
+  "strd %[a10], %[a11], [%[x0]], #8\n\t"                   \
+  "strd %[a20], %[a21], [%[x0]], #8\n\t"                   \
+  "strd %[a30], %[a31], [%[x0]], #8\n\t"                   \
+  "str %[x0], [sp, #16]\n\t"                               \
+  "add %[w], %[w], #64\n\t"                                \
+  "ldrd %[x0], %[x1], [sp]\n\t"                            \
+  "b 7b\n\t"                                               \
+  "8:\n\t"                                                 \
+  "add sp, sp, #32"
 
-// Accumulates one tap of 4 channels: the input bytes sign-extended with the offset added (SXTAB16),
-// one 16x16 multiply-accumulate per channel.
-#define VWW_DW_TAP(IN, T)                                           \
-  do {                                                              \
-    const uint32_t xv = Read4(IN);                                  \
-    const Tap4 tap_ = (T);                                          \
-    const uint32_t x02 = SXTAB16(offset2, xv);                      \
-    const uint32_t x13 = SXTAB16_RORn(offset2, xv, 8);              \
-    a0 = SMLABB(x02, tap_.w02, a0);                                 \
-    a2 = SMLATT(x02, tap_.w02, a2);                                 \
-    a1 = SMLABB(x13, tap_.w13, a1);                                 \
-    a3 = SMLATT(x13, tap_.w13, a3);                                 \
-  } while (0)
+// kSteps steps (up to 32), or 32 and then loop->chunks more chunks of 32 (kSteps = 0).
+template <int kSteps>
+__attribute__((noinline)) void PackedGroupLoop(const uint32_t* xs, const int32_t* w, const GroupLoop* loop) {
+  int32_t a00, a01, a10, a11, a20, a21, a30, a31;
+  uint32_t x0, x1, wa;
+  const GroupLoop* wb = loop;  // the loop's fields, then a register of the step
+  if (kSteps == 0) {
+    __asm__ volatile(
+        VWW_GROUP_LOOP(VWW_MAC_FIRST_STEP VWW_MAC_STEPS("1", "32") "add %[w], %[w], #512\n\t" VWW_MAC_CHUNKS)
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [a20] "=&r"(a20),
+          [a21] "=&r"(a21), [a30] "=&r"(a30), [a31] "=&r"(a31), [x0] "=&r"(x0), [x1] "=&r"(x1), [wa] "=&r"(wa),
+          [wb] "+r"(wb), [w] "+r"(w), [xs] "+r"(xs)
+        :
+        : "cc", "memory");
+  } else {
+    __asm__ volatile(
+        VWW_GROUP_LOOP(VWW_MAC_FIRST_STEP VWW_MAC_STEPS("1", "%c[steps]") "add %[w], %[w], #(%c[steps] * 16)\n\t")
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [a20] "=&r"(a20),
+          [a21] "=&r"(a21), [a30] "=&r"(a30), [a31] "=&r"(a31), [x0] "=&r"(x0), [x1] "=&r"(x1), [wa] "=&r"(wa),
+          [wb] "+r"(wb), [w] "+r"(w)
+        : [xs] "r"(xs), [steps] "i"(kSteps)
+        : "cc", "memory");
+  }
+}
+#undef VWW_MAC_FIRST_STEP
+#undef VWW_MAC_STEPS
+#undef VWW_MAC_CHUNKS
+#undef VWW_FAST_CHANNEL
+#undef VWW_EXACT_OUTPUT
+#undef VWW_EXACT_CHANNEL
+#undef VWW_PACK
+#undef VWW_GROUP_LOOP
 
-// One input channel per output channel (depth multiplier 1), kC channels. Channels go 4 at a time
-// in the outer loop, so their weights and constants stay put over the image; kC as a constant makes
-// every tap's channel stride an immediate offset.
-template <int kC>
-__attribute__((noinline)) void DepthwisePerChannel(const Depthwise& d) {
-  constexpr int C = kC;
-  const int row = d.in.w * C;
-  const uint32_t offset2 = Pair16(d.input_offset, d.input_offset);
-  const Output o = d.output;
-  for (int c = 0; c < C; c += 4) {
-    Tap4 taps[9];
-    for (int t = 0; t < 9; ++t) {
-      const uint32_t wv = Read4(d.filter + t * C + c);
-      taps[t] = {SXTB16(wv), SXTB16_RORn(wv, 8)};
-    }
-    const ChannelQ q[4] = {MakeQ(d.multiplier[c], d.shift[c]), MakeQ(d.multiplier[c + 1], d.shift[c + 1]),
-                           MakeQ(d.multiplier[c + 2], d.shift[c + 2]), MakeQ(d.multiplier[c + 3], d.shift[c + 3])};
-    const bool all_right = AllRight(q, 4);
-    const int32_t b0 = d.bias ? d.bias[c] : 0, b1 = d.bias ? d.bias[c + 1] : 0;
-    const int32_t b2 = d.bias ? d.bias[c + 2] : 0, b3 = d.bias ? d.bias[c + 3] : 0;
-    int8_t* out = d.out.data + c;
-    for (int oy = 0; oy < d.out.h; ++oy) {
-      const int iy0 = oy * d.stride_h - d.pad_h;
-      const int ky0 = iy0 < 0 ? -iy0 : 0;
-      const int ky1 = d.in.h - iy0 < 3 ? d.in.h - iy0 : 3;
-      const bool rows_inside = ky0 == 0 && ky1 == 3;
-      const int8_t* x = d.in.data + iy0 * row - d.pad_w * C + c;  // tap (0, 0) of ox = 0
-      for (int ox = 0; ox < d.out.w; ++ox, x += d.stride_w * C) {
-        const int ix0 = ox * d.stride_w - d.pad_w;
-        int32_t a0 = b0, a1 = b1, a2 = b2, a3 = b3;
-        if (rows_inside && ix0 >= 0 && ix0 + 3 <= d.in.w) {
-          const int8_t* x1 = x + row;
-          const int8_t* x2 = x1 + row;
-          VWW_DW_TAP(x, taps[0]);
-          VWW_DW_TAP(x + C, taps[1]);
-          VWW_DW_TAP(x + 2 * C, taps[2]);
-          VWW_DW_TAP(x1, taps[3]);
-          VWW_DW_TAP(x1 + C, taps[4]);
-          VWW_DW_TAP(x1 + 2 * C, taps[5]);
-          VWW_DW_TAP(x2, taps[6]);
-          VWW_DW_TAP(x2 + C, taps[7]);
-          VWW_DW_TAP(x2 + 2 * C, taps[8]);
-        } else {  // padded taps hold the input zero point: (zp + offset) * w = 0, so skip them
-          const int kx0 = ix0 < 0 ? -ix0 : 0;
-          const int kx1 = d.in.w - ix0 < 3 ? d.in.w - ix0 : 3;
-          for (int ky = ky0; ky < ky1; ++ky) {
-            for (int kx = kx0; kx < kx1; ++kx) {
-              VWW_DW_TAP(x + ky * row + kx * C, taps[ky * 3 + kx]);
-            }
-          }
-        }
-        Write4(out, Finish4(a0, a1, a2, a3, q, all_right, o));
-        out += C;
-      }
-    }
+// GENERAL, one output: the high word of x * multiplier + a 64-bit constant (SMLAL) holds TFLM's
+// doubling high multiply and its rounding right shift, the accumulator shifted left first;
+// `f` = left | shift after the high word << 8 | (1 when it rounds a right shift) << 16, and a right
+// shift of a negative x takes 2^31 off the constant.
+VWW_INLINE int32_t RequantizeGeneral(int32_t acc, const int32_t* k, int32_t offset) {
+  const uint32_t f = static_cast<uint32_t>(k[3]);
+  const int32_t x = static_cast<int32_t>(static_cast<uint32_t>(acc) << (f & 0xFFu));
+  const uint32_t negative = static_cast<uint32_t>(x) & ((f << 15) & 0x80000000u);
+  const int64_t constant =
+      static_cast<int64_t>((static_cast<uint64_t>(static_cast<uint32_t>(k[2])) << 32) | static_cast<uint32_t>(k[1])) -
+      negative;
+  const int32_t high = static_cast<int32_t>((static_cast<int64_t>(x) * k[0] + constant) >> 32);
+  return __ssat((high >> ((f >> 8) & 0xFFu)) + offset, 8);
+}
+
+// GENERAL: a pixel pair's raw accumulators (per group of 4 channels: channel-major pairs of pixels)
+// requantized into out (pixel 0) and out + other (pixel 1).
+void RequantizeGeneralPixels(const int32_t* raw, const int32_t* words, int group_words, int out_c,
+                             int32_t offset, int8_t* out, int other) {
+  for (int c = 0; c < out_c; ++c, raw += 2) {
+    const int32_t* k = words + (c / 4) * group_words + group_words - 16 + (c % 4) * 4;
+    out[c] = static_cast<int8_t>(RequantizeGeneral(raw[0], k, offset));
+    out[c + other] = static_cast<int8_t>(RequantizeGeneral(raw[1], k, offset));
   }
 }
 
-constexpr int kMaxOneInputChannels = 64;
-
-// One input channel feeding every output channel (the first layer: a 3x3 conv over a gray image).
-// The 9 taps go as 16-bit pairs through SMLAD: (x0, x1) . (w0, w1), ..., (x8, 0) . (w8, 0).
-void DepthwiseOneInput(const Depthwise& d) {
-  const int M = d.out.c;
-  uint32_t wpairs[kMaxOneInputChannels][5];
-  ChannelQ q[kMaxOneInputChannels];
-  int32_t bias[kMaxOneInputChannels];
-  for (int c = 0; c < M; ++c) {
-    int32_t w[10];
-    for (int t = 0; t < 9; ++t) w[t] = d.filter[t * M + c];
-    w[9] = 0;
-    for (int k = 0; k < 5; ++k) {
-      wpairs[c][k] = Pair16(w[2 * k], w[2 * k + 1]);
-    }
-    q[c] = MakeQ(d.multiplier[c], d.shift[c]);
-    bias[c] = d.bias != nullptr ? d.bias[c] : 0;
-  }
-  bool all_right[kMaxOneInputChannels / 4];
-  for (int c = 0; c < M; c += 4) all_right[c / 4] = AllRight(q + c, 4);
-  const Output o = d.output;
-  int8_t* out = d.out.data;
-  for (int oy = 0; oy < d.out.h; ++oy) {
-    const int iy0 = oy * d.stride_h - d.pad_h;
-    for (int ox = 0; ox < d.out.w; ++ox) {
-      const int ix0 = ox * d.stride_w - d.pad_w;
-      // The 9 inputs with the offset, 0 for padding ((zp + offset) = 0), as 16-bit pairs.
-      int32_t v[10];
-      if (iy0 >= 0 && iy0 + 3 <= d.in.h && ix0 >= 0 && ix0 + 3 <= d.in.w) {
-        const int8_t* x = d.in.data + iy0 * d.in.w + ix0;
-#pragma GCC unroll 3
-        for (int ky = 0; ky < 3; ++ky, x += d.in.w) {
-          v[ky * 3] = x[0] + d.input_offset;
-          v[ky * 3 + 1] = x[1] + d.input_offset;
-          v[ky * 3 + 2] = x[2] + d.input_offset;
-        }
-      } else {
-        for (int ky = 0; ky < 3; ++ky) {
-          const int iy = iy0 + ky;
-          for (int kx = 0; kx < 3; ++kx) {
-            const int ix = ix0 + kx;
-            const bool inside = iy >= 0 && iy < d.in.h && ix >= 0 && ix < d.in.w;
-            v[ky * 3 + kx] = inside ? d.in.data[iy * d.in.w + ix] + d.input_offset : 0;
-          }
-        }
-      }
-      v[9] = 0;
-      uint32_t p[5];
-#pragma GCC unroll 5
-      for (int k = 0; k < 5; ++k) {
-        p[k] = Pair16(v[2 * k], v[2 * k + 1]);
-      }
-      for (int c = 0; c < M; c += 4) {
-        int32_t a[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t* w = wpairs[c + j];
-          int32_t acc = bias[c + j];
-          acc = SMLAD(p[0], w[0], acc);
-          acc = SMLAD(p[1], w[1], acc);
-          acc = SMLAD(p[2], w[2], acc);
-          acc = SMLAD(p[3], w[3], acc);
-          a[j] = SMLAD(p[4], w[4], acc);
-        }
-        Write4(out + c, Finish4(a[0], a[1], a[2], a[3], q + c, all_right[c / 4], o));
-      }
-      out += M;
-    }
-  }
-}
-
-// --- 1x1 convolution over few input channels ----------------------------------------------------
-
-constexpr int kMaxPointwiseOutputs = 64;
-constexpr int kMaxPointwiseWords = 1024;  // out_c x in_c / 2 weights as 16-bit pairs
-// Sign-extended weights of a layer with 32 inputs (up to 4 KB): static, to keep them off the stack.
-uint32_t wide_pointwise_weights[kMaxPointwiseWords];
-
-struct Pointwise {
-  Tensor4 in, out;
-  const int8_t* filter;  // [out.c, 1, 1, in.c]
-  const int32_t* bias;
-  int32_t input_offset;
-  const int32_t* multiplier;
-  const int32_t* shift;
-  Output output;
-};
-
-// kIn input channels (8, 16 or 32): each pixel's inputs become kIn/2 words of 16-bit pairs (offset
-// added), each output channel kIn/2 SMLADs against its weights extended the same way.
+// Two pixels' kIn inputs, offset added, as 16-bit pairs in the order the packed weights use: per 4
+// channels c..c+3, (c, c + 2) then (c + 1, c + 3), each pair for pixel 0 then pixel 1.
 template <int kIn>
-void PointwiseFewInputs(const Pointwise& d, uint32_t* __restrict w, ChannelQ* __restrict q,
-                        int32_t* __restrict bias) {
-  constexpr int kWords = kIn / 2;
-  const int M = d.out.c;
-  for (int oc = 0; oc < M; ++oc) {
-    for (int i = 0; i < kIn; i += 4) {
-      const uint32_t wv = Read4(d.filter + oc * kIn + i);
-      w[oc * kWords + i / 2] = SXTB16(wv);              // channels i, i + 2
-      w[oc * kWords + i / 2 + 1] = SXTB16_RORn(wv, 8);  // channels i + 1, i + 3
-    }
-    q[oc] = MakeQ(d.multiplier[oc], d.shift[oc]);
-    bias[oc] = d.bias != nullptr ? d.bias[oc] : 0;
-  }
-  bool all_right[kMaxPointwiseOutputs / 4];
-  for (int oc = 0; oc < M; oc += 4) all_right[oc / 4] = AllRight(q + oc, 4);
-  const uint32_t offset2 = Pair16(d.input_offset, d.input_offset);
-  const Output o = d.output;
-  const int pixels = d.in.h * d.in.w;
-  const int8_t* x = d.in.data;
-  int8_t* out = d.out.data;
-  for (int p = 0; p < pixels; ++p, x += kIn, out += M) {
-    uint32_t xs[kWords];
+struct PointwiseGather {
+  static constexpr int kSteps = kIn / 2;
+  VWW_INLINE void operator()(const ConvLayer& l, int pixel, int, int, bool second, uint32_t offset2,
+                             uint32_t* xs) const {
+    const int8_t* x0 = l.in + pixel * kIn;
+    const int8_t* x1 = second ? x0 + kIn : x0;
 #pragma GCC unroll 8
-    for (int i = 0; i < kIn; i += 4) {
-      const uint32_t xv = Read4(x + i);
-      xs[i / 2] = SXTAB16(offset2, xv);
-      xs[i / 2 + 1] = SXTAB16_RORn(offset2, xv, 8);
+    for (int c = 0; c < kIn; c += 4, xs += 4) {
+      const uint32_t v0 = Read4(x0 + c), v1 = Read4(x1 + c);
+      xs[0] = SXTAB16(offset2, v0);
+      xs[1] = SXTAB16(offset2, v1);
+      xs[2] = SXTAB16_RORn(offset2, v0, 8);
+      xs[3] = SXTAB16_RORn(offset2, v1, 8);
     }
-    const uint32_t* wc = w;
-    for (int oc = 0; oc < M; oc += 4) {
-      int32_t a[4];
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j, wc += kWords) {
-        int32_t acc = bias[oc + j];
-#pragma GCC unroll 16
-        for (int k = 0; k < kWords; ++k) acc = SMLAD(xs[k], wc[k], acc);
-        a[j] = acc;
+  }
+};
+
+// The 3x3 taps of a pixel over 1 or 3 input channels (kRowBytes = 3 x channels bytes per tap row), in
+// the order packed_weights.py's step_pairs gives: each tap row's whole words as SXTAB16 pairs, then
+// the bytes left over in each row paired across rows, the last with 0. Padding is 0 (the input zero
+// point plus the offset). One pixel's pairs go to xs[0], xs[2], ...
+template <int kRowBytes>
+struct Im2colGather {
+  static constexpr int kWords = kRowBytes / 4, kLeft = kRowBytes % 4;
+  static constexpr int kSteps = 3 * 2 * kWords + (3 * kLeft + 1) / 2;
+
+  VWW_INLINE void Pixel(const ConvLayer& l, int oy, int ox, uint32_t offset2, uint32_t* xs) const {
+    const int iy0 = oy * l.stride_h - l.pad_h, ix0 = ox * l.stride_w - l.pad_w;
+    const int row_bytes = l.in_w * l.in_c;
+    int32_t left[3 * kLeft + 1];
+    if (iy0 >= 0 && iy0 + 3 <= l.in_h && ix0 >= 0 && ix0 + 3 <= l.in_w) {
+      const int8_t* p = l.in + iy0 * row_bytes + ix0 * l.in_c;
+#pragma GCC unroll 3
+      for (int r = 0; r < 3; ++r, p += row_bytes) {
+#pragma GCC unroll 2
+        for (int q = 0; q < kWords; ++q) {
+          const uint32_t v = Read4(p + 4 * q);
+          xs[2 * (2 * (r * kWords + q))] = SXTAB16(offset2, v);
+          xs[2 * (2 * (r * kWords + q) + 1)] = SXTAB16_RORn(offset2, v, 8);
+        }
+#pragma GCC unroll 3
+        for (int b = 0; b < kLeft; ++b) left[r * kLeft + b] = p[4 * kWords + b] + l.input_offset;
       }
-      Write4(out + oc, Finish4(a[0], a[1], a[2], a[3], q + oc, all_right[oc / 4], o));
+    } else {
+      int32_t v[3][kRowBytes];
+      for (int r = 0; r < 3; ++r) {
+        const int iy = iy0 + r;
+        for (int b = 0; b < kRowBytes; ++b) {
+          const int ix = ix0 + b / l.in_c;
+          const bool inside = iy >= 0 && iy < l.in_h && ix >= 0 && ix < l.in_w;
+          v[r][b] = inside ? l.in[iy * row_bytes + ix * l.in_c + b % l.in_c] + l.input_offset : 0;
+        }
+        for (int q = 0; q < kWords; ++q) {
+          xs[2 * (2 * (r * kWords + q))] = Pair16(v[r][4 * q], v[r][4 * q + 2]);
+          xs[2 * (2 * (r * kWords + q) + 1)] = Pair16(v[r][4 * q + 1], v[r][4 * q + 3]);
+        }
+        for (int b = 0; b < kLeft; ++b) left[r * kLeft + b] = v[r][4 * kWords + b];
+      }
+    }
+    left[3 * kLeft] = 0;
+#pragma GCC unroll 5
+    for (int k = 0; k < (3 * kLeft + 1) / 2; ++k) {
+      xs[2 * (3 * 2 * kWords + k)] = Pair16(left[2 * k], left[2 * k + 1]);
+    }
+  }
+
+  // Pixel `pixel` at (oy, ox), and the one after it in raster order (or itself again).
+  VWW_INLINE void operator()(const ConvLayer& l, int, int oy, int ox, bool second, uint32_t offset2,
+                             uint32_t* xs) const {
+    Pixel(l, oy, ox, offset2, xs);
+    if (!second) {
+      Pixel(l, oy, ox, offset2, xs + 1);
+    } else if (ox + 1 < l.out_w) {
+      Pixel(l, oy, ox + 1, offset2, xs + 1);
+    } else {
+      Pixel(l, oy + 1, 0, offset2, xs + 1);
+    }
+  }
+};
+
+// Every output pixel pair: its inputs gathered as 16-bit pairs ([step][pixel]), then each group of 4
+// output channels.
+template <typename Gather>
+__attribute__((noinline)) void PackedConvRun(const ConvLayer& l, const PackedConv& p) {
+  constexpr int kSteps = Gather::kSteps;
+  uint32_t xs[2 * kSteps];
+  int8_t spare[kMaxPackedOutputs];  // where an odd last pixel's copy goes
+  int32_t raw[2 * kMaxPackedOutputs];
+  const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
+  const Output o = MakeOutput(l.act_min, l.act_max);
+  const int pixels = l.out_h * l.out_w, out_c = l.out_c;
+  const Gather gather;
+  int oy = 0, ox = 0;  // pixel i's position
+  for (int i = 0; i < pixels; i += 2) {
+    int8_t* out = l.out + i * out_c;
+    const bool second = i + 1 < pixels;  // an odd last pixel pairs with itself
+    const int other_offset = second ? out_c : static_cast<int>(spare - out);
+    gather(l, i, oy, ox, second, offset2, xs);
+    ox += 2;
+    while (ox >= l.out_w) ox -= l.out_w, ++oy;
+    if (kSteps >= 32) {
+      const GroupLoop loop = {out, out + out_c, other_offset, p.form, raw, kSteps / 32 - 1};
+      PackedGroupLoop<0>(xs, p.words, &loop);
+    } else {
+      const GroupLoop loop = {out, out + out_c, other_offset, p.form, raw, 0};
+      PackedGroupLoop<kSteps>(xs, p.words, &loop);
+    }
+    if (p.form == kPackedGeneral) {
+      RequantizeGeneralPixels(raw, p.words, PackedGroupWords(kSteps, p.form), out_c, l.output_offset, out,
+                              other_offset);
+    }
+    if (o.clamp) {
+      for (int8_t* v = out; v != out + out_c; v += 4) {
+        Write4(v, ClampBytes(Read4(v), o));
+        Write4(v + other_offset, ClampBytes(Read4(v + other_offset), o));
+      }
     }
   }
 }
 
-bool DepthwiseCovers(const ConvLayer& l) {
-  if (l.kh != 3 || l.kw != 3 || (l.stride_h != 1 && l.stride_h != 2) || (l.stride_w != 1 && l.stride_w != 2)) {
+// The table entry of `filter`. Every entry is compared, so that every layer pays the same lookup.
+const PackedConv* FindPacked(const int8_t* filter) {
+  const auto* key = reinterpret_cast<const unsigned char*>(filter);
+  const PackedConv* found = nullptr;
+  for (int i = 0; i < kNumPackedConvs; ++i) {
+    if (kPackedConvs[i].filter == key) found = &kPackedConvs[i];
+  }
+  return found;
+}
+
+// The kind of packed kernel a layer's shape fits, or -1.
+int32_t PackedKind(const ConvLayer& l) {
+  if (l.out_c % 4 != 0 || l.out_c > kMaxPackedOutputs) return -1;
+  if (!l.depthwise && l.kh == 1 && l.kw == 1 && l.stride_h == 1 && l.stride_w == 1 && l.pad_h == 0 &&
+      l.pad_w == 0 && l.in_h == l.out_h && l.in_w == l.out_w &&
+      (l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128 || l.in_c == 256)) {
+    return kPackedPointwise;
+  }
+  const bool one_input = l.depthwise && l.in_c == 1 && l.depth_multiplier == l.out_c;
+  if (l.kh == 3 && l.kw == 3 && (l.stride_h == 1 || l.stride_h == 2) && (l.stride_w == 1 || l.stride_w == 2) &&
+      l.pad_h <= 1 && l.pad_w <= 1 && (one_input || !l.depthwise) && (l.in_c == 1 || l.in_c == 3)) {
+    return kPackedIm2col;
+  }
+  return -1;
+}
+
+// Whether the table's words are exactly what TFLM computes for this layer: the biases, and each
+// channel's constants derived here again from TFLM's multiplier and shift (packed_weights.py's
+// formulas), with the accumulator bounds each form relies on.
+bool PackedMatches(const PackedConv& p, const ConvLayer& l) {
+  if (p.kind != PackedKind(l) || p.in_c != l.in_c || p.out_c != l.out_c ||
+      (p.form != kPackedFast && p.form != kPackedExact && p.form != kPackedGeneral)) {
     return false;
   }
-  // Channel counts of MobileNetV1 0.25-0.5 up to 128 (an immediate stride each); with more channels
-  // the maps are 3x3 and smaller, where CMSIS-NN is as quick.
-  const bool per_channel = l.in_c == l.out_c && l.depth_multiplier == 1 &&
-                           (l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128);
-  const bool one_input = l.in_c == 1 && l.out_c % 4 == 0 && l.out_c <= kMaxOneInputChannels &&
-                         l.depth_multiplier == l.out_c;
-  return (per_channel || one_input) && Requantizable(l.shift, l.bias, l.out_c, 9);
+  const int taps = l.kh * l.kw * (l.depthwise ? 1 : l.in_c);
+  const int steps = p.kind == kPackedPointwise ? l.in_c / 2 : l.in_c == 3 ? Im2colGather<9>::kSteps : Im2colGather<3>::kSteps;
+  const int64_t products = int64_t{taps} * 256 * 128;
+  for (int c = 0; c < l.out_c; ++c) {
+    const int32_t* group = p.words + (c / 4) * PackedGroupWords(steps, p.form);
+    const int32_t* k = group + 4 + 4 * steps + (c % 4) * PackedConstants(p.form);
+    const int32_t shift = l.shift[c], multiplier = l.multiplier[c];
+    const int64_t bias = l.bias != nullptr ? l.bias[c] : 0;
+    const int64_t bound = (bias < 0 ? -bias : bias) + products;
+    if (multiplier < 0 || shift < -31 || shift > 30 || bound >= (int64_t{1} << 31) || k[0] != multiplier) return false;
+    const int32_t right = shift < 0 ? -shift : 0;
+    if (p.form == kPackedFast) {
+      const int64_t rounding = (int64_t{1} << (right - 1)) + l.output_offset * (int64_t{1} << right);
+      if (right < 1 || right > 22 || bound >= (int64_t{1} << 30) || group[c % 4] != 2 * bias || k[1] != rounding ||
+          k[2] != right) {
+        return false;
+      }
+    } else if (p.form == kPackedExact) {
+      const int32_t r = multiplier == 0 ? 1 : right;
+      const uint64_t constant = (uint64_t{1} << 30) + (uint64_t{1} << (30 + r));
+      const uint32_t f = static_cast<uint32_t>(r - 1) | static_cast<uint32_t>(l.output_offset) << 16;
+      if (r < 1 || group[c % 4] != bias || static_cast<uint32_t>(k[1]) != static_cast<uint32_t>(constant) ||
+          static_cast<uint32_t>(k[2]) != static_cast<uint32_t>(constant >> 32) || static_cast<uint32_t>(k[3]) != f) {
+        return false;
+      }
+    } else {
+      const bool rounds = right > 0;
+      const int32_t left = rounds || multiplier == 0 ? 0 : shift + 1;
+      if (!rounds && multiplier != 0 && bound >= (int64_t{1} << (30 - shift))) return false;
+      const uint64_t constant = rounds ? (uint64_t{1} << 30) + (uint64_t{1} << (30 + right))
+                                       : multiplier == 0 ? 0 : uint64_t{1} << 31;
+      const uint32_t f = static_cast<uint32_t>(left) | static_cast<uint32_t>(rounds ? right - 1 : 0) << 8 |
+                         static_cast<uint32_t>(rounds) << 16;
+      if (group[c % 4] != bias || static_cast<uint32_t>(k[1]) != static_cast<uint32_t>(constant) ||
+          static_cast<uint32_t>(k[2]) != static_cast<uint32_t>(constant >> 32) || static_cast<uint32_t>(k[3]) != f) {
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
-void DepthwiseRun(const ConvLayer& l) {
-  const Depthwise d{{const_cast<int8_t*>(l.in), l.in_h, l.in_w, l.in_c}, {l.out, l.out_h, l.out_w, l.out_c},
-                    l.filter, l.bias, l.stride_h, l.stride_w, l.pad_h, l.pad_w, l.input_offset,
-                    l.multiplier, l.shift, MakeOutput(l.output_offset, l.act_min, l.act_max)};
-  if (l.in_c == 1) {
-    DepthwiseOneInput(d);
-  } else if (l.in_c == 8) {
-    DepthwisePerChannel<8>(d);
-  } else if (l.in_c == 16) {
-    DepthwisePerChannel<16>(d);
-  } else if (l.in_c == 32) {
-    DepthwisePerChannel<32>(d);
-  } else if (l.in_c == 64) {
-    DepthwisePerChannel<64>(d);
-  } else {
-    DepthwisePerChannel<128>(d);
+// The packed words of `l` when the table has them and they check out.
+const PackedConv* UsablePacked(const ConvLayer& l) {
+  const PackedConv* p = FindPacked(l.filter);
+  if (p == nullptr) return nullptr;
+  const int index = static_cast<int>(p - kPackedConvs);
+  uint8_t state = index < kMaxPackedChecked ? packed_checked[index] : 0;
+  if (state == 0) {
+    state = PackedMatches(*p, l) ? 1 : 2;
+    if (index < kMaxPackedChecked) packed_checked[index] = state;
+  }
+  return state == 1 ? p : nullptr;
+}
+
+// The packed weights of a layer a packed kernel runs, or null.
+const PackedConv* PackedFor(const ConvLayer& l) { return PackedKind(l) >= 0 ? UsablePacked(l) : nullptr; }
+
+void PackedRun(const ConvLayer& l, const PackedConv& p) {
+  if (p.kind == kPackedIm2col) {
+    if (l.in_c == 3) {
+      PackedConvRun<Im2colGather<9>>(l, p);
+    } else {
+      PackedConvRun<Im2colGather<3>>(l, p);
+    }
+    return;
+  }
+  switch (l.in_c) {
+    case 8: PackedConvRun<PointwiseGather<8>>(l, p); break;
+    case 16: PackedConvRun<PointwiseGather<16>>(l, p); break;
+    case 32: PackedConvRun<PointwiseGather<32>>(l, p); break;
+    case 64: PackedConvRun<PointwiseGather<64>>(l, p); break;
+    case 128: PackedConvRun<PointwiseGather<128>>(l, p); break;
+    default: PackedConvRun<PointwiseGather<256>>(l, p); break;
   }
 }
 
-bool PointwiseCovers(const ConvLayer& l) {
-  return l.kh == 1 && l.kw == 1 && l.stride_h == 1 && l.stride_w == 1 && l.pad_h == 0 && l.pad_w == 0 &&
-         (l.in_c == 8 || l.in_c == 16 || l.in_c == 32) && l.out_c % 4 == 0 && l.out_c <= kMaxPointwiseOutputs &&
-         l.out_c * l.in_c / 2 <= kMaxPointwiseWords && l.in_h == l.out_h && l.in_w == l.out_w &&
-         Requantizable(l.shift, l.bias, l.out_c, l.in_c);
+// --- depthwise 3x3 over transposed rows ---------------------------------------------------------
+//
+// SMLAD multiplies two 16-bit pairs into one sum, so a depthwise layer, where each output channel
+// sees only its own input channel, needs two taps of one channel in one register. The input rows are
+// therefore transposed, 4 channels at a time, into words (x[u][c], x[u + 1][c]): two horizontally
+// adjacent pixels of channel c, offset added, 0 in the padding. Each input row is transposed once
+// per group of 4 channels, into one of 3 slots (row mod 3) of a small buffer laid out [column
+// pair][slot][channel]; an output row then reads its 3 tap rows at fixed offsets. For two outputs
+// side by side (stride 1, columns u, u + 1 from pairs P0 = (u, u + 1), P1 = (u + 2, u + 3)) each tap
+// row costs two loads and four multiply-accumulates with A = (w0, w1), B = (w1, w2):
+// out0 += SMLAD(P0, A) + SMLABT(P1, B), out1 += SMLATB(P0, A) + SMLAD(P1, B); at stride 2 the pairs
+// are (2u, 2u + 1) and the next. Weights and biases are doubled and requantized as the FAST packed
+// form (SMMLAR with the rounding and the offset in one constant).
+
+constexpr int kMaxTransposedPairs = 64;  // column pairs of a transposed row (input rows up to ~126 wide)
+constexpr int kPairWords = 12;           // 3 slots x 4 channels
+constexpr int kMaxTransposedChannels = 128;
+
+// One channel's run along one output row, as the row loop reads it.
+struct TransposedJob {
+  int32_t multiplier, rounding, right, bias2;  // FAST requantization, doubled bias
+  uint32_t weights[6];                         // A0, B0, A1, B1, A2, B2, doubled
+  const uint32_t* win;                         // the channel's word of the first column pair
+  int8_t* out;
+  const uint32_t* end;                         // where `win` stops
+};
+static_assert(sizeof(TransposedJob) == 52, "the row loop's offsets");
+
+int Slot(int row) { return ((row % 3) + 3) % 3; }
+
+// Transposes input row `row` (0 outside the map) of channels g..g+3 into `slot` for `pairs` column
+// pairs (padded columns: u = column + pad_w).
+VWW_INLINE uint32_t LowHalves(uint32_t lo, uint32_t hi) {  // (lo's bottom half, hi's bottom half)
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
 }
 
-void PointwiseRun(const ConvLayer& l) {
-  const Pointwise d{{const_cast<int8_t*>(l.in), l.in_h, l.in_w, l.in_c}, {l.out, l.out_h, l.out_w, l.out_c},
-                    l.filter, l.bias, l.input_offset, l.multiplier, l.shift,
-                    MakeOutput(l.output_offset, l.act_min, l.act_max)};
-  ChannelQ q[kMaxPointwiseOutputs];
-  int32_t bias_copy[kMaxPointwiseOutputs];
-  if (l.in_c == 8) {
-    uint32_t w[kMaxPointwiseOutputs * 4];
-    PointwiseFewInputs<8>(d, w, q, bias_copy);
-  } else if (l.in_c == 16) {
-    uint32_t w[kMaxPointwiseOutputs * 8];
-    PointwiseFewInputs<16>(d, w, q, bias_copy);
-  } else {
-    PointwiseFewInputs<32>(d, wide_pointwise_weights, q, bias_copy);
+VWW_INLINE uint32_t HighHalves(uint32_t lo, uint32_t hi) {  // (lo's top half, hi's top half)
+  uint32_t r;
+  __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+
+// One column pair of 4 channels: words a and b hold pixels u and u + 1.
+VWW_INLINE void TransposePair(uint32_t a, uint32_t b, uint32_t offset2, uint32_t* w) {
+  const uint32_t a02 = SXTAB16(offset2, a), a13 = SXTAB16_RORn(offset2, a, 8);
+  const uint32_t b02 = SXTAB16(offset2, b), b13 = SXTAB16_RORn(offset2, b, 8);
+  w[0] = LowHalves(a02, b02);
+  w[1] = LowHalves(a13, b13);
+  w[2] = HighHalves(a02, b02);
+  w[3] = HighHalves(a13, b13);
+}
+
+void TransposeRow(const ConvLayer& l, int row, int g, int pairs, uint32_t offset2, uint32_t zero_word, uint32_t* slot) {
+  if (row < 0 || row >= l.in_h) {
+    for (int j = 0; j < pairs; ++j) std::memset(slot + j * kPairWords, 0, 16);
+    return;
   }
+  const int channels = l.in_c;
+  const int8_t* x = l.in + row * l.in_w * channels + g;
+  // Pairs with both pixels inside the row: j in [inside_from, inside_to).
+  const int inside_from = (l.pad_w + 1) / 2;
+  int inside_to = (l.in_w - 2 + l.pad_w) / 2 + 1;
+  if (inside_to > pairs) inside_to = pairs;
+  for (int j = 0; j < pairs; ++j) {
+    if (j == inside_from && inside_from < inside_to) {
+      const int8_t* p = x + (2 * j - l.pad_w) * channels;
+      for (; j < inside_to; ++j, p += 2 * channels) TransposePair(Read4(p), Read4(p + channels), offset2, slot + j * kPairWords);
+      if (j == pairs) break;
+    }
+    const int u = 2 * j - l.pad_w;
+    const uint32_t a = u >= 0 && u < l.in_w ? Read4(x + u * channels) : zero_word;
+    const uint32_t b = u + 1 >= 0 && u + 1 < l.in_w ? Read4(x + (u + 1) * channels) : zero_word;
+    TransposePair(a, b, offset2, slot + j * kPairWords);
+  }
+}
+
+// Runs jobs [jobs, jobs_end) in one go: per job, its weights into 6 registers and its constants onto
+// the stack, then 2 outputs a step until `win` reaches `end`. 14 registers in the step: the 6 weight
+// pairs, 2 input pairs, 2 accumulators, 2 pointers and 2 for the requantization (one of them holds
+// the job pointer between jobs). A step (2 outputs, 18 MACs) is about 44 cycles.
+template <int kC, int kStride, int kRot>
+__attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const TransposedJob* jobs_end) {
+  constexpr int o0 = 16 * ((kRot + 0) % 3), o1 = 16 * ((kRot + 1) % 3), o2 = 16 * ((kRot + 2) % 3);
+  uint32_t A0, B0, A1, B1, A2, B2, p0, p1, win;
+  int32_t a0, a1;
+  int8_t* out;
+#define VWW_DW_JOB                                         \
+  "sub sp, sp, #24\n\t"                                    \
+  "str %[t], [sp, #20]\n\t"                                \
+  "str %[u], [sp, #16]\n\t"                                \
+  "2:\n\t"                                                 \
+  "ldr %[t], [sp, #20]\n\t"                                \
+  "ldrd %[p0], %[p1], [%[t]]\n\t"                          \
+  "strd %[p0], %[p1], [sp]\n\t"                            \
+  "ldrd %[p0], %[p1], [%[t], #8]\n\t"                      \
+  "strd %[p0], %[p1], [sp, #8]\n\t"                        \
+  "ldrd %[A0], %[B0], [%[t], #16]\n\t"                     \
+  "ldrd %[A1], %[B1], [%[t], #24]\n\t"                     \
+  "ldrd %[A2], %[B2], [%[t], #32]\n\t"                     \
+  "ldrd %[win], %[out], [%[t], #40]\n\t"                   \
+  "ldr %[p0], [%[t], #48]\n\t"                             \
+  "str %[p0], [sp, #4 * 6]\n\t"                            \
+  "add %[t], %[t], #52\n\t"                                \
+  "str %[t], [sp, #20]\n\t"                                \
+  "1:\n\t"
+#define VWW_DW_STEP_END                                    \
+  "ldr %[p0], [sp]\n\t"                                    \
+  "ldr %[p1], [sp, #4]\n\t"                                \
+  "smmlar %[t], %[a0], %[p0], %[p1]\n\t"                   \
+  "add %[t], %[t], %[a0], asr #31\n\t"                     \
+  "smmlar %[u], %[a1], %[p0], %[p1]\n\t"                   \
+  "add %[u], %[u], %[a1], asr #31\n\t"                     \
+  "ldr %[p0], [sp, #8]\n\t"                                \
+  "asr %[t], %[t], %[p0]\n\t"                              \
+  "asr %[u], %[u], %[p0]\n\t"                              \
+  "ssat %[t], #8, %[t]\n\t"                                \
+  "ssat %[u], #8, %[u]\n\t"                                \
+  "strb %[t], [%[out]]\n\t"                                \
+  "strb %[u], [%[out], %[c]]\n\t"                          \
+  "add %[out], %[out], %[c2]\n\t"                          \
+  "add %[win], %[win], %[step]\n\t"                        \
+  "ldr %[p0], [sp, #4 * 6]\n\t"                            \
+  "cmp %[win], %[p0]\n\t"                                  \
+  "bne 1b\n\t"                                             \
+  "ldr %[t], [sp, #20]\n\t"                                \
+  "ldr %[p0], [sp, #16]\n\t"                               \
+  "cmp %[t], %[p0]\n\t"                                    \
+  "bne 2b\n\t"                                             \
+  "add sp, sp, #24"
+  // The job's `end` goes to [sp, #24]: the frame is 24 bytes plus that word, below the saved ones.
+  const TransposedJob* t = jobs;
+  const TransposedJob* u = jobs_end;
+  if (kStride == 1) {
+    __asm__ volatile(
+        "sub sp, sp, #4\n\t"
+        VWW_DW_JOB
+        "ldr %[a0], [sp, #12]\n\t"
+        "ldr %[p0], [%[win], %[o0]]\n\t"
+        "ldr %[p1], [%[win], %[o0] + 48]\n\t"
+        "smlatb %[a1], %[p0], %[A0], %[a0]\n\t"
+        "smlad %[a0], %[p0], %[A0], %[a0]\n\t"
+        "smlabt %[a0], %[p1], %[B0], %[a0]\n\t"
+        "smlad %[a1], %[p1], %[B0], %[a1]\n\t"
+        "ldr %[p0], [%[win], %[o1]]\n\t"
+        "ldr %[p1], [%[win], %[o1] + 48]\n\t"
+        "smlad %[a0], %[p0], %[A1], %[a0]\n\t"
+        "smlatb %[a1], %[p0], %[A1], %[a1]\n\t"
+        "smlabt %[a0], %[p1], %[B1], %[a0]\n\t"
+        "smlad %[a1], %[p1], %[B1], %[a1]\n\t"
+        "ldr %[p0], [%[win], %[o2]]\n\t"
+        "ldr %[p1], [%[win], %[o2] + 48]\n\t"
+        "smlad %[a0], %[p0], %[A2], %[a0]\n\t"
+        "smlatb %[a1], %[p0], %[A2], %[a1]\n\t"
+        "smlabt %[a0], %[p1], %[B2], %[a0]\n\t"
+        "smlad %[a1], %[p1], %[B2], %[a1]\n\t"
+        VWW_DW_STEP_END "\n\t"
+        "add sp, sp, #4"
+        : [A0] "=&r"(A0), [B0] "=&r"(B0), [A1] "=&r"(A1), [B1] "=&r"(B1), [A2] "=&r"(A2), [B2] "=&r"(B2),
+          [p0] "=&r"(p0), [p1] "=&r"(p1), [a0] "=&r"(a0), [a1] "=&r"(a1), [win] "=&r"(win), [out] "=&r"(out),
+          [t] "+r"(t), [u] "+r"(u)
+        : [o0] "i"(o0), [o1] "i"(o1), [o2] "i"(o2), [c] "i"(kC), [c2] "i"(2 * kC), [step] "i"(4 * kPairWords)
+        : "cc", "memory");
+  } else {
+    __asm__ volatile(
+        "sub sp, sp, #4\n\t"
+        VWW_DW_JOB
+        "ldr %[a0], [sp, #12]\n\t"
+        "ldr %[p0], [%[win], %[o0]]\n\t"
+        "ldr %[p1], [%[win], %[o0] + 48]\n\t"
+        "smlad %[a1], %[p1], %[A0], %[a0]\n\t"
+        "smlad %[a0], %[p0], %[A0], %[a0]\n\t"
+        "smlabt %[a0], %[p1], %[B0], %[a0]\n\t"
+        "ldr %[p0], [%[win], %[o0] + 96]\n\t"
+        "smlabt %[a1], %[p0], %[B0], %[a1]\n\t"
+        "ldr %[p0], [%[win], %[o1]]\n\t"
+        "ldr %[p1], [%[win], %[o1] + 48]\n\t"
+        "smlad %[a0], %[p0], %[A1], %[a0]\n\t"
+        "smlad %[a1], %[p1], %[A1], %[a1]\n\t"
+        "smlabt %[a0], %[p1], %[B1], %[a0]\n\t"
+        "ldr %[p0], [%[win], %[o1] + 96]\n\t"
+        "smlabt %[a1], %[p0], %[B1], %[a1]\n\t"
+        "ldr %[p0], [%[win], %[o2]]\n\t"
+        "ldr %[p1], [%[win], %[o2] + 48]\n\t"
+        "smlad %[a0], %[p0], %[A2], %[a0]\n\t"
+        "smlad %[a1], %[p1], %[A2], %[a1]\n\t"
+        "smlabt %[a0], %[p1], %[B2], %[a0]\n\t"
+        "ldr %[p0], [%[win], %[o2] + 96]\n\t"
+        "smlabt %[a1], %[p0], %[B2], %[a1]\n\t"
+        VWW_DW_STEP_END "\n\t"
+        "add sp, sp, #4"
+        : [A0] "=&r"(A0), [B0] "=&r"(B0), [A1] "=&r"(A1), [B1] "=&r"(B1), [A2] "=&r"(A2), [B2] "=&r"(B2),
+          [p0] "=&r"(p0), [p1] "=&r"(p1), [a0] "=&r"(a0), [a1] "=&r"(a1), [win] "=&r"(win), [out] "=&r"(out),
+          [t] "+r"(t), [u] "+r"(u)
+        : [o0] "i"(o0), [o1] "i"(o1), [o2] "i"(o2), [c] "i"(kC), [c2] "i"(2 * kC), [step] "i"(8 * kPairWords)
+        : "cc", "memory");
+  }
+#undef VWW_DW_JOB
+#undef VWW_DW_STEP_END
+}
+
+template <int kC, int kStride>
+void RunJobsOf(int rot, const TransposedJob* jobs, const TransposedJob* end) {
+  if (rot == 0) {
+    TransposedJobs<kC, kStride, 0>(jobs, end);
+  } else if (rot == 1) {
+    TransposedJobs<kC, kStride, 1>(jobs, end);
+  } else {
+    TransposedJobs<kC, kStride, 2>(jobs, end);
+  }
+}
+
+// The row loop for the layer's channel count and stride, tap rows from slot `rot` on.
+void RunJobs(int channels, int stride, int rot, const TransposedJob* jobs, const TransposedJob* end) {
+  const bool two = stride == 2;
+  switch (channels) {
+    case 8: two ? RunJobsOf<8, 2>(rot, jobs, end) : RunJobsOf<8, 1>(rot, jobs, end); break;
+    case 16: two ? RunJobsOf<16, 2>(rot, jobs, end) : RunJobsOf<16, 1>(rot, jobs, end); break;
+    case 32: two ? RunJobsOf<32, 2>(rot, jobs, end) : RunJobsOf<32, 1>(rot, jobs, end); break;
+    case 64: two ? RunJobsOf<64, 2>(rot, jobs, end) : RunJobsOf<64, 1>(rot, jobs, end); break;
+    default: two ? RunJobsOf<128, 2>(rot, jobs, end) : RunJobsOf<128, 1>(rot, jobs, end); break;
+  }
+}
+
+void TransposedRun(const ConvLayer& l) {
+  const int channels = l.in_c, stride = l.stride_h;
+  const int steps = l.out_w / 2, odd_width = l.out_w & 1;
+  const int pairs = stride == 1 ? (l.out_w + 1) / 2 + 1 : 2 * ((l.out_w + 1) / 2) + 1;
+  const int step_words = stride * kPairWords;
+  uint32_t buffer[kPairWords * kMaxTransposedPairs];
+  TransposedJob jobs[8];              // 4 channels along the row, then the odd last column of each
+  int8_t tail[2 * kMaxTransposedChannels + 4];  // a last column's step puts its 2 outputs here
+  const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
+  const uint32_t zero_word = (static_cast<uint32_t>(-l.input_offset) & 0xFFu) * 0x01010101u;
+  const Output o = MakeOutput(l.act_min, l.act_max);
+  for (int g = 0; g < channels; g += 4) {
+    // Weights of the 4 channels: each tap's word sign-extended and doubled in pairs (channels 0, 2)
+    // and (1, 3), then each channel's (w0, w1) and (w1, w2) of each tap row from their halves.
+    uint32_t even[9], odd[9];
+    for (int t = 0; t < 9; ++t) {
+      const uint32_t word = Read4(l.filter + t * channels + g);
+      const uint32_t e = SXTB16(word), o = SXTB16_RORn(word, 8);
+      even[t] = __sadd16(e, e);
+      odd[t] = __sadd16(o, o);
+    }
+    for (int r = 0; r < 3; ++r) {
+      const uint32_t* e = even + 3 * r;
+      const uint32_t* o = odd + 3 * r;
+      jobs[0].weights[2 * r] = LowHalves(e[0], e[1]), jobs[0].weights[2 * r + 1] = LowHalves(e[1], e[2]);
+      jobs[2].weights[2 * r] = HighHalves(e[0], e[1]), jobs[2].weights[2 * r + 1] = HighHalves(e[1], e[2]);
+      jobs[1].weights[2 * r] = LowHalves(o[0], o[1]), jobs[1].weights[2 * r + 1] = LowHalves(o[1], o[2]);
+      jobs[3].weights[2 * r] = HighHalves(o[0], o[1]), jobs[3].weights[2 * r + 1] = HighHalves(o[1], o[2]);
+    }
+    for (int ch = 0; ch < 4; ++ch) {
+      const int c = g + ch;
+      TransposedJob& k = jobs[ch];
+      const int32_t right = -l.shift[c];
+      k.multiplier = l.multiplier[c];
+      k.right = right;
+      k.rounding = (1 << (right - 1)) + static_cast<int32_t>(static_cast<uint32_t>(l.output_offset) << right);
+      k.bias2 = 2 * (l.bias != nullptr ? l.bias[c] : 0);
+      k.win = buffer + ch;
+      k.end = buffer + ch + steps * step_words;
+      if (odd_width) {
+        jobs[4 + ch] = k;
+        jobs[4 + ch].win = k.end;
+        jobs[4 + ch].end = k.end + step_words;
+        jobs[4 + ch].out = tail + ch;
+      }
+    }
+    int next = -l.pad_h - 3;  // no row transposed yet
+    for (int y = 0; y < l.out_h; ++y) {
+      const int top = y * stride - l.pad_h;
+      for (int row = next > top ? next : top; row <= top + 2; ++row) {
+        TransposeRow(l, row, g, pairs, offset2, zero_word, buffer + 4 * Slot(row));
+      }
+      next = top + 3;
+      int8_t* out = l.out + y * l.out_w * channels + g;
+      for (int ch = 0; ch < 4; ++ch) jobs[ch].out = out + ch;
+      RunJobs(channels, stride, Slot(top), steps > 0 ? jobs : jobs + 4, jobs + 4 + 4 * odd_width);
+      if (odd_width) {
+        for (int ch = 0; ch < 4; ++ch) out[(l.out_w - 1) * channels + ch] = tail[ch];
+      }
+      if (o.clamp) {
+        for (int x = 0; x < l.out_w; ++x) {
+          for (int ch = 0; ch < 4; ++ch) {
+            int8_t& v = out[x * channels + ch];
+            v = static_cast<int8_t>(v < l.act_min ? l.act_min : v > l.act_max ? l.act_max : v);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Output rows of 3 columns and fewer leave too little to a row's jobs: CMSIS-NN is quicker there.
+bool TransposedCovers(const ConvLayer& l) {
+  if (l.out_w < 4 || l.kh != 3 || l.kw != 3 || l.stride_h != l.stride_w || (l.stride_h != 1 && l.stride_h != 2) ||
+      l.in_c != l.out_c || l.depth_multiplier != 1 || l.pad_h > 1 || l.pad_w > 1 ||
+      !(l.in_c == 8 || l.in_c == 16 || l.in_c == 32 || l.in_c == 64 || l.in_c == 128)) {
+    return false;
+  }
+  const int pairs = l.stride_h == 1 ? (l.out_w + 1) / 2 + 1 : 2 * ((l.out_w + 1) / 2) + 1;
+  if (pairs > kMaxTransposedPairs) return false;
+  for (int c = 0; c < l.out_c; ++c) {
+    if (l.shift[c] > -1 || l.shift[c] < -22 || l.multiplier[c] < 0) return false;
+  }
+  return Requantizable(l.shift, l.bias, l.out_c, 9);
 }
 
 // The layer a TFLM node describes, or false when it is not an int8 NHWC layer with dilation 1.
@@ -474,47 +930,81 @@ bool NodeLayer(TfLiteContext* context, TfLiteNode* node, bool depthwise, ConvLay
   return true;
 }
 
+// As ConvRun, for depthwise layers.
+bool DepthwiseRunAny(const ConvLayer& l, bool run) {
+  if (const PackedConv* p = PackedFor(l)) {
+    if (run) PackedRun(l, *p);
+    return true;
+  }
+  if (!TransposedCovers(l)) return false;
+  if (run) TransposedRun(l);
+  return true;
+}
+
 TfLiteStatus DepthwiseInvoke(TfLiteContext* context, TfLiteNode* node) {
   ConvLayer layer;
-  if (NodeLayer(context, node, true, &layer) && DepthwiseCovers(layer)) {
-    DepthwiseRun(layer);
-    return kTfLiteOk;
-  }
+  if (NodeLayer(context, node, true, &layer) && DepthwiseRunAny(layer, true)) return kTfLiteOk;
   return depthwise_base(context, node);
+}
+
+// Runs `l` with this firmware's kernels and returns true, or returns false when none covers it (or,
+// with `run` false, only says whether one does).
+bool ConvRun(const ConvLayer& l, bool run) {
+  const PackedConv* p = PackedFor(l);
+  if (p != nullptr && run) PackedRun(l, *p);
+  return p != nullptr;
 }
 
 TfLiteStatus ConvInvoke(TfLiteContext* context, TfLiteNode* node) {
   ConvLayer layer;
-  if (NodeLayer(context, node, false, &layer) && PointwiseCovers(layer)) {
-    PointwiseRun(layer);
-    return kTfLiteOk;
-  }
+  if (NodeLayer(context, node, false, &layer) && ConvRun(layer, true)) return kTfLiteOk;
   return conv_base(context, node);
+}
+
+// After the wrapped Prepare: a layer's packed weights are checked against TFLM's constants now,
+// once, rather than in its first Invoke.
+TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, depthwise_prepare(context, node));
+  ConvLayer layer;
+  if (NodeLayer(context, node, true, &layer)) PackedFor(layer);
+  return kTfLiteOk;
+}
+
+TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, conv_prepare(context, node));
+  ConvLayer layer;
+  if (NodeLayer(context, node, false, &layer)) PackedFor(layer);
+  return kTfLiteOk;
 }
 
 }  // namespace
 
 TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base) {
   depthwise_base = base.invoke;
+  depthwise_prepare = base.prepare;
   base.invoke = DepthwiseInvoke;
+  base.prepare = DepthwisePrepare;
   return base;
 }
 
 TFLMRegistration FastConv2D(TFLMRegistration base) {
   conv_base = base.invoke;
+  conv_prepare = base.prepare;
   base.invoke = ConvInvoke;
+  base.prepare = ConvPrepare;
   return base;
 }
 
 bool FastKernelCovers(const ConvLayer& layer) {
-  return layer.depthwise ? DepthwiseCovers(layer) : PointwiseCovers(layer);
+  return layer.depthwise ? DepthwiseRunAny(layer, false) : ConvRun(layer, false);
 }
 
 void RunCoveredFastKernel(const ConvLayer& layer) {
-  if (layer.depthwise) {
-    DepthwiseRun(layer);
-  } else {
-    PointwiseRun(layer);
+  // Covered: either packed or (depthwise) transposed, without checking the shifts again.
+  if (const PackedConv* p = PackedFor(layer)) {
+    PackedRun(layer, *p);
+  } else if (layer.depthwise) {
+    TransposedRun(layer);
   }
 }
 

@@ -1,7 +1,15 @@
 // Kernels shaped for vwwtorch's MobileNetV1 on Cortex-M4 (DSP extension), registered through the
 // op resolver in front of CMSIS-NN: each wrapper runs its own code for the shapes it covers and the
 // wrapped registration's invoke for everything else. Bit-exact with TFLM's reference kernels: the
-// same int32 accumulation and the same requantization (CMSIS-NN's arm_nn_requantize).
+// same int32 accumulation and the same requantization (MultiplyByQuantizedMultiplier).
+//
+//   * Packed kernel (1x1 convolutions with 8 to 256 inputs; the first layer, a 3x3 convolution over
+//     RGB or a one-input depthwise layer): weights widened to 16-bit pairs in flash by
+//     `firmware generate` (model_kernels.cc, packed_weights.h), 4 output channels x 2 pixels per
+//     block, 16 MACs in 16 cycles; the table entry is checked against TFLM's constants once.
+//   * Depthwise 3x3, stride 1 or 2, 8 to 128 channels: input rows transposed, 4 channels at a time,
+//     into pairs of adjacent pixels of one channel, so SMLAD takes two taps at once.
+// Layers neither covers (or left unpacked by the flash budget) run CMSIS-NN.
 //
 // Without CMSIS-NN and the DSP extension (host builds, reference-kernel builds), or built with
 // `make FAST_KERNELS=0` (stock CMSIS-NN, for comparisons), the wrappers return the registration
@@ -44,13 +52,12 @@ bool FastKernelCovers(const ConvLayer& layer);
 // Runs a layer FastKernelCovers accepted.
 void RunCoveredFastKernel(const ConvLayer& layer);
 
-// DEPTHWISE_CONV_2D, int8, 3x3, dilation 1, stride 1 or 2: one input channel per output channel
-// (8, 16, 32, 64 or 128 channels), or one input channel for up to 64 outputs (the first layer).
-// Both kernels also need every accumulator below 2^30 (checked from the bias and the shifts).
+// DEPTHWISE_CONV_2D, int8, 3x3, dilation 1: one input channel per output channel (8 to 128
+// channels, stride 1 or 2, every shift right and every accumulator below 2^30), or a packed
+// one-input layer (the first layer over a gray image).
 TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base);
 
-// CONV_2D, int8, 1x1, stride 1, 8, 16 or 32 input channels and up to 64 outputs (the first
-// pointwise layers, where CMSIS-NN's matrix product has too little depth to amortize its setup).
+// CONV_2D, int8: the packed 1x1 convolutions and 3x3 convolutions over 3 channels.
 TFLMRegistration FastConv2D(TFLMRegistration base);
 
 }  // namespace vww
