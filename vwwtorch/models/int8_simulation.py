@@ -179,6 +179,9 @@ class Int8Simulation(nn.Module):
         self.register_buffer("ranges", torch.zeros(layers + 1, 2, dtype=torch.float64))
         self.register_buffer("observed", torch.zeros(layers + 1, dtype=torch.bool))
         self.momentum = momentum
+        # Training quantizes every activation to its range; during a QAT delay (from scratch, while
+        # the ranges of a random network settle) only the weights are, and the ranges are observed.
+        self.quantize_activations = True
         self.input_range = model.input_range
         norm = normalization(model.input_range)
         self.input_quantization = asymmetric_parameters(norm.low, norm.high)
@@ -213,6 +216,8 @@ class Int8Simulation(nn.Module):
     def _quantize_output(self, index: int, y: torch.Tensor) -> torch.Tensor:
         if self.training:
             self._observe(index, y)
+            if not self.quantize_activations:
+                return y
         return _fake_quantize(y, *self.output_quantization(index))
 
     # -- the two forms ------------------------------------------------------------------------------
@@ -226,7 +231,8 @@ class Int8Simulation(nn.Module):
         for index, layer in enumerate(layers):
             x = self._quantize_output(index, layer.act(self._folded_conv(layer, x)))
         x = F.avg_pool2d(x, kernel_size=x.shape[-2:])
-        x = _fake_quantize(x, *self.output_quantization(len(layers) - 1))  # pooling keeps its input's
+        if self.quantize_activations:
+            x = _fake_quantize(x, *self.output_quantization(len(layers) - 1))  # pooling keeps its input's
         x = model.dropout(x)
         head = model.classifier
         weight = _fake_quantize_weight(head.weight, per_channel=model.head == "conv")

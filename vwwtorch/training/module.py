@@ -71,6 +71,9 @@ class VWWClassifier(pl.LightningModule):
             (BatchNorm folded, weights per channel -127..127, activations per tensor, ReLU6 in the
             clamp); validation, test, predict and report run its integer arithmetic bit for bit,
             and `vwwtorch export` writes exactly that network (see vwwtorch.models.int8_simulation).
+        qat_delay: epochs at the start during which QAT quantizes the weights but only observes the
+            activations' ranges (TensorFlow's quant_delay): a random network's ranges move too fast
+            to clamp to. Default: 0 when init_from gives trained weights, else a quarter of the run.
         class_weights: weight the training loss per class: "auto" (inverse class frequency in the
             training split, for imbalanced data) or one weight per class. Label smoothing still applies.
         activation, conv_bias, head, input_range: the MobileNetV1 variant (see
@@ -92,7 +95,7 @@ class VWWClassifier(pl.LightningModule):
                  activation: str = VARIANTS["activation"], conv_bias: bool = VARIANTS["conv_bias"],
                  head: str = VARIANTS["head"], input_range: str = VARIANTS["input_range"],
                  channels_last: bool = True, compile: bool = False, init_head: str = "auto",
-                 batch_norm: str = "auto", qat: bool = False):
+                 batch_norm: str = "auto", qat: bool = False, qat_delay: Optional[int] = None):
         super().__init__()
         _check_recipe(learning_rate=learning_rate, lr_decay_factor=lr_decay_factor, epochs_per_decay=epochs_per_decay,
                       rmsprop_decay=rmsprop_decay, momentum=momentum, epsilon=epsilon, weight_decay=weight_decay,
@@ -100,6 +103,8 @@ class VWWClassifier(pl.LightningModule):
                       image_log_every_n_steps=image_log_every_n_steps)
         _check_choice("init_head", init_head, INIT_HEAD)
         _check_choice("batch_norm", batch_norm, BATCH_NORM_MODES)
+        if qat_delay is not None and qat_delay < 0:
+            raise UserError(f"--model.qat_delay must be >= 0 epochs, got {qat_delay}")
         if qat and compile:
             raise UserError("--model.qat true cannot be combined with --model.compile true (the simulated int8 "
                             "forward is not compiled); leave compile off")
@@ -168,6 +173,16 @@ class VWWClassifier(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._freeze_batch_norm()
+        if self.int8 is not None:
+            self.int8.quantize_activations = self.current_epoch >= self._qat_delay()
+
+    def _qat_delay(self) -> int:
+        if self.hparams.qat_delay is not None:
+            return self.hparams.qat_delay
+        if self.hparams.init_from:
+            return 0
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 4
+        return max(1, epochs // 4)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.bottleneck_fn is None:
