@@ -869,26 +869,24 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
 #undef VWW_DW_STEP_END
 }
 
+using JobsFn = void (*)(const TransposedJob*, const TransposedJob*);
+
+// The row loop for channel count kC and stride, for each slot the first tap row may be in.
 template <int kC, int kStride>
-void RunJobsOf(int rot, const TransposedJob* jobs, const TransposedJob* end) {
-  if (rot == 0) {
-    TransposedJobs<kC, kStride, 0>(jobs, end);
-  } else if (rot == 1) {
-    TransposedJobs<kC, kStride, 1>(jobs, end);
-  } else {
-    TransposedJobs<kC, kStride, 2>(jobs, end);
-  }
+void JobsOf(JobsFn* by_slot) {
+  by_slot[0] = TransposedJobs<kC, kStride, 0>;
+  by_slot[1] = TransposedJobs<kC, kStride, 1>;
+  by_slot[2] = TransposedJobs<kC, kStride, 2>;
 }
 
-// The row loop for the layer's channel count and stride, tap rows from slot `rot` on.
-void RunJobs(int channels, int stride, int rot, const TransposedJob* jobs, const TransposedJob* end) {
+void JobsFor(int channels, int stride, JobsFn* by_slot) {
   const bool two = stride == 2;
   switch (channels) {
-    case 8: two ? RunJobsOf<8, 2>(rot, jobs, end) : RunJobsOf<8, 1>(rot, jobs, end); break;
-    case 16: two ? RunJobsOf<16, 2>(rot, jobs, end) : RunJobsOf<16, 1>(rot, jobs, end); break;
-    case 32: two ? RunJobsOf<32, 2>(rot, jobs, end) : RunJobsOf<32, 1>(rot, jobs, end); break;
-    case 64: two ? RunJobsOf<64, 2>(rot, jobs, end) : RunJobsOf<64, 1>(rot, jobs, end); break;
-    default: two ? RunJobsOf<128, 2>(rot, jobs, end) : RunJobsOf<128, 1>(rot, jobs, end); break;
+    case 8: two ? JobsOf<8, 2>(by_slot) : JobsOf<8, 1>(by_slot); break;
+    case 16: two ? JobsOf<16, 2>(by_slot) : JobsOf<16, 1>(by_slot); break;
+    case 32: two ? JobsOf<32, 2>(by_slot) : JobsOf<32, 1>(by_slot); break;
+    case 64: two ? JobsOf<64, 2>(by_slot) : JobsOf<64, 1>(by_slot); break;
+    default: two ? JobsOf<128, 2>(by_slot) : JobsOf<128, 1>(by_slot); break;
   }
 }
 
@@ -919,21 +917,28 @@ void TransposedRun(const ConvLayer& l, const int32_t* packed) {
   }
   const TransposedJob* first_job = steps > 0 ? jobs : jobs + 4;
   const TransposedJob* last_job = jobs + 4 + 4 * odd_width;
+  JobsFn run_jobs[3];
+  JobsFor(channels, stride, run_jobs);
+  const int first_slot = Slot(-l.pad_h), out_row_bytes = l.out_w * channels;
   for (int g = 0; g < channels; g += 4) {
     const int32_t* k = packed != nullptr ? packed + g * kDepthwiseWords : computed;
     if (packed == nullptr) DepthwiseConstants(l, g, computed);
     for (int ch = 0; ch < 4; ++ch) jobs[ch].k = jobs[4 + ch].k = k + ch * kDepthwiseWords;
-    int next = -l.pad_h - 3;  // no row transposed yet
-    for (int y = 0; y < l.out_h; ++y) {
+    // Rows are transposed in order, each once, row r into slot r mod 3; the next output row's
+    // first tap row is `top`, in slot `top_slot`.
+    int next_row = -l.pad_h, next_slot = first_slot, top_slot = first_slot;
+    int8_t* out = l.out + g;
+    for (int y = 0; y < l.out_h; ++y, out += out_row_bytes) {
       const int top = y * stride - l.pad_h;
-      for (int row = next > top ? next : top; row <= top + 2; ++row) {
-        const int8_t* x = InputRow(l, row);
-        TransposeRow(x != nullptr ? x + g : nullptr, plan, buffer + 4 * Slot(row));
+      for (; next_row <= top + 2; ++next_row) {
+        const int8_t* x = InputRow(l, next_row);
+        TransposeRow(x != nullptr ? x + g : nullptr, plan, buffer + 4 * next_slot);
+        next_slot = next_slot == 2 ? 0 : next_slot + 1;
       }
-      next = top + 3;
-      int8_t* out = l.out + y * l.out_w * channels + g;
       for (int ch = 0; ch < 4; ++ch) jobs[ch].out = out + ch;
-      RunJobs(channels, stride, Slot(top), first_job, last_job);
+      run_jobs[top_slot](first_job, last_job);
+      top_slot += stride;
+      if (top_slot >= 3) top_slot -= 3;
       if (odd_width) {
         for (int ch = 0; ch < 4; ++ch) out[(l.out_w - 1) * channels + ch] = tail[ch];
       }
