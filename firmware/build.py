@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vwwtorch.contract.errors import UserError
@@ -43,6 +43,8 @@ class BuildResult:
     flash_limit: int | None
     ram_limit: int | None
     packed_bytes: int = 0        # the 1x1 convolutions' weights packed for the kernels (model_kernels.cc)
+    packed_layers: int = 0       # convolutions packed within the flash budget
+    left_out: list[str] = field(default_factory=list)  # convolutions the flash budget left unpacked
 
     @property
     def code_bytes(self) -> int:
@@ -204,12 +206,22 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
         arena_size=settings.arena_size, stack_bytes=board.stack_bytes,
         flash_bytes=text + data if board.flash_bytes else None,
         ram_bytes=data + bss if board.ram_bytes else None,
-        flash_limit=board.flash_bytes, ram_limit=board.ram_bytes, packed_bytes=packed_bytes)
+        flash_limit=board.flash_bytes, ram_limit=board.ram_bytes, packed_bytes=packed_bytes,
+        packed_layers=len((settings.packed_weights or {}).get("layers", [])),
+        left_out=[layer["layer"] for layer in (settings.packed_weights or {}).get("left_out", [])])
     if result.flash_bytes is not None and result.flash_bytes > board.flash_bytes:
         # The linker allows the whole application region; the bootloader's staging does not.
+        remedy = "see firmware/boards.py"
+        over = result.flash_bytes - board.flash_bytes
+        packed = settings.packed_weights or {}
+        if packed.get("budget") is not None and packed.get("bytes", 0) >= over:
+            # The packed weights filled a budget computed with the board's code estimate; the code
+            # came out bigger. A flash budget `over` bytes smaller leaves that much more unpacked.
+            budget = packed["budget"] + settings.model_bytes + board.code_flash_estimate - over
+            remedy = f"generate again with --flash-budget {budget // 1024} (KiB) to pack fewer weights"
         raise UserError(f"model too big for {board.name}: the image takes {result.flash_bytes:,} B of "
                         f"flash, more than the {board.flash_bytes:,} B an application flashed through "
-                        "the bootloader can use (see firmware/boards.py)")
+                        f"the bootloader can use; {remedy}")
     write_file(out_dir / BUILD_INFO, json.dumps(asdict(result), indent=2) + "\n", checked=True)
     return result
 
@@ -233,6 +245,9 @@ def size_report(r: BuildResult) -> list[str]:
         note = get_board(r.board).flash_note
         if note:
             lines.append(f"        {note}")
+        if r.left_out:
+            lines.append(f"        packed weights for {r.packed_layers} convolutions; left out by the flash budget, so "
+                         f"unpacked (slower, same scores): {', '.join(r.left_out)}")
     if r.ram_limit:
         other = r.ram_bytes - r.arena_size - r.stack_bytes
         lines.append(f"  RAM   {r.ram_bytes:,} of {r.ram_limit:,} B ({100 * r.ram_bytes / r.ram_limit:.1f}%):"

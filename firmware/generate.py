@@ -432,7 +432,9 @@ def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flash-budget", type=_kibibytes, metavar="KB",
                         help="flash the image may take, in KiB (default: all the board's flash): within "
                         "it, the 1x1 and first-layer convolutions' weights are also stored widened to 16 "
-                        "bits for the Cortex-M4 kernels (2 B per weight), the layers with the most pixels first")
+                        "bits for the Cortex-M4 kernels (2 B per weight), and the constants of a streamed "
+                        "chain's depthwise layers (40 B per channel), the layers with the most MACs per byte "
+                        "first; the rest run unpacked, with the same scores")
 
 
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,11 @@ byte (the most pixels per weight) are packed first, and the others keep their in
 Two kinds of layer are packed: 1x1 convolutions (POINTWISE, the inputs of a pixel are its
 channels) and 3x3 convolutions over 1 or 3 input channels, the first layer of the VWW models
 (IM2COL: a CONV_2D over RGB, or a DEPTHWISE_CONV_2D over one gray channel with a depth multiplier;
-the inputs of a pixel are its 27 or 9 taps, gathered from the input rows).
+the inputs of a pixel are its 27 or 9 taps, gathered from the input rows). A third kind,
+DEPTHWISE, holds no widened weights the firmware could not make itself: the transposed depthwise
+3x3 kernel derives its constants from the model per group of 4 channels whenever it runs, which a
+layer of a streamed chain (--memory-budget) does once per output row, so for those layers the
+constants are written here instead (`pack_depthwise`, 40 bytes per channel).
 
 Layout, in int32 words, per group of 4 output channels o..o+3: their biases; then for each step k
 of the input pairs, the 4 channels' weights of pair k as (low, high) 16-bit halves; then each
@@ -49,7 +53,10 @@ GROUP = 4                                  # output channels computed together
 PACKED_INPUTS = (8, 16, 32, 64, 128, 256)  # POINTWISE: input channel counts the kernel is built for
 IM2COL_ROW_BYTES = (3, 9)                  # IM2COL: 3x3 taps over 1 or 3 input channels
 MAX_OUTPUTS = 256                          # output channels a kernel call buffers (kMaxPackedOutputs)
-POINTWISE, IM2COL = 0, 1                   # the kinds (PackedConv::kind)
+POINTWISE, IM2COL, DEPTHWISE = 0, 1, 2     # the kinds (PackedConv::kind)
+DEPTHWISE_CHANNELS = (8, 16, 32, 64, 128)  # DEPTHWISE: channel counts the transposed kernel is built for
+DEPTHWISE_MAX_PAIRS = 64                   # DEPTHWISE: column pairs of its row buffer (kMaxTransposedPairs)
+DEPTHWISE_WORDS = 10                       # DEPTHWISE: words per channel (kDepthwiseWords)
 FAST, EXACT, GENERAL = 0, 1, 2             # the forms (PackedConv::form)
 CONSTANTS = {FAST: 3, EXACT: 4, GENERAL: 4}  # words per output channel after the weights
 MAX_FAST_RIGHT_SHIFT = 22                  # FAST: the rounding constant stays below 2^30
@@ -61,7 +68,7 @@ SYMBOL = "g_model_packed_weights"          # the words' array in the generated m
 class PackedLayer:
     name: str            # "op 10 CONV_2D", "op 3 VWW_CONV_CHAIN layer 2"
     filter_offset: int   # where the layer's int8 filter starts in the model: the firmware's key
-    kind: int            # POINTWISE or IM2COL
+    kind: int            # POINTWISE, IM2COL or DEPTHWISE
     in_c: int
     out_c: int
     taps: int            # multiply-accumulates per output
@@ -116,8 +123,9 @@ def _int32_values(model, graph, index: int) -> np.ndarray | None:
 
 
 def _conv_layers(data: bytes):
-    """(name, layer, filter tensor, bias, multipliers, shifts, filter buffer) of every int8 convolution
-    in the model, standalone or inside a VWW_CONV_CHAIN op."""
+    """(name, layer, filter tensor, bias, multipliers, shifts, filter buffer, buffer index, streamed)
+    of every int8 convolution in the model, standalone or inside a VWW_CONV_CHAIN op (streamed: in a
+    chain of several layers, which runs row by row)."""
     from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_of
     from vwwtorch.contract.int8_arithmetic import channel_multipliers
 
@@ -127,14 +135,15 @@ def _conv_layers(data: bytes):
     for index, op in enumerate(graph.operators):
         name = names[op.opcodeIndex]
         if name == CHAIN_OP_NAME:
-            for j, (layer, _) in enumerate(chain_layers(op)):
+            layers = chain_layers(op)
+            for j, (layer, _) in enumerate(layers):
                 first = 1 + 4 * j
                 filter_tensor = graph.tensors[int(op.inputs[first])]
                 yield (f"op {index} {name.split(':')[-1]} layer {j}", layer, filter_tensor,
                        _int32_values(model, graph, int(op.inputs[first + 1])),
                        _int32_values(model, graph, int(op.inputs[first + 2])),
                        _int32_values(model, graph, int(op.inputs[first + 3])),
-                       model.buffers[filter_tensor.buffer], filter_tensor.buffer)
+                       model.buffers[filter_tensor.buffer], filter_tensor.buffer, len(layers) > 1)
             continue
         layer = layer_of(model, graph, op, name)
         if layer is None:
@@ -143,13 +152,24 @@ def _conv_layers(data: bytes):
         multipliers, shifts = channel_multipliers(x.quantization.scale[0], w.quantization.scale,
                                                   y.quantization.scale[0], layer.out_c)
         bias = _int32_values(model, graph, int(op.inputs[2])) if len(op.inputs) > 2 else None
-        yield (f"op {index} {name}", layer, w, bias, multipliers, shifts, model.buffers[w.buffer], w.buffer)
+        yield (f"op {index} {name}", layer, w, bias, multipliers, shifts, model.buffers[w.buffer], w.buffer, False)
 
 
-def packed_kind(layer) -> int | None:
-    """POINTWISE or IM2COL when a packed kernel has this layer's shape, else None."""
+def transposed_pairs(layer) -> int:
+    """Column pairs of the transposed depthwise kernel's row buffer (fast_kernels.cc's `pairs`)."""
+    half = (layer.out_w + 1) // 2
+    return half + 1 if layer.stride_w == 1 else 2 * half + 1
+
+
+def packed_kind(layer, streamed: bool = False) -> int | None:
+    """POINTWISE or IM2COL when a packed kernel has this layer's shape; DEPTHWISE when the
+    transposed depthwise kernel does and the layer runs row by row (`streamed`); else None."""
     if layer.out_c % GROUP or layer.out_c > MAX_OUTPUTS:
         return None
+    if streamed and layer.depthwise and (layer.kh, layer.kw) == (3, 3) and layer.stride_h == layer.stride_w in (1, 2) \
+            and layer.in_c == layer.out_c in DEPTHWISE_CHANNELS and layer.depth_multiplier == 1 and \
+            layer.pad_h <= 1 and layer.pad_w <= 1 and layer.out_w >= 4 and transposed_pairs(layer) <= DEPTHWISE_MAX_PAIRS:
+        return DEPTHWISE
     if not layer.depthwise and (layer.kh, layer.kw, layer.stride_h, layer.stride_w, layer.pad_h, layer.pad_w) == \
             (1, 1, 1, 1, 0, 0) and layer.in_c in PACKED_INPUTS and (layer.in_h, layer.in_w) == (layer.out_h, layer.out_w):
         return POINTWISE
@@ -187,9 +207,11 @@ def _accumulator_bound(layer, bias) -> np.ndarray:
     return biases + taps(layer) * PRODUCT_BOUND
 
 
-def packed_form(layer, bias, multipliers, shifts) -> int | None:
-    """The form when a packed kernel runs this layer, else None (fast_kernels.cc checks the same)."""
-    if packed_kind(layer) is None:
+def packed_form(layer, bias, multipliers, shifts, streamed: bool = False) -> int | None:
+    """The form when a packed kernel runs this layer, else None (fast_kernels.cc checks the same);
+    DEPTHWISE layers take only the FAST form."""
+    kind = packed_kind(layer, streamed)
+    if kind is None:
         return None
     if multipliers is None or shifts is None or np.any(multipliers < 0) or np.any(shifts < -31) or np.any(shifts > 30):
         return None
@@ -199,6 +221,8 @@ def packed_form(layer, bias, multipliers, shifts) -> int | None:
     shifts = shifts.astype(np.int64)
     if np.all((shifts <= -1) & (shifts >= -MAX_FAST_RIGHT_SHIFT)) and np.all(bound < 1 << 30):
         return FAST
+    if kind == DEPTHWISE:
+        return None
     unshifted = (shifts >= 0) & (multipliers != 0)
     if not np.any(unshifted):
         return EXACT
@@ -262,20 +286,35 @@ def pack_layer(kind: int, form: int, layer, weights: np.ndarray, bias, multiplie
     return np.concatenate(words).astype(np.uint32).view(np.int32)
 
 
+def pack_depthwise(layer, weights: np.ndarray, bias, multipliers, shifts) -> np.ndarray:
+    """The int32 words of a DEPTHWISE layer: per channel, its FAST constants {multiplier, rounding,
+    right shift, doubled bias}, then for each tap row r its doubled weights as the pairs
+    A = (w[r][0], w[r][1]) and B = (w[r][1], w[r][2]) (low, high halves)."""
+    out_c = layer.out_c
+    taps = 2 * flat_weights(layer, weights).astype(np.int64)  # [out_c, 9], row-major taps
+    biases = np.zeros(out_c, np.int64) if bias is None else bias.astype(np.int64)
+    words = np.concatenate([_constants(FAST, layer, multipliers, shifts), 2 * biases[:, None]], axis=1)
+    pair = lambda lo, hi: (taps[:, lo] & 0xFFFF) | ((taps[:, hi] & 0xFFFF) << 16)  # noqa: E731
+    rows = [np.stack([pair(3 * r, 3 * r + 1), pair(3 * r + 1, 3 * r + 2)], axis=1) for r in range(3)]
+    words = np.concatenate([words, *rows], axis=1)  # [out_c, DEPTHWISE_WORDS]
+    return words.reshape(-1).astype(np.uint32).view(np.int32)
+
+
 def pack_model(data: bytes, budget: int | None) -> Packing:
     """Every convolution a packed kernel can run, packed, as many as fit `budget` bytes: those with
     the most MACs per packed byte first."""
     offsets = _buffer_offsets(data)
     candidates = []
-    for name, layer, filter_tensor, bias, multipliers, shifts, buffer, buffer_index in _conv_layers(data):
-        form = packed_form(layer, bias, multipliers, shifts)
+    for name, layer, filter_tensor, bias, multipliers, shifts, buffer, buffer_index, streamed in _conv_layers(data):
+        form = packed_form(layer, bias, multipliers, shifts, streamed)
         if buffer.data is None or buffer_index not in offsets or form is None:
             continue
-        kind = packed_kind(layer)
+        kind = packed_kind(layer, streamed)
         weights = np.frombuffer(bytes(bytearray(buffer.data)), dtype=np.int8)
+        words = pack_depthwise(layer, weights, bias, multipliers, shifts) if kind == DEPTHWISE else \
+            pack_layer(kind, form, layer, weights, bias, multipliers, shifts)
         candidates.append(PackedLayer(name, int(offsets[buffer_index]), kind, int(layer.in_c), int(layer.out_c),
-                                      int(taps(layer)), int(layer.out_h * layer.out_w), form,
-                                      pack_layer(kind, form, layer, weights, bias, multipliers, shifts)))
+                                      int(taps(layer)), int(layer.out_h * layer.out_w), form, words))
     packing = Packing(budget)
     seen = set()
     for layer in sorted(candidates, key=lambda p: -p.macs / p.nbytes):

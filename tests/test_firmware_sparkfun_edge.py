@@ -8,8 +8,10 @@
   LED meanings, and a log line that `vwwtorch firmware monitor` parses.
 * With the Ambiq SDK and the SparkFun BSP in the cache (`vwwtorch firmware deps --board
   sparkfun_edge`), the real build: flash and RAM use against the Apollo3 limits, the vector table
-  and entry point at 0xC000 in the .axf and in the .bin, hard-float Cortex-M4 code, and the .bin
-  through the blob writer (`flash --dry-run`) and through the simulated bootloader on a pty.
+  and entry point at 0xC000 in the .axf and in the .bin, hard-float Cortex-M4 code, the .bin
+  through the blob writer (`flash --dry-run`) and through the simulated bootloader on a pty, and a
+  flash budget too small for every packed layer: the image still builds, those layers unpacked, and
+  the build says which.
 """
 
 from __future__ import annotations
@@ -483,7 +485,7 @@ def test_build_reports_flash_and_ram_against_the_apollo3_limits(edge_build):
     # The early estimates `generate` checks against are honest for this board: code besides the
     # model and RAM besides the arena and the stack stay under them.
     edge = BOARDS["sparkfun_edge"]
-    other = re.search(r"model ([\d,]+), TFLM \+ app ([\d,]+)", stdout)
+    other = re.search(r"model ([\d,]+), packed weights [\d,]+, TFLM \+ app ([\d,]+)", stdout)
     static = re.search(r"arena ([\d,]+), stack ([\d,]+), other ([\d,]+)", stdout)
     code_bytes, other_ram = int(other[2].replace(",", "")), int(static[3].replace(",", ""))
     assert code_bytes <= edge.code_flash_estimate and other_ram <= edge.static_ram_estimate
@@ -583,3 +585,26 @@ def test_build_without_the_sdk_names_the_deps_command(model_dir, tmp_path, monke
                      str(model_dir), "--out", str(tmp_path / "build")])
     err = capsys.readouterr().err
     assert code == 2 and "firmware deps" in err and "ambiq-sdk" in err and "Traceback" not in err
+
+
+def test_a_flash_budget_too_small_for_every_packed_layer_builds_and_says_which(edge_build, model_dir, tmp_path):
+    """The packed weights fill the flash budget the layers with the most MACs per byte first; what
+    does not fit stays unpacked (CMSIS-NN, the same scores), and `firmware build` names it."""
+    from vwwtorch.firmware.boards import BOARDS
+    from vwwtorch.firmware.generate import generate, load_settings
+
+    everything = load_settings(model_dir).packed_weights
+    assert everything["layers"] and not everything["left_out"]  # the default budget packs them all
+    tflite = model_dir.parent / "mini_mobilenet_int8.tflite"  # what model_dir was generated from
+    smallest = min(layer["bytes"] for layer in everything["layers"])
+    budget = len(tflite.read_bytes()) + BOARDS["sparkfun_edge"].code_flash_estimate + everything["bytes"] - smallest
+    settings = generate(tflite, tmp_path / "model", board="sparkfun_edge", flash_budget=budget)
+    left_out = [layer["layer"] for layer in settings.packed_weights["left_out"]]
+    assert left_out and settings.packed_weights["bytes"] < everything["bytes"]
+    done = subprocess.run([sys.executable, "-m", "vwwtorch", "firmware", "build", "--board", "sparkfun_edge",
+                           "--model-dir", str(tmp_path / "model"), "--out", str(tmp_path / "build"), "--jobs", "2"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"packed weights {settings.packed_weights['bytes']:,}," in done.stdout
+    assert "left out by the flash budget" in done.stdout and all(name in done.stdout for name in left_out)
+    assert "left out" not in edge_build[1]

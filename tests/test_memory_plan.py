@@ -5,9 +5,11 @@ Without the firmware dependencies: TFLM's integer constants against their defini
 against the model it came from, the arena plan against its own invariants, the command's outputs
 and errors. With them (`vwwtorch firmware deps`): the default architecture (TFLM's person_detect)
 in at most 40 KiB on the emulated Cortex-M4, scores bit-identical to the TFLM runtime's on 100
-inputs, instructions within 8 %; a model made to reach every path of the chain op, bit-exact on
-the Cortex-M4 (CMSIS-NN and this firmware's kernels) and on the host (reference kernels); and a
-table that uses one filter scale for every channel must change the scores.
+inputs, instructions within 5 % of the unplanned build's (the issue's acceptance); a model made to
+reach every path of the chain op, bit-exact on the Cortex-M4 (CMSIS-NN and this firmware's
+kernels) and on the host (reference kernels); a table that uses one filter scale for every channel
+must change the scores; and a streamed depthwise layer's packed constants with one weight off must
+be refused by the firmware (scores exact, the constants computed instead, at a cost).
 """
 
 from __future__ import annotations
@@ -230,7 +232,7 @@ def test_default_architecture_fits_40_kib_bit_exact(deps, tmp_path):
     stock = profile_model(model, tmp_path / "stock-profile", quiet=True)
     planned = profile_model(model, tmp_path / "planned-profile", quiet=True, memory_budget=BUDGET)
     assert stock["arena_used"] > 2 * BUDGET  # the converted model needs 80 KB and more
-    assert planned["instructions_per_inference"] <= 1.08 * stock["instructions_per_inference"]
+    assert planned["instructions_per_inference"] <= 1.05 * stock["instructions_per_inference"]
 
 
 def test_mlperf_rgb_model_is_bit_exact_when_planned(deps, tmp_path):
@@ -283,3 +285,39 @@ def test_chains_are_bit_exact_on_the_host_and_a_wrong_table_is_caught(deps, tmp_
                         lambda s_in, s_filter, s_out, channels: exact(s_in, s_filter[:1], s_out, channels))
     scores, _ = _run(tflite, tensors, tmp_path / "one-scale", "host", labels=labels, stream=10)
     assert (scores != reference).any()
+
+
+def test_a_wrong_depthwise_table_is_refused(deps, tmp_path, shapes_model, monkeypatch):
+    """The streamed chain's depthwise layers read their constants from the packed table
+    (packed_weights.DEPTHWISE). With one weight pair off by one step the firmware must notice
+    (fast_kernels.cc's DepthwiseMatches) and compute the constants itself: the scores stay exact,
+    and the inference costs more than with the intact table, which is therefore the one used."""
+    from vwwtorch.firmware import packed_weights
+    from vwwtorch.firmware.build import build
+    from vwwtorch.firmware.generate import generate
+    from vwwtorch.firmware.run import run_tensors
+
+    tflite = tmp_path / "shapes.tflite"
+    tflite.write_bytes(shapes_model)
+    tensors = inputs_for(shapes_model)[:20]
+    labels = [f"s{i}" for i in range(16)]
+    reference = reference_scores(shapes_model, tensors)
+    exact = packed_weights.pack_depthwise
+
+    def off_by_one(layer, weights, bias, multipliers, shifts):
+        words = exact(layer, weights, bias, multipliers, shifts).copy()
+        words[4] += 2  # channel 0's first tap, doubled, one step up
+        return words
+
+    instructions = {}
+    for name, pack in (("intact", exact), ("wrong", off_by_one)):
+        monkeypatch.setattr(packed_weights, "pack_depthwise", pack)
+        settings = generate(tflite, tmp_path / name / "model", board="qemu_m4", stream_layers=10, labels=labels,
+                            person_index=0)
+        assert any(p["layer"].startswith("op 0 VWW_CONV_CHAIN") and p["bytes"] == 16 * 40
+                   for p in settings.packed_weights["layers"])  # the 16-channel depthwise layer
+        build("qemu_m4", tmp_path / name / "model", tmp_path / name / "build", kernels="cmsis_nn", jobs=2, quiet=True)
+        result = run_tensors(tmp_path / name / "build", tensors, timeout=900, count_instructions=True)
+        np.testing.assert_array_equal(np.array([image.scores for image in result.images]), reference)
+        instructions[name] = result.images[0].instructions
+    assert instructions["wrong"] > instructions["intact"]

@@ -168,18 +168,75 @@ def test_shapes_the_kernels_do_not_run_are_not_packed():
     assert pw.packed_form(layer(), bound, np.full(4, 1 << 30, np.int32), np.full(4, -8, np.int32)) is None
 
 
+def _depthwise(**fields) -> Layer:
+    base = dict(depthwise=1, in_h=8, in_w=8, in_c=8, out_h=8, out_w=8, out_c=8, kh=3, kw=3, pad_h=1, pad_w=1)
+    base.update(fields)
+    return layer(**base)
+
+
+def test_depthwise_words_are_the_row_loops_constants_and_weight_pairs():
+    """Per channel: its FAST constants, its doubled bias, then per tap row A = (w0, w1) and
+    B = (w1, w2) as 16-bit halves. The row loop's four multiply-accumulates of two neighbouring
+    outputs over input pairs P0 = (x0, x1), P1 = (x2, x3), evaluated on the packed words, must give
+    twice the 3-tap dot products of each output: out0 = SMLAD(P0, A) + SMLABT(P1, B),
+    out1 = SMLATB(P0, A) + SMLAD(P1, B)."""
+    lay = _depthwise(out_c=8)
+    rng = np.random.default_rng(4)
+    filter_values = rng.integers(-128, 128, 9 * 8).astype(np.int8)  # [1, 3, 3, 8]
+    bias = rng.integers(-5000, 5000, 8).astype(np.int32)
+    multipliers = rng.integers(1 << 30, 2**31 - 1, 8).astype(np.int32)
+    shifts = -rng.integers(1, 23, 8).astype(np.int32)
+    assert pw.packed_form(lay, bias, multipliers, shifts, streamed=True) == pw.FAST
+    words = pw.pack_depthwise(lay, filter_values, bias, multipliers, shifts).reshape(8, pw.DEPTHWISE_WORDS)
+    np.testing.assert_array_equal(words[:, :3], pw._constants(pw.FAST, lay, multipliers, shifts))
+    np.testing.assert_array_equal(words[:, 3], 2 * bias.astype(np.int64))
+    halves = lambda w: tuple(np.array([int(w) & 0xFFFF, (int(w) >> 16) & 0xFFFF], np.uint16).view(np.int16))  # noqa: E731
+    taps = filter_values.reshape(3, 3, 8)
+    for c in range(8):
+        for r in range(3):
+            x = rng.integers(-128, 129, 4)
+            (a_lo, a_hi), (b_lo, b_hi) = halves(words[c, 4 + 2 * r]), halves(words[c, 5 + 2 * r])
+            out0 = x[0] * a_lo + x[1] * a_hi + x[2] * b_hi
+            out1 = x[1] * a_lo + x[2] * b_lo + x[3] * b_hi
+            w = taps[r, :, c].astype(np.int64)
+            assert (out0, out1) == (2 * int(x[:3] @ w), 2 * int(x[1:] @ w)), (c, r)
+
+
+def test_depthwise_is_packed_only_where_the_transposed_kernel_runs_row_by_row():
+    assert pw.packed_kind(_depthwise(), streamed=True) == pw.DEPTHWISE
+    assert pw.packed_kind(_depthwise()) is None                                   # a whole map at once
+    assert pw.packed_kind(_depthwise(in_c=12, out_c=12), streamed=True) is None   # no 12-channel kernel
+    assert pw.packed_kind(_depthwise(out_w=3), streamed=True) is None             # rows under 4 outputs
+    assert pw.packed_kind(_depthwise(in_c=4, depth_multiplier=2), streamed=True) is None
+    assert pw.packed_kind(_depthwise(stride_h=2, stride_w=1), streamed=True) is None
+    lay = _depthwise()
+    m, b = np.full(8, 1 << 30, np.int32), np.zeros(8, np.int32)
+    assert pw.packed_form(lay, b, m, np.full(8, -23, np.int32), streamed=True) is None  # FAST only
+    assert pw.packed_form(lay, b, m, np.full(8, 1, np.int32), streamed=True) is None
+
+
+def test_a_streamed_chain_packs_its_depthwise_layers(small_model):
+    from vwwtorch.firmware.memory_plan.chain_op import rewrite
+
+    assert all(p.kind != pw.DEPTHWISE for p in pw.pack_model(small_model, None).layers)
+    streamed = pw.pack_model(rewrite(small_model, 4), None)
+    depthwise = [p for p in streamed.layers if p.kind == pw.DEPTHWISE]
+    assert len(depthwise) == 1 and depthwise[0].nbytes == 16 * 4 * pw.DEPTHWISE_WORDS
+    assert "layer 2" in depthwise[0].name and depthwise[0].form == pw.FAST
+
+
 @pytest.fixture(scope="module")
 def small_model() -> bytes:
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(3)
     layers = tf.keras.layers
-    inputs = tf.keras.Input((12, 12, 3), batch_size=1)
+    inputs = tf.keras.Input((16, 16, 3), batch_size=1)
     x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)  # IM2COL
-    x = layers.Conv2D(16, 1, activation="relu")(x)                                   # 6x6, 8 inputs
-    x = layers.DepthwiseConv2D(3, strides=2, padding="same")(x)
-    x = layers.Conv2D(32, 1)(x)                                                      # 3x3, 16 inputs
-    return convert_keras(tf.keras.Model(inputs, layers.Flatten()(x)), (12, 12, 3), int8=True)
+    x = layers.Conv2D(16, 1, activation="relu")(x)                                   # 8x8, 8 inputs
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same")(x)                      # DEPTHWISE when streamed
+    x = layers.Conv2D(32, 1)(x)                                                      # 4x4, 16 inputs
+    return convert_keras(tf.keras.Model(inputs, layers.Flatten()(x)), (16, 16, 3), int8=True)
 
 
 def test_the_budget_packs_the_most_pixels_per_byte_first(small_model):
@@ -212,5 +269,5 @@ def test_a_flash_budget_above_the_board_is_one_line(small_model, tmp_path):
     tflite = tmp_path / "m.tflite"
     tflite.write_bytes(small_model)
     with pytest.raises(UserError, match="--flash-budget"):
-        generate(tflite, tmp_path / "out", board="qemu_m4", labels=[f"s{i}" for i in range(288)],
+        generate(tflite, tmp_path / "out", board="qemu_m4", labels=[f"s{i}" for i in range(512)],
                  flash_budget=2 << 20)

@@ -40,8 +40,11 @@ struct OpData {
   int16_t count;
   int16_t scratch_index;     // -1: no scratch
   int32_t kernel_scratch;    // bytes CMSIS-NN asks for, after the windows
-  uint32_t fast_layers;      // bit i: this firmware's kernels cover layer i (checked once, in Prepare)
+  uint32_t fast_layers;      // bit i: this firmware's kernels cover layer i (checked once, in Prepare);
+                             // bit kRowsBit + i: streamed, and its kernel reads rows through pointers
 };
+constexpr int kRowsBit = 16;
+static_assert(kMaxLayers <= kRowsBit, "two bits per layer in fast_layers");
 
 int32_t Align4(int32_t bytes) { return (bytes + 3) & ~3; }
 
@@ -165,7 +168,9 @@ TfLiteStatus RunKernel(const ConvLayer& c, bool fast, int8_t* scratch, int32_t s
 #endif
 }
 
-// A layer's output rows kept for its consumer: rows [first, first + count) of the map, in order.
+// A layer's output rows kept for its consumer: rows [first, first + count) of the map. In order
+// from `data` on, or, when the consumer reads its rows through pointers (`ring`), row r in slot
+// r mod capacity, so that no row is ever moved.
 struct Window {
   int8_t* data;
   int32_t row_bytes;
@@ -173,21 +178,25 @@ struct Window {
   int first;
   int count;
   int needed_from;  // the consumer's first input row of the output it is computing
+  bool ring;
 
-  int8_t* Row(int r) const { return data + (r - first) * row_bytes; }
+  int8_t* Row(int r) const { return data + (ring ? r % capacity : r - first) * row_bytes; }
   // Room for the next row. A full window drops the rows its consumer is past, all at once (a
   // stride-2 consumer is past two rows a step): the consumer never needs more rows than its kernel
   // height, which is at most the capacity, so at least one row goes.
   int8_t* Append() {
     if (count == capacity) {
       const int dead = needed_from - first < count ? needed_from - first : count;
-      std::memmove(data, data + dead * row_bytes, (count - dead) * row_bytes);
+      if (!ring) std::memmove(data, data + dead * row_bytes, (count - dead) * row_bytes);
       first += dead;
       count -= dead;
     }
-    return data + count++ * row_bytes;
+    ++count;
+    return Row(first + count - 1);
   }
 };
+
+constexpr int kMaxRingRows = 3;  // the transposed depthwise kernel's height (FastKernelTakesRows)
 
 // Runs the chain row by row, pulling each layer's input rows from the layer before on demand.
 class RowRunner {
@@ -199,7 +208,7 @@ class RowRunner {
       const ChainLayer& l = d.layers[i];
       produced_[i] = 0;
       if (i + 1 < d.count) {
-        windows_[i] = {next, l.out_w * l.out_c, l.window_rows, 0, 0, 0};
+        windows_[i] = {next, l.out_w * l.out_c, l.window_rows, 0, 0, 0, ReadsRows(d, i + 1)};
         next += WindowBytes(l);
       }
     }
@@ -209,22 +218,28 @@ class RowRunner {
   // Computes rows of layer i up to `last`.
   TfLiteStatus Produce(int i, int last) {
     const ChainLayer& l = d_.layers[i];
+    const bool fast = (d_.fast_layers >> i) & 1u;
+    const bool ring = i > 0 && windows_[i - 1].ring;
     while (produced_[i] <= last) {
       const int y = produced_[i];
       const int top = y * l.stride_h - l.pad_h;  // first input row of the kernel window
       const int lo = top < 0 ? 0 : top;
       const int hi = top + l.kh - 1 < l.in_h - 1 ? top + l.kh - 1 : l.in_h - 1;
       const int8_t* in;
+      const int8_t* rows[kMaxRingRows];
       if (i == 0) {
         in = input_ + lo * l.in_w * l.in_c;
       } else {
         windows_[i - 1].needed_from = lo;
         if (Produce(i - 1, hi) != kTfLiteOk) return kTfLiteError;
         in = windows_[i - 1].Row(lo);
+        if (ring) {
+          for (int r = lo; r <= hi; ++r) rows[r - lo] = windows_[i - 1].Row(r);
+        }
       }
       int8_t* out = i + 1 == d_.count ? output_ + y * l.out_w * l.out_c : windows_[i].Append();
-      const ConvLayer call = Call(l, weights_[i], in, hi - lo + 1, lo - top, out, 1);
-      const bool fast = (d_.fast_layers >> i) & 1u;
+      ConvLayer call = Call(l, weights_[i], in, hi - lo + 1, lo - top, out, 1);
+      if (ring) call.rows = rows;
       if (RunKernel(call, fast, kernel_scratch_, d_.kernel_scratch) != kTfLiteOk) return kTfLiteError;
       ++produced_[i];
     }
@@ -232,6 +247,8 @@ class RowRunner {
   }
 
  private:
+  static bool ReadsRows(const OpData& d, int i) { return (d.fast_layers >> (kRowsBit + i)) & 1u; }
+
   const OpData& d_;
   const int8_t* input_;
   int8_t* output_;
@@ -320,6 +337,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     const ConvLayer call = Call(l, weights, nullptr, in_rows, l.pad_h, nullptr, streamed ? 1 : l.out_h);
     if (FastKernelCovers(call)) {
       d->fast_layers |= 1u << i;
+      if (streamed && i > 0 && l.kh <= kMaxRingRows && FastKernelTakesRows(call)) d->fast_layers |= 1u << (kRowsBit + i);
       continue;
     }
 #if defined(CMSIS_NN)

@@ -472,15 +472,25 @@ __attribute__((noinline)) void PackedConvRun(const ConvLayer& l, const PackedCon
   }
 }
 
-// The table entry of `filter`. Every entry is compared, so that every layer pays the same lookup.
+// The table entry of `filter`: a binary search, the table being in the order of the filters in the
+// model (packed_weights.py sorts it so).
 const PackedConv* FindPacked(const int8_t* filter) {
   const auto* key = reinterpret_cast<const unsigned char*>(filter);
-  const PackedConv* found = nullptr;
-  for (int i = 0; i < kNumPackedConvs; ++i) {
-    if (kPackedConvs[i].filter == key) found = &kPackedConvs[i];
+  int lo = 0, hi = kNumPackedConvs;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (kPackedConvs[mid].filter < key) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
   }
-  return found;
+  return lo < kNumPackedConvs && kPackedConvs[lo].filter == key ? &kPackedConvs[lo] : nullptr;
 }
+
+// Whether a kPackedDepthwise entry holds exactly the words the transposed kernel would compute for
+// `l`, a layer it covers (in the depthwise section below).
+bool DepthwiseMatches(const PackedConv& p, const ConvLayer& l);
 
 // The kind of packed kernel a layer's shape fits, or -1.
 int32_t PackedKind(const ConvLayer& l) {
@@ -495,6 +505,7 @@ int32_t PackedKind(const ConvLayer& l) {
       l.pad_h <= 1 && l.pad_w <= 1 && (one_input || !l.depthwise) && (l.in_c == 1 || l.in_c == 3)) {
     return kPackedIm2col;
   }
+  if (l.depthwise && l.kh == 3 && l.kw == 3 && l.in_c == l.out_c && l.depth_multiplier == 1) return kPackedDepthwise;
   return -1;
 }
 
@@ -502,6 +513,7 @@ int32_t PackedKind(const ConvLayer& l) {
 // channel's constants derived here again from TFLM's multiplier and shift (packed_weights.py's
 // formulas), with the accumulator bounds each form relies on.
 bool PackedMatches(const PackedConv& p, const ConvLayer& l) {
+  if (p.kind == kPackedDepthwise && PackedKind(l) == kPackedDepthwise) return DepthwiseMatches(p, l);
   if (p.kind != PackedKind(l) || p.in_c != l.in_c || p.out_c != l.out_c ||
       (p.form != kPackedFast && p.form != kPackedExact && p.form != kPackedGeneral)) {
     return false;
@@ -561,8 +573,9 @@ const PackedConv* UsablePacked(const ConvLayer& l) {
   return state == 1 ? p : nullptr;
 }
 
-// The packed weights of a layer a packed kernel runs, or null.
-const PackedConv* PackedFor(const ConvLayer& l) { return PackedKind(l) >= 0 ? UsablePacked(l) : nullptr; }
+// The packed weights of a layer a packed kernel runs, or null. The lookup comes first: most layers
+// have no entry, and an entry's first check (PackedMatches) includes the kind.
+const PackedConv* PackedFor(const ConvLayer& l) { return UsablePacked(l); }
 
 void PackedRun(const ConvLayer& l, const PackedConv& p) {
   if (p.kind == kPackedIm2col) {
@@ -596,25 +609,28 @@ void PackedRun(const ConvLayer& l, const PackedConv& p) {
 // out0 += SMLAD(P0, A) + SMLABT(P1, B), out1 += SMLATB(P0, A) + SMLAD(P1, B); at stride 2 the pairs
 // are (2u, 2u + 1) and the next. Weights and biases are doubled and requantized as the FAST packed
 // form (SMMLAR with the rounding and the offset in one constant).
+//
+// Each channel's 10 constant words (kDepthwiseWords: multiplier, rounding, right shift, doubled
+// bias, then A and B of each tap row) are computed per group of 4 channels when a layer runs, or,
+// for the layers of a streamed chain, which run once per output row, read from the table
+// `firmware generate` packed (kPackedDepthwise, the same words).
 
 constexpr int kMaxTransposedPairs = 64;  // column pairs of a transposed row (input rows up to ~126 wide)
 constexpr int kPairWords = 12;           // 3 slots x 4 channels
 constexpr int kMaxTransposedChannels = 128;
+constexpr int kDepthwiseWords = 10;      // constant words per channel
 
 // One channel's run along one output row, as the row loop reads it.
 struct TransposedJob {
-  int32_t multiplier, rounding, right, bias2;  // FAST requantization, doubled bias
-  uint32_t weights[6];                         // A0, B0, A1, B1, A2, B2, doubled
-  const uint32_t* win;                         // the channel's word of the first column pair
+  const int32_t* k;     // the channel's kDepthwiseWords words
+  const uint32_t* win;  // the channel's word of the first column pair
   int8_t* out;
-  const uint32_t* end;                         // where `win` stops
+  const uint32_t* end;  // where `win` stops
 };
-static_assert(sizeof(TransposedJob) == 52, "the row loop's offsets");
+static_assert(sizeof(TransposedJob) == 16, "the row loop's offsets");
 
 int Slot(int row) { return ((row % 3) + 3) % 3; }
 
-// Transposes input row `row` (0 outside the map) of channels g..g+3 into `slot` for `pairs` column
-// pairs (padded columns: u = column + pad_w).
 VWW_INLINE uint32_t LowHalves(uint32_t lo, uint32_t hi) {  // (lo's bottom half, hi's bottom half)
   uint32_t r;
   __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
@@ -627,37 +643,107 @@ VWW_INLINE uint32_t HighHalves(uint32_t lo, uint32_t hi) {  // (lo's top half, h
   return r;
 }
 
-// One column pair of 4 channels: words a and b hold pixels u and u + 1.
+// One column pair of 4 channels: words a and b hold pixels u and u + 1. Their halves are paired
+// first (channels 0 and 1 of both pixels, then 2 and 3), so that SXTAB16 yields each channel's pair
+// with the offset added: 6 data instructions for 4 words.
 VWW_INLINE void TransposePair(uint32_t a, uint32_t b, uint32_t offset2, uint32_t* w) {
-  const uint32_t a02 = SXTAB16(offset2, a), a13 = SXTAB16_RORn(offset2, a, 8);
-  const uint32_t b02 = SXTAB16(offset2, b), b13 = SXTAB16_RORn(offset2, b, 8);
-  w[0] = LowHalves(a02, b02);
-  w[1] = LowHalves(a13, b13);
-  w[2] = HighHalves(a02, b02);
-  w[3] = HighHalves(a13, b13);
+  const uint32_t lo = LowHalves(a, b), hi = HighHalves(a, b);
+  w[0] = SXTAB16(offset2, lo);
+  w[1] = SXTAB16_RORn(offset2, lo, 8);
+  w[2] = SXTAB16(offset2, hi);
+  w[3] = SXTAB16_RORn(offset2, hi, 8);
 }
 
-void TransposeRow(const ConvLayer& l, int row, int g, int pairs, uint32_t offset2, uint32_t zero_word, uint32_t* slot) {
-  if (row < 0 || row >= l.in_h) {
-    for (int j = 0; j < pairs; ++j) std::memset(slot + j * kPairWords, 0, 16);
+// How a transposed row's column pairs j (pixels u = 2j - pad_w and u + 1) meet the row, in order:
+// `left` pairs with only their second pixel inside (0 or 1), `inside` pairs, `right_one` pairs with
+// only their first pixel inside (0 or 1), then `right_none` pairs wholly in the padding.
+struct RowPlan {
+  int32_t channels;      // bytes from one pixel to the next
+  uint32_t offset2;      // the input offset in both halves
+  uint32_t zero_word;    // 4 padding bytes: the input zero point, 0 once the offset is added
+  int16_t pairs, left, inside, right_one, right_none;
+};
+
+RowPlan PlanRows(const ConvLayer& l, int pairs) {
+  RowPlan t;
+  t.channels = l.in_c;
+  t.offset2 = Pair16(l.input_offset, l.input_offset);
+  t.zero_word = (static_cast<uint32_t>(-l.input_offset) & 0xFFu) * 0x01010101u;
+  t.pairs = static_cast<int16_t>(pairs);
+  t.left = static_cast<int16_t>(l.pad_w);  // pad_w is 0 or 1: pair 0 is (padding, pixel 0) or inside
+  int inside = (l.in_w - 2 + l.pad_w) / 2 + 1 - l.pad_w;  // pairs up to the one ending at pixel in_w - 1
+  if (inside > pairs - t.left) inside = pairs - t.left;
+  if (inside < 0) inside = 0;
+  t.inside = static_cast<int16_t>(inside);
+  const int next = 2 * (t.left + inside) - l.pad_w;  // the first pixel of the pair after them
+  t.right_one = static_cast<int16_t>(t.left + inside < pairs && next < l.in_w ? 1 : 0);
+  t.right_none = static_cast<int16_t>(pairs - t.left - inside - t.right_one);
+  return t;
+}
+
+// Transposes one input row of 4 channels (x: its pixel 0's first channel of the 4; null for a row
+// of padding) into a slot of the buffer ([column pair][slot][channel]).
+__attribute__((noinline)) void TransposeRow(const int8_t* x, const RowPlan& t, uint32_t* w) {
+  if (x == nullptr) {
+    for (int j = 0; j < t.pairs; ++j, w += kPairWords) w[0] = w[1] = w[2] = w[3] = 0;
     return;
   }
+  const int c = t.channels;
+  const uint32_t offset2 = t.offset2;
+  if (t.left != 0) {
+    TransposePair(t.zero_word, Read4(x), offset2, w);
+    x += c;
+    w += kPairWords;
+  }
+  int n = t.inside;
+  for (; n >= 2; n -= 2, x += 4 * c, w += 2 * kPairWords) {
+    TransposePair(Read4(x), Read4(x + c), offset2, w);
+    TransposePair(Read4(x + 2 * c), Read4(x + 3 * c), offset2, w + kPairWords);
+  }
+  if (n != 0) {
+    TransposePair(Read4(x), Read4(x + c), offset2, w);
+    x += 2 * c;
+    w += kPairWords;
+  }
+  if (t.right_one != 0) {
+    TransposePair(Read4(x), t.zero_word, offset2, w);
+    w += kPairWords;
+  }
+  for (int j = 0; j < t.right_none; ++j, w += kPairWords) w[0] = w[1] = w[2] = w[3] = 0;
+}
+
+// The kDepthwiseWords words of channels g..g+3, channel after channel: each tap's word
+// sign-extended and doubled in pairs (channels 0, 2) and (1, 3), each channel's (w0, w1) and
+// (w1, w2) of each tap row from their halves, and its FAST requantization.
+void DepthwiseConstants(const ConvLayer& l, int g, int32_t* k) {
   const int channels = l.in_c;
-  const int8_t* x = l.in + row * l.in_w * channels + g;
-  // Pairs with both pixels inside the row: j in [inside_from, inside_to).
-  const int inside_from = (l.pad_w + 1) / 2;
-  int inside_to = (l.in_w - 2 + l.pad_w) / 2 + 1;
-  if (inside_to > pairs) inside_to = pairs;
-  for (int j = 0; j < pairs; ++j) {
-    if (j == inside_from && inside_from < inside_to) {
-      const int8_t* p = x + (2 * j - l.pad_w) * channels;
-      for (; j < inside_to; ++j, p += 2 * channels) TransposePair(Read4(p), Read4(p + channels), offset2, slot + j * kPairWords);
-      if (j == pairs) break;
-    }
-    const int u = 2 * j - l.pad_w;
-    const uint32_t a = u >= 0 && u < l.in_w ? Read4(x + u * channels) : zero_word;
-    const uint32_t b = u + 1 >= 0 && u + 1 < l.in_w ? Read4(x + (u + 1) * channels) : zero_word;
-    TransposePair(a, b, offset2, slot + j * kPairWords);
+  uint32_t even[9], odd[9];
+  for (int t = 0; t < 9; ++t) {
+    const uint32_t word = Read4(l.filter + t * channels + g);
+    const uint32_t e = SXTB16(word), o = SXTB16_RORn(word, 8);
+    even[t] = __sadd16(e, e);
+    odd[t] = __sadd16(o, o);
+  }
+  int32_t* k0 = k + 4;
+  for (int r = 0; r < 3; ++r, k0 += 2) {
+    const uint32_t* e = even + 3 * r;
+    const uint32_t* o = odd + 3 * r;
+    k0[0] = static_cast<int32_t>(LowHalves(e[0], e[1]));
+    k0[1] = static_cast<int32_t>(LowHalves(e[1], e[2]));
+    k0[kDepthwiseWords] = static_cast<int32_t>(LowHalves(o[0], o[1]));
+    k0[kDepthwiseWords + 1] = static_cast<int32_t>(LowHalves(o[1], o[2]));
+    k0[2 * kDepthwiseWords] = static_cast<int32_t>(HighHalves(e[0], e[1]));
+    k0[2 * kDepthwiseWords + 1] = static_cast<int32_t>(HighHalves(e[1], e[2]));
+    k0[3 * kDepthwiseWords] = static_cast<int32_t>(HighHalves(o[0], o[1]));
+    k0[3 * kDepthwiseWords + 1] = static_cast<int32_t>(HighHalves(o[1], o[2]));
+  }
+  for (int ch = 0; ch < 4; ++ch, k += kDepthwiseWords) {
+    const int c = g + ch;
+    const int32_t right = -l.shift[c];
+    k[0] = l.multiplier[c];
+    k[1] = (1 << (right - 1)) + static_cast<int32_t>(static_cast<uint32_t>(l.output_offset) << right);
+    k[2] = right;
+    k[3] = 2 * (l.bias != nullptr ? l.bias[c] : 0);
   }
 }
 
@@ -671,24 +757,27 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
   uint32_t A0, B0, A1, B1, A2, B2, p0, p1, win;
   int32_t a0, a1;
   int8_t* out;
+  // Frame: [0] multiplier, [4] rounding, [8] right, [12] doubled bias, [16] jobs_end, [20] the next
+  // job, [24] the job's end.
 #define VWW_DW_JOB                                         \
-  "sub sp, sp, #24\n\t"                                    \
+  "sub sp, sp, #28\n\t"                                    \
   "str %[t], [sp, #20]\n\t"                                \
   "str %[u], [sp, #16]\n\t"                                \
   "2:\n\t"                                                 \
   "ldr %[t], [sp, #20]\n\t"                                \
-  "ldrd %[p0], %[p1], [%[t]]\n\t"                          \
-  "strd %[p0], %[p1], [sp]\n\t"                            \
-  "ldrd %[p0], %[p1], [%[t], #8]\n\t"                      \
-  "strd %[p0], %[p1], [sp, #8]\n\t"                        \
-  "ldrd %[A0], %[B0], [%[t], #16]\n\t"                     \
-  "ldrd %[A1], %[B1], [%[t], #24]\n\t"                     \
-  "ldrd %[A2], %[B2], [%[t], #32]\n\t"                     \
-  "ldrd %[win], %[out], [%[t], #40]\n\t"                   \
-  "ldr %[p0], [%[t], #48]\n\t"                             \
-  "str %[p0], [sp, #4 * 6]\n\t"                            \
-  "add %[t], %[t], #52\n\t"                                \
+  "ldrd %[win], %[out], [%[t], #4]\n\t"                    \
+  "ldr %[p0], [%[t], #12]\n\t"                             \
+  "ldr %[p1], [%[t]]\n\t"                                  \
+  "str %[p0], [sp, #24]\n\t"                               \
+  "add %[t], %[t], #16\n\t"                                \
   "str %[t], [sp, #20]\n\t"                                \
+  "ldrd %[p0], %[t], [%[p1]]\n\t"                          \
+  "strd %[p0], %[t], [sp]\n\t"                             \
+  "ldrd %[p0], %[t], [%[p1], #8]\n\t"                      \
+  "strd %[p0], %[t], [sp, #8]\n\t"                         \
+  "ldrd %[A0], %[B0], [%[p1], #16]\n\t"                    \
+  "ldrd %[A1], %[B1], [%[p1], #24]\n\t"                    \
+  "ldrd %[A2], %[B2], [%[p1], #32]\n\t"                    \
   "1:\n\t"
 #define VWW_DW_STEP_END                                    \
   "ldr %[p0], [sp]\n\t"                                    \
@@ -706,20 +795,18 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
   "strb %[u], [%[out], %[c]]\n\t"                          \
   "add %[out], %[out], %[c2]\n\t"                          \
   "add %[win], %[win], %[step]\n\t"                        \
-  "ldr %[p0], [sp, #4 * 6]\n\t"                            \
+  "ldr %[p0], [sp, #24]\n\t"                               \
   "cmp %[win], %[p0]\n\t"                                  \
   "bne 1b\n\t"                                             \
   "ldr %[t], [sp, #20]\n\t"                                \
   "ldr %[p0], [sp, #16]\n\t"                               \
   "cmp %[t], %[p0]\n\t"                                    \
   "bne 2b\n\t"                                             \
-  "add sp, sp, #24"
-  // The job's `end` goes to [sp, #24]: the frame is 24 bytes plus that word, below the saved ones.
+  "add sp, sp, #28"
   const TransposedJob* t = jobs;
   const TransposedJob* u = jobs_end;
   if (kStride == 1) {
     __asm__ volatile(
-        "sub sp, sp, #4\n\t"
         VWW_DW_JOB
         "ldr %[a0], [sp, #12]\n\t"
         "ldr %[p0], [%[win], %[o0]]\n\t"
@@ -740,8 +827,7 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
         "smlatb %[a1], %[p0], %[A2], %[a1]\n\t"
         "smlabt %[a0], %[p1], %[B2], %[a0]\n\t"
         "smlad %[a1], %[p1], %[B2], %[a1]\n\t"
-        VWW_DW_STEP_END "\n\t"
-        "add sp, sp, #4"
+        VWW_DW_STEP_END
         : [A0] "=&r"(A0), [B0] "=&r"(B0), [A1] "=&r"(A1), [B1] "=&r"(B1), [A2] "=&r"(A2), [B2] "=&r"(B2),
           [p0] "=&r"(p0), [p1] "=&r"(p1), [a0] "=&r"(a0), [a1] "=&r"(a1), [win] "=&r"(win), [out] "=&r"(out),
           [t] "+r"(t), [u] "+r"(u)
@@ -749,7 +835,6 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
         : "cc", "memory");
   } else {
     __asm__ volatile(
-        "sub sp, sp, #4\n\t"
         VWW_DW_JOB
         "ldr %[a0], [sp, #12]\n\t"
         "ldr %[p0], [%[win], %[o0]]\n\t"
@@ -773,8 +858,7 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
         "smlabt %[a0], %[p1], %[B2], %[a0]\n\t"
         "ldr %[p0], [%[win], %[o2] + 96]\n\t"
         "smlabt %[a1], %[p0], %[B2], %[a1]\n\t"
-        VWW_DW_STEP_END "\n\t"
-        "add sp, sp, #4"
+        VWW_DW_STEP_END
         : [A0] "=&r"(A0), [B0] "=&r"(B0), [A1] "=&r"(A1), [B1] "=&r"(B1), [A2] "=&r"(A2), [B2] "=&r"(B2),
           [p0] "=&r"(p0), [p1] "=&r"(p1), [a0] "=&r"(a0), [a1] "=&r"(a1), [win] "=&r"(win), [out] "=&r"(out),
           [t] "+r"(t), [u] "+r"(u)
@@ -785,85 +869,76 @@ __attribute__((noinline)) void TransposedJobs(const TransposedJob* jobs, const T
 #undef VWW_DW_STEP_END
 }
 
+using JobsFn = void (*)(const TransposedJob*, const TransposedJob*);
+
+// The row loop for channel count kC and stride, for each slot the first tap row may be in.
 template <int kC, int kStride>
-void RunJobsOf(int rot, const TransposedJob* jobs, const TransposedJob* end) {
-  if (rot == 0) {
-    TransposedJobs<kC, kStride, 0>(jobs, end);
-  } else if (rot == 1) {
-    TransposedJobs<kC, kStride, 1>(jobs, end);
-  } else {
-    TransposedJobs<kC, kStride, 2>(jobs, end);
-  }
+void JobsOf(JobsFn* by_slot) {
+  by_slot[0] = TransposedJobs<kC, kStride, 0>;
+  by_slot[1] = TransposedJobs<kC, kStride, 1>;
+  by_slot[2] = TransposedJobs<kC, kStride, 2>;
 }
 
-// The row loop for the layer's channel count and stride, tap rows from slot `rot` on.
-void RunJobs(int channels, int stride, int rot, const TransposedJob* jobs, const TransposedJob* end) {
+void JobsFor(int channels, int stride, JobsFn* by_slot) {
   const bool two = stride == 2;
   switch (channels) {
-    case 8: two ? RunJobsOf<8, 2>(rot, jobs, end) : RunJobsOf<8, 1>(rot, jobs, end); break;
-    case 16: two ? RunJobsOf<16, 2>(rot, jobs, end) : RunJobsOf<16, 1>(rot, jobs, end); break;
-    case 32: two ? RunJobsOf<32, 2>(rot, jobs, end) : RunJobsOf<32, 1>(rot, jobs, end); break;
-    case 64: two ? RunJobsOf<64, 2>(rot, jobs, end) : RunJobsOf<64, 1>(rot, jobs, end); break;
-    default: two ? RunJobsOf<128, 2>(rot, jobs, end) : RunJobsOf<128, 1>(rot, jobs, end); break;
+    case 8: two ? JobsOf<8, 2>(by_slot) : JobsOf<8, 1>(by_slot); break;
+    case 16: two ? JobsOf<16, 2>(by_slot) : JobsOf<16, 1>(by_slot); break;
+    case 32: two ? JobsOf<32, 2>(by_slot) : JobsOf<32, 1>(by_slot); break;
+    case 64: two ? JobsOf<64, 2>(by_slot) : JobsOf<64, 1>(by_slot); break;
+    default: two ? JobsOf<128, 2>(by_slot) : JobsOf<128, 1>(by_slot); break;
   }
 }
 
-void TransposedRun(const ConvLayer& l) {
+// Input row `row` of the layer (its first byte), or null for a row of padding.
+VWW_INLINE const int8_t* InputRow(const ConvLayer& l, int row) {
+  if (row < 0 || row >= l.in_h) return nullptr;
+  return l.rows != nullptr ? l.rows[row] : l.in + row * l.in_w * l.in_c;
+}
+
+// `packed`: the layer's kPackedDepthwise words, or null to compute them per group.
+void TransposedRun(const ConvLayer& l, const int32_t* packed) {
   const int channels = l.in_c, stride = l.stride_h;
   const int steps = l.out_w / 2, odd_width = l.out_w & 1;
   const int pairs = stride == 1 ? (l.out_w + 1) / 2 + 1 : 2 * ((l.out_w + 1) / 2) + 1;
   const int step_words = stride * kPairWords;
   uint32_t buffer[kPairWords * kMaxTransposedPairs];
+  int32_t computed[4 * kDepthwiseWords];
   TransposedJob jobs[8];              // 4 channels along the row, then the odd last column of each
   int8_t tail[2 * kMaxTransposedChannels + 4];  // a last column's step puts its 2 outputs here
-  const uint32_t offset2 = Pair16(l.input_offset, l.input_offset);
-  const uint32_t zero_word = (static_cast<uint32_t>(-l.input_offset) & 0xFFu) * 0x01010101u;
   const Output o = MakeOutput(l.act_min, l.act_max);
+  const RowPlan plan = PlanRows(l, pairs);
+  for (int ch = 0; ch < 4; ++ch) {
+    jobs[ch].win = buffer + ch;
+    jobs[ch].end = buffer + ch + steps * step_words;
+    jobs[4 + ch].win = jobs[ch].end;
+    jobs[4 + ch].end = jobs[ch].end + step_words;
+    jobs[4 + ch].out = tail + ch;
+  }
+  const TransposedJob* first_job = steps > 0 ? jobs : jobs + 4;
+  const TransposedJob* last_job = jobs + 4 + 4 * odd_width;
+  JobsFn run_jobs[3];
+  JobsFor(channels, stride, run_jobs);
+  const int first_slot = Slot(-l.pad_h), out_row_bytes = l.out_w * channels;
   for (int g = 0; g < channels; g += 4) {
-    // Weights of the 4 channels: each tap's word sign-extended and doubled in pairs (channels 0, 2)
-    // and (1, 3), then each channel's (w0, w1) and (w1, w2) of each tap row from their halves.
-    uint32_t even[9], odd[9];
-    for (int t = 0; t < 9; ++t) {
-      const uint32_t word = Read4(l.filter + t * channels + g);
-      const uint32_t e = SXTB16(word), o = SXTB16_RORn(word, 8);
-      even[t] = __sadd16(e, e);
-      odd[t] = __sadd16(o, o);
-    }
-    for (int r = 0; r < 3; ++r) {
-      const uint32_t* e = even + 3 * r;
-      const uint32_t* o = odd + 3 * r;
-      jobs[0].weights[2 * r] = LowHalves(e[0], e[1]), jobs[0].weights[2 * r + 1] = LowHalves(e[1], e[2]);
-      jobs[2].weights[2 * r] = HighHalves(e[0], e[1]), jobs[2].weights[2 * r + 1] = HighHalves(e[1], e[2]);
-      jobs[1].weights[2 * r] = LowHalves(o[0], o[1]), jobs[1].weights[2 * r + 1] = LowHalves(o[1], o[2]);
-      jobs[3].weights[2 * r] = HighHalves(o[0], o[1]), jobs[3].weights[2 * r + 1] = HighHalves(o[1], o[2]);
-    }
-    for (int ch = 0; ch < 4; ++ch) {
-      const int c = g + ch;
-      TransposedJob& k = jobs[ch];
-      const int32_t right = -l.shift[c];
-      k.multiplier = l.multiplier[c];
-      k.right = right;
-      k.rounding = (1 << (right - 1)) + static_cast<int32_t>(static_cast<uint32_t>(l.output_offset) << right);
-      k.bias2 = 2 * (l.bias != nullptr ? l.bias[c] : 0);
-      k.win = buffer + ch;
-      k.end = buffer + ch + steps * step_words;
-      if (odd_width) {
-        jobs[4 + ch] = k;
-        jobs[4 + ch].win = k.end;
-        jobs[4 + ch].end = k.end + step_words;
-        jobs[4 + ch].out = tail + ch;
-      }
-    }
-    int next = -l.pad_h - 3;  // no row transposed yet
-    for (int y = 0; y < l.out_h; ++y) {
+    const int32_t* k = packed != nullptr ? packed + g * kDepthwiseWords : computed;
+    if (packed == nullptr) DepthwiseConstants(l, g, computed);
+    for (int ch = 0; ch < 4; ++ch) jobs[ch].k = jobs[4 + ch].k = k + ch * kDepthwiseWords;
+    // Rows are transposed in order, each once, row r into slot r mod 3; the next output row's
+    // first tap row is `top`, in slot `top_slot`.
+    int next_row = -l.pad_h, next_slot = first_slot, top_slot = first_slot;
+    int8_t* out = l.out + g;
+    for (int y = 0; y < l.out_h; ++y, out += out_row_bytes) {
       const int top = y * stride - l.pad_h;
-      for (int row = next > top ? next : top; row <= top + 2; ++row) {
-        TransposeRow(l, row, g, pairs, offset2, zero_word, buffer + 4 * Slot(row));
+      for (; next_row <= top + 2; ++next_row) {
+        const int8_t* x = InputRow(l, next_row);
+        TransposeRow(x != nullptr ? x + g : nullptr, plan, buffer + 4 * next_slot);
+        next_slot = next_slot == 2 ? 0 : next_slot + 1;
       }
-      next = top + 3;
-      int8_t* out = l.out + y * l.out_w * channels + g;
       for (int ch = 0; ch < 4; ++ch) jobs[ch].out = out + ch;
-      RunJobs(channels, stride, Slot(top), steps > 0 ? jobs : jobs + 4, jobs + 4 + 4 * odd_width);
+      run_jobs[top_slot](first_job, last_job);
+      top_slot += stride;
+      if (top_slot >= 3) top_slot -= 3;
       if (odd_width) {
         for (int ch = 0; ch < 4; ++ch) out[(l.out_w - 1) * channels + ch] = tail[ch];
       }
@@ -892,6 +967,16 @@ bool TransposedCovers(const ConvLayer& l) {
     if (l.shift[c] > -1 || l.shift[c] < -22 || l.multiplier[c] < 0) return false;
   }
   return Requantizable(l.shift, l.bias, l.out_c, 9);
+}
+
+bool DepthwiseMatches(const PackedConv& p, const ConvLayer& l) {
+  if (p.form != kPackedFast || p.in_c != l.in_c || p.out_c != l.out_c || !TransposedCovers(l)) return false;
+  int32_t words[4 * kDepthwiseWords];
+  for (int g = 0; g < l.out_c; g += 4) {
+    DepthwiseConstants(l, g, words);
+    if (std::memcmp(words, p.words + g * kDepthwiseWords, sizeof(words)) != 0) return false;
+  }
+  return true;
 }
 
 // The layer a TFLM node describes, or false when it is not an int8 NHWC layer with dilation 1.
@@ -932,12 +1017,13 @@ bool NodeLayer(TfLiteContext* context, TfLiteNode* node, bool depthwise, ConvLay
 
 // As ConvRun, for depthwise layers.
 bool DepthwiseRunAny(const ConvLayer& l, bool run) {
-  if (const PackedConv* p = PackedFor(l)) {
+  const PackedConv* p = PackedFor(l);
+  if (p != nullptr && p->kind != kPackedDepthwise) {
     if (run) PackedRun(l, *p);
     return true;
   }
-  if (!TransposedCovers(l)) return false;
-  if (run) TransposedRun(l);
+  if (p == nullptr && !TransposedCovers(l)) return false;  // a kPackedDepthwise entry is only usable where it covers
+  if (run) TransposedRun(l, p != nullptr ? p->words : nullptr);
   return true;
 }
 
@@ -999,12 +1085,19 @@ bool FastKernelCovers(const ConvLayer& layer) {
   return layer.depthwise ? DepthwiseRunAny(layer, false) : ConvRun(layer, false);
 }
 
+bool FastKernelTakesRows(const ConvLayer& layer) {
+  if (!layer.depthwise) return false;
+  const PackedConv* p = PackedFor(layer);
+  return p != nullptr ? p->kind == kPackedDepthwise : TransposedCovers(layer);
+}
+
 void RunCoveredFastKernel(const ConvLayer& layer) {
   // Covered: either packed or (depthwise) transposed, without checking the shifts again.
-  if (const PackedConv* p = PackedFor(layer)) {
+  const PackedConv* p = PackedFor(layer);
+  if (p != nullptr && p->kind != kPackedDepthwise) {
     PackedRun(layer, *p);
   } else if (layer.depthwise) {
-    TransposedRun(layer);
+    TransposedRun(layer, p != nullptr ? p->words : nullptr);
   }
 }
 
@@ -1013,6 +1106,7 @@ void RunCoveredFastKernel(const ConvLayer& layer) {
 TFLMRegistration FastDepthwiseConv2D(TFLMRegistration base) { return base; }
 TFLMRegistration FastConv2D(TFLMRegistration base) { return base; }
 bool FastKernelCovers(const ConvLayer&) { return false; }
+bool FastKernelTakesRows(const ConvLayer&) { return false; }
 void RunCoveredFastKernel(const ConvLayer&) {}
 
 #endif  // VWW_FAST_KERNELS

@@ -41,6 +41,10 @@ struct ConvLayer {
   int32_t act_min, act_max;
   const int32_t* multiplier;
   const int32_t* shift;
+  // When not null, rows[r] is input row r (the chained-convolution op's windows are rings, whose
+  // rows need not follow each other); else row r starts at in + r * in_w * in_c. Only the
+  // transposed depthwise kernel reads rows so (FastKernelTakesRows).
+  const int8_t* const* rows = nullptr;
 };
 
 // Whether this firmware's kernels cover `layer` (its shape, and requantization that cannot overflow
@@ -48,6 +52,9 @@ struct ConvLayer {
 // FAST_KERNELS=0). Only the shape, filter, bias and shifts are read, and a band of rows of a map is
 // covered exactly when the whole map is.
 bool FastKernelCovers(const ConvLayer& layer);
+
+// Whether the kernel that covers `layer` reads its input through ConvLayer::rows.
+bool FastKernelTakesRows(const ConvLayer& layer);
 
 // Runs a layer FastKernelCovers accepted.
 void RunCoveredFastKernel(const ConvLayer& layer);

@@ -14,13 +14,15 @@ namespace vww {
 struct PackedConv {
   const unsigned char* filter;  // the layer's int8 filter in g_model_data: the key
   const int32_t* words;         // per 4 output channels: biases, weights as 16-bit pairs, constants
-  int32_t kind;                 // kPackedPointwise or kPackedIm2col
+                                // (kPackedDepthwise: per channel, constants then weight pairs)
+  int32_t kind;                 // kPackedPointwise, kPackedIm2col or kPackedDepthwise
   int32_t in_c, out_c;
   int32_t form;                 // kPackedFast, kPackedExact or kPackedGeneral
 };
 
 constexpr int32_t kPackedPointwise = 0;  // 1x1, the inputs of a pixel are its channels
 constexpr int32_t kPackedIm2col = 1;     // 3x3 over 1 or 3 channels: the 9 or 27 taps of a pixel
+constexpr int32_t kPackedDepthwise = 2;  // depthwise 3x3: per channel its FAST constants and weight pairs
 
 constexpr int32_t kPackedFast = 0;     // doubled weights, every shift right, accumulators below 2^30
 constexpr int32_t kPackedExact = 1;    // any accumulator, every shift right (or multiplier 0): 64 bits
