@@ -149,6 +149,9 @@ def recognize(info: ModelFile, source: str) -> Structure:
         raise UserError(f"{source} mixes activations ({', '.join(sorted(activations))}); the layers of a "
                         "MobileNetV1 share one")
     num_classes = classifier.outputs[0].shape[-1]
+    if num_classes < 2:
+        raise UserError(f"{source}: {_describe(index, classifier)} is a classifier of {num_classes} classes; "
+                        "it needs at least 2")
     layers.append(Layer("conv" if head == "conv" else "dense", classifier.inputs[1],
                         classifier.inputs[2] if len(classifier.inputs) > 2 else None, 1, classifier.outputs[0]))
     ranges = [{"op": op.op, "scale": op.outputs[0].scale, "zero_point": op.outputs[0].zero_point}
