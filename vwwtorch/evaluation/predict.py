@@ -105,14 +105,14 @@ def _run(args) -> None:
 def _tflite_labels(args, num_classes: int) -> list[str]:
     from vwwtorch.contract.errors import UserError
 
+    from vwwtorch.contract.text_files import read_lines
+
     path = Path(args.labels) if args.labels else Path(args.tflite).with_name("labels.txt")
-    if not path.is_file():
-        if args.labels:
-            raise UserError(f"labels file {path} does not exist")
+    if not path.is_file() and not args.labels:
         return [str(i) for i in range(num_classes)]
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = read_lines(path)
     if len(names) != num_classes:
-        raise UserError(f"{path} lists {len(names)} labels but the model has {num_classes} classes")
+        raise UserError(f"{printable(path)} lists {len(names)} labels but the model has {num_classes} classes")
     return names
 
 
