@@ -20,6 +20,7 @@ from vwwtorch.contract.tflite import ModelFile, Operator, Tensor
 from vwwtorch.models.mobilenet_v1 import SEPARABLE_BLOCKS, STEM_DEPTH, scaled_depth
 
 FUSED = {0: "none", 1: "relu", 3: "relu6"}   # the schema's ActivationFunctionType values we accept
+MOBILENET_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX")
 SAME_PADDING = 0
 
 
@@ -70,6 +71,10 @@ def recognize(info: ModelFile, source: str) -> Structure:
         raise UserError(f"{source}: the input quantization (scale {info.input.scale}, zero point "
                         f"{info.input.zero_point}) maps no byte range; it is not a camera model")
     ops = info.operators
+    for index, op in enumerate(ops):
+        if op.op not in MOBILENET_OPS:
+            raise UserError(f"{source}: {_describe(index, op)} is not an operator a MobileNetV1 is built from "
+                            f"({', '.join(MOBILENET_OPS)})")
     position = 0
 
     def take(*names: str) -> tuple[int, Operator]:
