@@ -91,7 +91,10 @@ class StopSafely(Callback):
         if callback is not None and callback.dirpath and trainer.is_global_zero:
             path = Path(callback.dirpath) / LAST_NAME
             # Saved at the end of a batch, like every mid-epoch checkpoint: resuming repeats nothing.
-            trainer.save_checkpoint(path)
+            # The whole training state (weights_only=False says what is written, as ModelCheckpoint
+            # does; loading is always tensors only). Unset, Lightning says it "defaults to False",
+            # which reads as if checkpoints were unpickled as code.
+            trainer.save_checkpoint(path, weights_only=False)
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
         code = stopping.SIGNAL_EXIT_CODES[signal_name]
         if path is None:
@@ -229,6 +232,8 @@ class VWWLightningCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list):
         # Ours join the configured callbacks (passing `callbacks=` to instantiate_trainer would
         # replace the config's list): a Rich progress bar unless bars are off, and the safe stop.
+        if config.get("enable_progress_bar") is None and not sys.stdout.isatty():
+            config["enable_progress_bar"] = False  # bars are drawn on a terminal, not into a log or a pipe
         if config.get("enable_progress_bar") is not False:
             callbacks = [*callbacks, RichProgressBar()]
         if config.get("precision") is None and bf16_gpu(config.get("accelerator")):
