@@ -122,7 +122,7 @@ def _run_tflite(args) -> None:
     from vwwtorch.contract.litert import TFLiteModel
     from vwwtorch.contract.errors import UserError
 
-    model = TFLiteModel(args.tflite)
+    model = TFLiteModel(args.tflite, device_kernels=True)  # the device's own kernels (TFLM)
     if not model.is_int8:
         raise UserError(f"{args.tflite} is not a full-integer int8 model (input {model.input_dtype}, "
                         f"output {model.output_dtype})")
