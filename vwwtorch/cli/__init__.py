@@ -75,11 +75,13 @@ def command_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     skip = set(OUTPUT_DESTS) | set(NAME_DESTS)
 
     def walk(p: argparse.ArgumentParser) -> None:
+        """The options of the parsers this command line chose (`data`, then `wake-vision`)."""
         for action in p._actions:
             if isinstance(action, argparse._SubParsersAction):
                 skip.add(action.dest)
-                for sub in action.choices.values():
-                    walk(sub)
+                chosen = action.choices.get(getattr(args, action.dest, None))
+                if chosen is not None:
+                    walk(chosen)
             elif action.choices is not None or action.type in (int, float):
                 skip.add(action.dest)
             else:
