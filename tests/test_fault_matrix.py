@@ -808,8 +808,11 @@ def test_sigterm_during_fit_saves_a_resumable_checkpoint(world, tmp_path):
     proc = _spawn(["fit", *common, "--trainer.max_epochs", 100000], tmp_path)
     _wait_for(lambda: (folder / "last.ckpt").exists(), proc)  # an epoch is done: training is under way
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=300)
     line = _one_line(err, 143, proc.returncode, "SIGTERM", "resume with: vwwtorch fit", prefix="vwwtorch: stopped:")
+    # 28: saving the resumable state must not read as if checkpoints were unpickled ("weights_only ...
+    # defaulting to False"), on either stream
+    assert "weights_only" not in out + err, out[-2000:]
     from vwwtorch.training.checkpoint import read_checkpoint
 
     saved = read_checkpoint(folder / "last.ckpt")
@@ -1392,3 +1395,204 @@ def test_non_utf8_model_path_generate(world, tmp_path, monkeypatch, capfd):
     assert result.code == 0 and not result.err.strip(), result.err
     assert json.loads((tmp_path / "fw" / "model_info.json").read_text(encoding="utf-8"))["source"] == "caf\\xe9.tflite"
     assert "// Model: caf\\xe9.tflite" in (tmp_path / "fw" / "model_data.h").read_text(encoding="utf-8")
+
+
+# 6: a 1 MB archive holding a listed 1 GiB member: the member is not read, memory stays flat
+def _archive_with(path: Path, rows, big: int | None) -> Path:
+    """The rows' JPEGs in one .tar.gz; with `big`, the first row's member is `big` bytes of zeros."""
+    import io
+
+    import wake_vision_files as wvf
+
+    class Zeros(io.RawIOBase):
+        def __init__(self, size: int):
+            self.left = size
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            count = min(len(buffer), self.left)
+            buffer[:count] = bytes(count)
+            self.left -= count
+            return count
+
+    with tarfile.open(path, "w:gz", compresslevel=1) as archive:
+        for number, row in enumerate(rows):
+            data = None if number == 0 and big else wvf.member_bytes(row)
+            info = tarfile.TarInfo(row.filename)
+            info.size = big if data is None else len(data)
+            archive.addfile(info, io.BufferedReader(Zeros(big), 1 << 20) if data is None else io.BytesIO(data))
+    return path
+
+
+def _peak_memory(argv: list, cwd: Path) -> tuple[int, str]:
+    """(peak resident bytes, stderr) of `vwwtorch argv` in a child process."""
+    proc = subprocess.Popen([VWWTORCH, *map(str, argv)], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, err[-3000:]
+    return usage.ru_maxrss * 1024, err
+
+
+def test_wake_vision_gigabyte_member_is_not_read(tmp_path):
+    import wake_vision_files as wvf
+
+    splits = wvf.make_splits(seed=6, train=8, val=0, test=0)
+    del splits["val"], splits["test"]
+    csvs = list(wvf.write_csvs(tmp_path, splits).values())
+    rows = splits["train"].rows
+    for folder in ("small", "big"):
+        (tmp_path / folder).mkdir()
+    small = _archive_with(tmp_path / "small" / "wake-vision-train-10.tar.gz", rows, None)
+    big = _archive_with(tmp_path / "big" / "wake-vision-train-10.tar.gz", rows, 1 << 30)
+    assert big.stat().st_size < 8 << 20
+    common = ["data", "wake-vision", "--metadata", *csvs, "--workers", 1, "--max-bad-fraction", 0.5]
+    baseline, _ = _peak_memory([*common, "--images", small, "--out", tmp_path / "a"], tmp_path)
+    peak, err = _peak_memory([*common, "--images", big, "--out", tmp_path / "b"], tmp_path)
+    assert peak - baseline < 256 << 20, f"{(peak - baseline) >> 20} MiB more for the archive with a 1 GiB member"
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert [b["file"] for b in report["unreadable"]] == [rows[0].filename]
+    assert f"{1 << 30:,} bytes in the archive" in report["unreadable"][0]["reason"]
+
+
+# 16: a parquet `image` column stored as plain binary (not Hugging Face's {bytes, path} struct)
+def test_wake_vision_parquet_plain_binary_images(world, tmp_path, monkeypatch, capfd):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import wake_vision_files as wvf
+
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    rows = wvf.make_splits(seed=7, train=0, val=6, test=0)["val"].rows
+    path = tmp_path / "validation-00000.parquet"
+    pq.write_table(pa.table({"image": pa.array([wvf.member_bytes(r) for r in rows], pa.binary()),
+                             "filename": [r.filename for r in rows],
+                             "person": [int(r.values["person"]) for r in rows]}), path)
+    result = run_case(world, capfd, ["data", "wake-vision", "--images", path, "--out", tmp_path / "d",
+                                     "--workers", 1, "--image-size", 32])
+    assert result.code == 0 and not result.err.strip(), result.err
+    from vwwtorch.data.format import open_split
+
+    split = open_split(tmp_path / "d", "val")
+    assert sorted(map(str, split.ids)) == sorted(r.filename for r in rows)
+    for image, name in zip(split.images, split.ids):
+        row = next(r for r in rows if r.filename == str(name))
+        np.testing.assert_array_equal(image, wvf.expected_pixels(row, 32))
+
+
+# 19: a SIGTERM after the output is complete (the interpreter's shutdown) keeps exit 0
+def test_sigterm_after_wrote_keeps_the_output_and_exit_0(tmp_path):
+    proc = _spawn(["data", "synthetic", "--out", tmp_path / "d", "--train", 40, "--val", 8, "--test", 0], tmp_path)
+    line = ""
+    while not line.startswith("wrote"):
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, proc.communicate()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and not err.strip(), (proc.returncode, err)
+    from vwwtorch.data.format import open_split
+
+    assert len(open_split(tmp_path / "d", "train")) == 40
+
+
+# 20, 21: the pretrained registry, offline, with MLPerf's entry pinned to files made here
+@pytest.fixture
+def rgb_registry(foreign, tmp_path, monkeypatch):
+    """`person-rgb-96` as registered, its pins pointed at this test's Keras file and int8 copy (and an
+    inputs file that is never given), an empty cache and no network."""
+    import dataclasses
+    import hashlib
+    import urllib.request
+
+    from vwwtorch.contract.hashing import sha256_file
+    from vwwtorch.training.foreign import pretrained
+
+    entry = pretrained.REGISTRY["person-rgb-96"]
+    ours = {"vww_96.h5": sha256_file(foreign["h5"]), "vww_96_int8.tflite": sha256_file(foreign["int8"]),
+            "vww_inputs.cc": hashlib.sha256(b"never given").hexdigest()}
+    files = tuple(dataclasses.replace(f, sha256=ours[f.name], url=f"http://127.0.0.1:9/{f.name}") for f in entry.files)
+    monkeypatch.setitem(pretrained.REGISTRY, entry.name, dataclasses.replace(entry, files=files))
+    monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
+
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    return pretrained
+
+
+def test_pretrained_rgb_offline_needs_only_the_model_files(world, foreign, rgb_registry, tmp_path, monkeypatch,
+                                                            capfd):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    result = run_case(world, capfd, ["pretrained", "get", "person-rgb-96", "--from", foreign["h5"], "--from",
+                                     foreign["int8"], "--out", tmp_path / "rgb.ckpt"])
+    assert result.code == 0 and not result.err.strip(), result.err
+    # `--model.init_from pretrained:person-rgb-96` with both model files cached: no download either
+    assert rgb_registry.resolve("pretrained:person-rgb-96").is_file()
+    listing = run_case(world, capfd, ["pretrained", "list"])
+    assert "person-rgb-96    cached" in listing.out
+
+
+def test_pretrained_cache_is_checked_before_it_is_served(world, foreign, rgb_registry, tmp_path, monkeypatch,
+                                                          capfd):
+    from vwwtorch.contract.hashing import sha256_file
+
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    get = ["pretrained", "get", "person-rgb-96", "--from", foreign["h5"], "--from", foreign["int8"]]
+    assert run_case(world, capfd, [*get, "--out", tmp_path / "a.ckpt"]).code == 0
+    cached = rgb_registry.folder("person-rgb-96") / "person-rgb-96.ckpt"
+    cached.write_bytes(world.ckpt.read_bytes())  # replaced by another, perfectly loadable checkpoint
+    result = run_case(world, capfd, ["pretrained", "get", "person-rgb-96", "--out", tmp_path / "b.ckpt"])
+    assert result.code == 0, result.err
+    assert sha256_file(tmp_path / "b.ckpt") == sha256_file(tmp_path / "a.ckpt")
+    # a source file emptied in the cache is not "cached"
+    (rgb_registry.folder("person-rgb-96") / "vww_96.h5").write_bytes(b"")
+    assert "person-rgb-96    not cached" in run_case(world, capfd, ["pretrained", "list"]).out
+
+
+# 26: what `report --tflite` shows for an int8 model is the device's: TFLM's outputs, image by image,
+# and the accuracy parity.json gives for the TFLM runtime on the same images
+def test_int8_report_is_the_tflm_runtime(world, tmp_path, monkeypatch, capfd):
+    from firmware_models import reference_scores
+    from vwwtorch.bridge.calibration import load_eval_images
+
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    report = run_case(world, capfd, ["report", "--tflite", world.tiny, "--data", world.gray, "--split", "val",
+                                     "--out", tmp_path / "r"])
+    assert report.code == 0, report.err
+    parity = run_case(world, capfd, ["parity", "--tflite", world.tiny, "--data", world.gray, "--out", tmp_path / "p",
+                                     "--min-agreement", 0, "--max-accuracy-drop", 100])
+    assert parity.code in (0, 1), parity.err
+    figures = json.loads((tmp_path / "r" / "report.json").read_text())
+    notes = json.loads((tmp_path / "p" / "parity.json").read_text())["notes"]
+    assert figures["accuracy"] == pytest.approx(notes["tflm_accuracy"], abs=1e-9)
+    from vwwtorch.contract.deployment import byte_to_int8
+    from vwwtorch.contract.tflite import load_tflite
+
+    pixels = load_eval_images(world.gray, "val", 10_000, 1, 32, progress=False).pixels
+    data, info = load_tflite(world.tiny)
+    table = byte_to_int8(info.input.scale, info.input.zero_point)  # the firmware's kByteToInput
+    expected = reference_scores(data, table[pixels])
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "r" / "predictions.csv").open()))
+    probs = np.array([[float(r["p_no_person"]), float(r["p_person"])] for r in rows])
+    np.testing.assert_allclose(probs, (expected.astype(np.float64) + 128) / 256, atol=1e-6)
+
+
+# 27: progress bars are drawn on a terminal only, not into a log
+def test_fit_draws_no_progress_bar_into_redirected_output(world, tmp_path):
+    done = subprocess.run([VWWTORCH, "fit", "--config", QUICKSTART, "--data.data_dir", str(world.gray),
+                           "--trainer.logger", "false", "--trainer.max_epochs", "1", "--model.resolution", "32",
+                           "--data.batch_size", "8", "--data.num_workers", "0", "--checkpoint.dirpath",
+                           str(tmp_path / "ck")], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for bar in ("Epoch 0/", "it/s", "\r"):
+        assert bar not in done.stdout + done.stderr, (bar, done.stdout[-2000:])
