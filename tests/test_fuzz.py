@@ -78,9 +78,16 @@ def originals(tmp_path_factory):
     archive = wvf.write_archives(wake, [[(r.filename, wvf.member_bytes(r)) for r in rows]])[0]
     parquet = wvf.write_parquet(wake / "hf" / "validation-00000.parquet", splits["val"].rows,
                                 wvf.EVAL_HEADER[1:])
-    return {"tiny": tiny.read_bytes(), "mobilenet": mobilenet.read_bytes(), "h5": h5,
-            "gray": root / "gray.png", "rgb": root / "rgb.png", "csvs": csvs, "archive": archive,
-            "parquet": parquet, "rows": rows}
+    return Originals({"tiny": tiny.read_bytes(), "mobilenet": mobilenet.read_bytes(), "h5": h5,
+                      "gray": root / "gray.png", "rgb": root / "rgb.png", "csvs": csvs, "archive": archive,
+                      "parquet": parquet, "rows": rows})
+
+
+class Originals(dict):
+    """The inputs, shown by name in a failing example's report (not megabytes of model bytes)."""
+
+    def __repr__(self) -> str:
+        return "originals"
 
 
 def int8_from_keras(h5: Path) -> bytes:

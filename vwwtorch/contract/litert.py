@@ -36,6 +36,9 @@ from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.names import printable
 
 
+DEVICE_CHUNK = 256  # images per call into the TFLM child process
+
+
 @dataclass(frozen=True)
 class Quantization:
     scale: float
@@ -73,8 +76,16 @@ class TFLiteModel:
 
         original = model if isinstance(model, (bytes, bytearray)) else _read(Path(model))
         self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else printable(model))
-        content, self.repairs = repair_for_litert(original)
         self.normalization = normalization
+        self._device = None
+        if device_kernels:
+            from vwwtorch.contract.tflite import read_tflite
+
+            info = read_tflite(bytes(original), self.name).require_classifier(self.name)
+            if info.is_int8:  # runs in TFLM only: LiteRT is not asked to load it at all
+                self._take_details(info, bytes(original))
+                return
+        content, self.repairs = repair_for_litert(original)
         self._reference = reference_kernels or device_kernels
         resolver = OpResolverType.BUILTIN_REF if self._reference else OpResolverType.AUTO
         try:
@@ -97,16 +108,22 @@ class TFLiteModel:
         self.num_classes = int(np.prod(self._out["shape"][1:]))
         self.input_quant = Quantization(*_quant(self._in))
         self.output_quant = Quantization(*_quant(self._out))
-        self._tflm = None
-        if device_kernels and self.is_int8:
-            from vwwtorch.contract.tflm import interpreter
 
-            self._tflm = interpreter(bytes(original))  # TFLM reads the file as it is (no LiteRT repairs)
+    def _take_details(self, info, model: bytes) -> None:
+        """The model's input and output as the file states them (already validated), for TFLM."""
+        self._device, self.repairs = model, []
+        self.input_shape = tuple(int(d) for d in info.input.shape)
+        if len(self.input_shape) != 4:
+            raise UserError(f"{self.name} takes input of shape {list(self.input_shape)}, not an image [1, H, W, C]")
+        self.input_dtype = self.output_dtype = np.dtype(np.int8)
+        self.num_classes = int(np.prod(info.output.shape[1:]))
+        self.input_quant = Quantization(info.input.scale or 0.0, info.input.zero_point or 0)
+        self.output_quant = Quantization(info.output.scale or 0.0, info.output.zero_point or 0)
 
     @property
     def kernels(self) -> str:
         """Which kernels compute the outputs, for reports."""
-        if self._tflm is not None:
+        if self._device is not None:
             return "TFLM runtime (tflite_micro: the firmware's interpreter and reference kernels)"
         return "LiteRT " + ("reference" if self._reference else "optimized") + " kernels"
 
@@ -130,6 +147,8 @@ class TFLiteModel:
     def raw_outputs(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         """Output tensors as the model returns them (int8 for an int8 model), shape (N, classes)."""
         inputs = self.model_inputs(images)
+        if self._device is not None:
+            return self._device_outputs(inputs, progress)
         out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)
         items = range(len(inputs))
         if progress:
@@ -137,14 +156,23 @@ class TFLiteModel:
 
             items = progress_bar(items, desc=Path(self.name).name, unit="img", leave=False)
         for i in items:
-            if self._tflm is not None:
-                self._tflm.set_input(np.ascontiguousarray(inputs[i:i + 1]), 0)
-                self._tflm.invoke()
-                out[i] = self._tflm.get_output(0).reshape(-1)
-                continue
             self._interp.set_tensor(self._in["index"], inputs[i:i + 1])
             self._interp.invoke()
             out[i] = self._interp.get_tensor(self._out["index"]).reshape(-1)
+        return out
+
+    def _device_outputs(self, inputs: np.ndarray, progress: bool) -> np.ndarray:
+        """TFLM's outputs, in a child process (a crash there is one line), a chunk at a time."""
+        from vwwtorch.contract.progress import progress_bar
+        from vwwtorch.contract.tflm import tflm_scores
+
+        out = np.empty((len(inputs), self.num_classes), dtype=np.int8)
+        with progress_bar(total=len(inputs), desc=Path(self.name).name, unit="img", leave=False,
+                          disable=not progress) as bar:
+            for start in range(0, len(inputs), DEVICE_CHUNK):
+                chunk = inputs[start:start + DEVICE_CHUNK]
+                out[start:start + len(chunk)] = tflm_scores(self._device, chunk).reshape(len(chunk), -1)
+                bar.update(len(chunk))
         return out
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:

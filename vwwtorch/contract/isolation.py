@@ -1,0 +1,61 @@
+"""Native runtimes run in a child process, so that their crash is one line, not the end of vwwtorch.
+
+TFLM's and LiteRT's kernels trust the model: a malformed file that passes every check that can be
+made without running it (`vwwtorch.contract.tflite.check_model`) can still make them fault or abort
+(`tests/test_fuzz.py` finds such files in seconds). Run in a child, such a crash becomes a
+`UserError` saying so. One child is spawned on first use (about 0.4 s: no torch, no inherited state)
+and kept for the rest of the command; a child that died is replaced. Its own stdout and stderr go
+nowhere: the runtimes' last words before an abort are not vwwtorch's one line. An exception raised
+in the child (a `UserError` the runtime wrapper raised) comes back as itself. When the command stops
+while the child works (Ctrl-C, SIGTERM), the child is killed with it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from vwwtorch.contract.errors import UserError
+
+_state: dict = {"pool": None}
+
+
+def _silence_child() -> None:
+    sink = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
+    os.close(sink)
+
+
+def _pool() -> ProcessPoolExecutor:
+    if _state["pool"] is None:
+        _state["pool"] = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_silence_child)
+    return _state["pool"]
+
+
+def _discard() -> None:
+    """Kill the child (whatever it is doing) and forget it; the next call starts a new one."""
+    pool, _state["pool"] = _state["pool"], None
+    if pool is None:
+        return
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_isolated(what: str, func, *args):
+    """`func(*args)` in the child; `what` names the runtime in the message when it crashes there."""
+    try:
+        return _pool().submit(func, *args).result()
+    except BrokenProcessPool:
+        _discard()
+        raise UserError(f"{what} crashed on this model (its process was killed by a fault or an abort): the "
+                        "file is damaged or asks the runtime for something it cannot do") from None
+    except UserError:
+        raise
+    except BaseException:  # a stop signal, or anything else: the child may be mid-model
+        _discard()
+        raise
