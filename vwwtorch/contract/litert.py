@@ -12,9 +12,10 @@ raw or dequantized outputs. Images are NHWC (or NHW for a one-channel model) and
 integer arithmetic matches TFLite Micro's bit for bit, except FULLY_CONNECTED's requantization (one
 rounding where TFLM rounds twice: up to 1 LSB). The default optimized kernels (XNNPACK, ruy) round
 differently: up to 11 LSB on a third of the quickstart model's validation images, 17 LSB on
-synthetic data. `device_kernels=True` runs an int8 model in TFLM's own runtime (`vwwtorch.contract.tflm`),
-the interpreter and kernels the firmware compiles, so its outputs are the device's, bit for bit; what
-`report` and `predict` show for an int8 model comes from there.
+synthetic data. `device_kernels=True` (what `report` and `predict` use) runs an int8 model in TFLM's
+own runtime (`vwwtorch.contract.tflm`), the interpreter and kernels the firmware compiles, so its
+outputs are the device's, bit for bit; a float model in LiteRT. Either runs in a child process
+(`vwwtorch.contract.isolation`), where a crash on a malformed model is one line.
 
 LiteRT validates some things TFLM does not: TFLM's own person_detect.tflite quantizes its 1-D bias
 tensors per channel along dimension 3, which LiteRT refuses ("quantized_dimension out of range").
@@ -78,15 +79,16 @@ class TFLiteModel:
         self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else printable(model))
         self.normalization = normalization
         self._device = None
+        self._reference = reference_kernels
         if device_kernels:
             from vwwtorch.contract.tflite import read_tflite
 
-            info = read_tflite(bytes(original), self.name).require_classifier(self.name)
-            if info.is_int8:  # runs in TFLM only: LiteRT is not asked to load it at all
-                self._take_details(info, bytes(original))
-                return
+            # Nothing is loaded here: the runtime (TFLM for an int8 model, LiteRT for a float one)
+            # runs in a child process, where a crash on a malformed model is one line.
+            self._take_details(read_tflite(bytes(original), self.name).require_classifier(self.name),
+                               bytes(original))
+            return
         content, self.repairs = repair_for_litert(original)
-        self._reference = reference_kernels or device_kernels
         resolver = OpResolverType.BUILTIN_REF if self._reference else OpResolverType.AUTO
         try:
             # One thread: results must not depend on how work is split. Quiet: the runtime
@@ -110,12 +112,19 @@ class TFLiteModel:
         self.output_quant = Quantization(*_quant(self._out))
 
     def _take_details(self, info, model: bytes) -> None:
-        """The model's input and output as the file states them (already validated), for TFLM."""
+        """The model's input and output as the file states them (already validated)."""
+        from vwwtorch.contract.tflite import NUMPY_TYPES
+
         self._device, self.repairs = model, []
         self.input_shape = tuple(int(d) for d in info.input.shape)
-        if len(self.input_shape) != 4:
-            raise UserError(f"{self.name} takes input of shape {list(self.input_shape)}, not an image [1, H, W, C]")
-        self.input_dtype = self.output_dtype = np.dtype(np.int8)
+        if len(self.input_shape) != 4 or self.input_shape[0] != 1:
+            raise UserError(f"{self.name} takes input of shape {list(self.input_shape)}, not one image [1, H, W, C]")
+        for tensor in (info.input, info.output):
+            if tensor.dtype not in ("INT8", "FLOAT32"):
+                raise UserError(f"{self.name}: {tensor.dtype} {'input' if tensor is info.input else 'output'} is not "
+                                "supported (float32 or int8)")
+        self.input_dtype = np.dtype(NUMPY_TYPES[info.input.dtype])
+        self.output_dtype = np.dtype(NUMPY_TYPES[info.output.dtype])
         self.num_classes = int(np.prod(info.output.shape[1:]))
         self.input_quant = Quantization(info.input.scale or 0.0, info.input.zero_point or 0)
         self.output_quant = Quantization(info.output.scale or 0.0, info.output.zero_point or 0)
@@ -123,7 +132,7 @@ class TFLiteModel:
     @property
     def kernels(self) -> str:
         """Which kernels compute the outputs, for reports."""
-        if self._device is not None:
+        if self._device is not None and self.is_int8:
             return "TFLM runtime (tflite_micro: the firmware's interpreter and reference kernels)"
         return "LiteRT " + ("reference" if self._reference else "optimized") + " kernels"
 
@@ -162,16 +171,20 @@ class TFLiteModel:
         return out
 
     def _device_outputs(self, inputs: np.ndarray, progress: bool) -> np.ndarray:
-        """TFLM's outputs, in a child process (a crash there is one line), a chunk at a time."""
+        """Outputs computed in a child process (a crash there is one line), a chunk at a time: TFLM's for
+        an int8 model, LiteRT's for a float one."""
+        from vwwtorch.contract.isolation import run_isolated
         from vwwtorch.contract.progress import progress_bar
         from vwwtorch.contract.tflm import tflm_scores
 
-        out = np.empty((len(inputs), self.num_classes), dtype=np.int8)
+        out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)
         with progress_bar(total=len(inputs), desc=Path(self.name).name, unit="img", leave=False,
                           disable=not progress) as bar:
             for start in range(0, len(inputs), DEVICE_CHUNK):
                 chunk = inputs[start:start + DEVICE_CHUNK]
-                out[start:start + len(chunk)] = tflm_scores(self._device, chunk).reshape(len(chunk), -1)
+                rows = tflm_scores(self._device, chunk) if self.is_int8 else \
+                    run_isolated("LiteRT", raw_outputs, self._device, chunk, self._reference)
+                out[start:start + len(chunk)] = rows.reshape(len(chunk), -1)
                 bar.update(len(chunk))
         return out
 
