@@ -11,8 +11,8 @@ raw or dequantized outputs. Images are NHWC (or NHW for a one-channel model) and
 `reference_kernels=True` selects TFLite's reference kernels (`OpResolverType.BUILTIN_REF`), whose
 integer arithmetic matches TFLite Micro's bit for bit, except FULLY_CONNECTED's requantization (one
 rounding where TFLM rounds twice: up to 1 LSB). The default optimized kernels (XNNPACK, ruy) round
-differently: up to 11 LSB on a third of the quickstart model's validation images, 17 LSB on
-synthetic data. `device_kernels=True` (what `report` and `predict` use) runs an int8 model in TFLM's
+differently: up to 11 LSB on a third of the quickstart model's validation images, 7 LSB on two
+thirds of random inputs. `device_kernels=True` (what `report` and `predict` use) runs an int8 model in TFLM's
 own runtime (`vwwtorch.contract.tflm`), the interpreter and kernels the firmware compiles, so its
 outputs are the device's, bit for bit; a float model in LiteRT. Either runs in a child process
 (`vwwtorch.contract.isolation`), where a crash on a malformed model is one line.

@@ -311,6 +311,11 @@ def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
     if any(arg == "--ckpt_path" or arg.startswith("--ckpt_path=") for arg in argv):
         # Resuming into the folder that holds the checkpoint is the point, not a mistake to warn about.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    if argv and argv[0] in ("validate", "test"):
+        # Evaluating a checkpoint reads its (averaged) weights only: the weight-averaging and checkpoint
+        # callbacks' training state is not wanted, and their warnings that it is not restored are noise.
+        warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback, but loading")
+        warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     # LightningCLI warns when it gets `args` while sys.argv holds other arguments (quickstart, tests),
     # and its DDP launcher re-runs sys.argv in each worker; so argv is presented as the command line.
     saved = sys.argv
