@@ -903,9 +903,46 @@ def foreign(tmp_path_factory) -> dict[str, Path]:
     h5 = build_keras_mobilenet(root / "mobilenet.h5")
     int8 = root / "mobilenet_int8.tflite"
     int8.write_bytes(int8_from_keras(h5))
+    slim = root / "slim_int8.tflite"
+    slim.write_bytes(_slim_int8())
     rgb = root / "rgb.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(rgb)
-    return {"h5": h5, "int8": int8, "rgb": rgb}
+    return {"h5": h5, "int8": int8, "slim": slim, "rgb": rgb}
+
+
+def _slim_int8() -> bytes:
+    """slim's MobileNetV1 structure (TFLM's person_detect): ReLU6, a 1x1 convolution as classifier,
+    RESHAPE and SOFTMAX; 64x64 grey, int8 with inputs in [-1, 1]."""
+    import tensorflow as tf
+    import tf_keras as k
+
+    from vwwtorch.models.mobilenet_v1 import SEPARABLE_BLOCKS, scaled_depth
+
+    k.utils.set_random_seed(1)
+
+    def block(x, layer):
+        return k.layers.ReLU(6.0)(k.layers.BatchNormalization()(layer(x)))
+
+    inputs = k.Input((64, 64, 1), batch_size=1)
+    x = block(inputs, k.layers.Conv2D(scaled_depth(32, 0.25), 3, 2, "same", use_bias=False))
+    for base, stride in SEPARABLE_BLOCKS:
+        x = block(x, k.layers.DepthwiseConv2D(3, stride, "same", use_bias=False))
+        x = block(x, k.layers.Conv2D(scaled_depth(base, 0.25), 1, 1, "same", use_bias=False))
+    x = k.layers.Reshape((2,))(k.layers.Conv2D(2, 1)(k.layers.AveragePooling2D(2)(x)))
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(4):
+            batch = rng.uniform(-1, 1, (1, 64, 64, 1)).astype(np.float32)
+            batch.flat[:2] = -1.0, 1.0
+            yield [batch]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(k.Model(inputs, k.layers.Softmax()(x)))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:
@@ -970,10 +1007,6 @@ def _input_cases() -> dict[str, tuple]:
     def predict_output_is_an_image(w, f):
         image = _copy(w.image, w.work / "frame.png")
         return ["predict", "--ckpt", w.ckpt, image, "--output", image], [image]
-
-    def pretrained_get_out_is_from(w, f):
-        h5 = _copy(f["h5"], w.work / "vww_96.h5")
-        return ["pretrained", "get", "person-rgb-96", "--from", h5, "--out", h5], [h5]
 
     def firmware_generate_out_holds_the_model(w, f):
         folder = w.work / "fw"
@@ -1330,9 +1363,11 @@ THIRD_PASS: dict[str, Case] = {
                                                _write(w.work / "labels.txt", b"caf\xe9\nplain\n")], "not UTF-8"),
     # 22: messages that say what is wrong
     "wake-vision-parquet-label-names-column-and-value": Case(_parquet_without_labels, ("'person'", "'yes'")),
-    "import-custom-op-is-named": Case(lambda w: ["import", _mutated_tflite(w.foreign["int8"], w.work / "c.tflite",
-                                                                           __import__("model_mutations").custom_op_at(5)),
-                                                 "--out", w.work / "m.ckpt"], "CUSTOM:MY_OP"),
+    # (slim's structure: its classifier is a CONV_2D, which the width was taken from when a custom op
+    # took a block's place: "2 channels before the pool is not a MobileNetV1 width")
+    "import-custom-op-is-named": Case(lambda w: ["import", _mutated_tflite(w.foreign["slim"], w.work / "c.tflite",
+                                                                           __import__("model_mutations").custom_op_at(13)),
+                                                 "--out", w.work / "m.ckpt"], "operator 13 (CUSTOM:MY_OP)"),
     "report-by-lists-depiction-once": Case(lambda w: ["report", "--ckpt", w.ckpt, "--data", _attributes_dataset(
         w, lambda data, meta: _with_depiction(data, meta)), "--out", w.work / "r", "--by", "nope"],
         "choose from: gender, age, distance, lighting, depiction, body_part"),
@@ -1513,7 +1548,7 @@ def rgb_registry(foreign, tmp_path, monkeypatch):
 
     entry = pretrained.REGISTRY["person-rgb-96"]
     ours = {"vww_96.h5": sha256_file(foreign["h5"]), "vww_96_int8.tflite": sha256_file(foreign["int8"]),
-            "vww_inputs.cc": hashlib.sha256(b"never given").hexdigest()}
+            "vww_inputs.cc": hashlib.sha256(b"never given").hexdigest()}  # a stand-in, given only by one test
     files = tuple(dataclasses.replace(f, sha256=ours[f.name], url=f"http://127.0.0.1:9/{f.name}") for f in entry.files)
     monkeypatch.setitem(pretrained.REGISTRY, entry.name, dataclasses.replace(entry, files=files))
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
@@ -1596,3 +1631,16 @@ def test_fit_draws_no_progress_bar_into_redirected_output(world, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for bar in ("Epoch 0/", "it/s", "\r"):
         assert bar not in done.stdout + done.stderr, (bar, done.stdout[-2000:])
+
+
+# 2: `pretrained get --from X --out X` would replace the Keras file with the checkpoint
+def test_pretrained_get_out_is_from(world, foreign, rgb_registry, tmp_path, monkeypatch, capfd):
+    world.work = tmp_path
+    monkeypatch.chdir(tmp_path)
+    h5, int8 = _copy(foreign["h5"], tmp_path / "vww_96.h5"), _copy(foreign["int8"], tmp_path / "vww_96_int8.tflite")
+    inputs = _write(tmp_path / "vww_inputs.cc", b"never given")  # the registry fixture's pin for it
+    before = {p: _snapshot(p) for p in (h5, int8, inputs)}
+    result = run_case(world, capfd, ["pretrained", "get", "person-rgb-96", "--from", h5, "--from", int8, "--from",
+                                     inputs, "--out", h5])
+    assert_one_line(result, 2, "input of this command")
+    assert {p: _snapshot(p) for p in (h5, int8, inputs)} == before
