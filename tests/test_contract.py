@@ -94,10 +94,22 @@ def test_a_runtime_crash_in_the_child_is_one_line_and_the_next_call_works():
     from vwwtorch.contract.isolation import run_isolated
 
     with pytest.raises(UserError, match="crashed on this model"):
-        run_isolated("the test runtime", os.abort)
-    assert run_isolated("the test runtime", os.getpid) != os.getpid()
+        run_isolated("the test runtime", os.abort, timeout=60)
+    assert run_isolated("the test runtime", os.getpid, timeout=60) != os.getpid()
     with pytest.raises(UserError, match="raised in the child"):
-        run_isolated("the test runtime", _raise_user_error)
+        run_isolated("the test runtime", _raise_user_error, timeout=60)
+
+
+def test_a_runtime_that_does_not_finish_is_stopped():
+    import time
+
+    from vwwtorch.contract.isolation import run_isolated
+
+    started = time.monotonic()
+    with pytest.raises(UserError, match="did not finish within 1 s"):
+        run_isolated("the test runtime", time.sleep, 600, timeout=1)
+    assert time.monotonic() - started < 30
+    assert run_isolated("the test runtime", os.getpid, timeout=60) != os.getpid()
 
 
 def _raise_user_error():

@@ -133,6 +133,17 @@ def memory_bound():
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def short_runtime_timeouts():
+    """A mutated stride or shape can make a kernel run for hours; the child running it is given seconds
+    here (a one-line error all the same)."""
+    from vwwtorch.contract import isolation
+
+    saved, isolation.TIMEOUT_SCALE = isolation.TIMEOUT_SCALE, 0.2
+    yield
+    isolation.TIMEOUT_SCALE = saved
+
+
 def run(argv: list, what: str) -> int:
     """`vwwtorch argv` in this process: its exit code, after checking how it ended."""
     from vwwtorch.contract.native_output import captured_native_output

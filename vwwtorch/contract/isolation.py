@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from vwwtorch.contract.errors import UserError
 
 _state: dict = {"pool": None}
+TIMEOUT_SCALE = 1.0  # the tests' fuzzing shortens every timeout
 
 
 def _silence_child() -> None:
@@ -46,10 +47,17 @@ def _discard() -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_isolated(what: str, func, *args):
-    """`func(*args)` in the child; `what` names the runtime in the message when it crashes there."""
+def run_isolated(what: str, func, *args, timeout: float):
+    """`func(*args)` in the child; `what` names the runtime in the message when it crashes there or
+    does not finish within `timeout` seconds (a mutated stride or shape can make a kernel loop for hours)."""
+    from concurrent.futures import TimeoutError as Timeout
+
     try:
-        return _pool().submit(func, *args).result()
+        return _pool().submit(func, *args).result(timeout=timeout * TIMEOUT_SCALE)
+    except Timeout:
+        _discard()
+        raise UserError(f"{what} did not finish within {timeout * TIMEOUT_SCALE:g} s on this model; it asks for "
+                        "far more work than a microcontroller model does") from None
     except BrokenProcessPool:
         _discard()
         raise UserError(f"{what} crashed on this model (its process was killed by a fault or an abort): the "

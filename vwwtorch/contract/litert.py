@@ -175,7 +175,7 @@ class TFLiteModel:
         an int8 model, LiteRT's for a float one."""
         from vwwtorch.contract.isolation import run_isolated
         from vwwtorch.contract.progress import progress_bar
-        from vwwtorch.contract.tflm import tflm_scores
+        from vwwtorch.contract.tflm import ALLOCATION_SECONDS, SECONDS_PER_IMAGE, tflm_scores
 
         out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)
         with progress_bar(total=len(inputs), desc=Path(self.name).name, unit="img", leave=False,
@@ -183,7 +183,8 @@ class TFLiteModel:
             for start in range(0, len(inputs), DEVICE_CHUNK):
                 chunk = inputs[start:start + DEVICE_CHUNK]
                 rows = tflm_scores(self._device, chunk) if self.is_int8 else \
-                    run_isolated("LiteRT", raw_outputs, self._device, chunk, self._reference)
+                    run_isolated("LiteRT", raw_outputs, self._device, chunk, self._reference,
+                                 timeout=ALLOCATION_SECONDS + SECONDS_PER_IMAGE * len(chunk))
                 out[start:start + len(chunk)] = rows.reshape(len(chunk), -1)
                 bar.update(len(chunk))
         return out
