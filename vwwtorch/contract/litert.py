@@ -117,8 +117,9 @@ class TFLiteModel:
 
         self._device, self.repairs = model, []
         self.input_shape = tuple(int(d) for d in info.input.shape)
-        if len(self.input_shape) != 4 or self.input_shape[0] != 1:
-            raise UserError(f"{self.name} takes input of shape {list(self.input_shape)}, not one image [1, H, W, C]")
+        if len(self.input_shape) != 4 or self.input_shape[0] != 1 or self.input_shape[3] not in (1, 3):
+            raise UserError(f"{self.name} takes input of shape {list(self.input_shape)}, not one grey or RGB image "
+                            "[1, H, W, 1 or 3]")
         for tensor in (info.input, info.output):
             if tensor.dtype not in ("INT8", "FLOAT32"):
                 raise UserError(f"{self.name}: {tensor.dtype} {'input' if tensor is info.input else 'output'} is not "

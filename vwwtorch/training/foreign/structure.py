@@ -75,6 +75,11 @@ def recognize(info: ModelFile, source: str) -> Structure:
         if op.op not in MOBILENET_OPS:
             raise UserError(f"{source}: {_describe(index, op)} is not an operator a MobileNetV1 is built from "
                             f"({', '.join(MOBILENET_OPS)})")
+        ranks = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2}
+        if op.op in ranks and (len(op.inputs[1].shape) != ranks[op.op] or len(op.outputs[0].shape) < 2
+                               or len(op.inputs[0].shape) < 2):
+            raise UserError(f"{source}: {_describe(index, op)} has weights of shape {list(op.inputs[1].shape)} and "
+                            f"output of shape {list(op.outputs[0].shape)}, not a layer's")
     position = 0
 
     def take(*names: str) -> tuple[int, Operator]:
