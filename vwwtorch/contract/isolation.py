@@ -6,7 +6,8 @@ made without running it (`vwwtorch.contract.tflite.check_model`) can still make 
 `UserError` saying so. One child is spawned on first use (about 0.4 s: no torch, no inherited state)
 and kept for the rest of the command; a child that died is replaced. Its own stdout and stderr go
 nowhere: the runtimes' last words before an abort are not vwwtorch's one line. An exception raised
-in the child (a `UserError` the runtime wrapper raised) comes back as itself. When the command stops
+in the child comes back as a `UserError` (one the runtime wrapper raised as itself, any other with its
+type and first line). When the command stops
 while the child works (Ctrl-C, SIGTERM), the child is killed with it.
 """
 
@@ -64,6 +65,13 @@ def run_isolated(what: str, func, *args, timeout: float):
                         "file is damaged or asks the runtime for something it cannot do") from None
     except UserError:
         raise
-    except BaseException:  # a stop signal, or anything else: the child may be mid-model
+    except Exception as exc:  # raised in the child by the runtime (or by what it returned): about the model
+        raise UserError(f"{what} failed on this model ({type(exc).__name__}: {_first_line(exc)})") from None
+    except BaseException:  # a stop signal: the child may be mid-model
         _discard()
         raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no detail"

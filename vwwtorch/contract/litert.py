@@ -124,6 +124,9 @@ class TFLiteModel:
             if tensor.dtype not in ("INT8", "FLOAT32"):
                 raise UserError(f"{self.name}: {tensor.dtype} {'input' if tensor is info.input else 'output'} is not "
                                 "supported (float32 or int8)")
+        if len(info.output.shape) < 2 or info.output.shape[0] != 1:
+            raise UserError(f"{self.name} gives output of shape {list(info.output.shape)}, not one row of class "
+                            "scores [1, classes]")
         self.input_dtype = np.dtype(NUMPY_TYPES[info.input.dtype])
         self.output_dtype = np.dtype(NUMPY_TYPES[info.output.dtype])
         self.num_classes = int(np.prod(info.output.shape[1:]))
