@@ -41,7 +41,7 @@ import model_mutations as mm
 from vwwtorch.cli import main
 
 LONG = os.environ.get("VWWTORCH_FUZZ") == "long"
-EXAMPLES = int(os.environ.get("VWWTORCH_FUZZ_EXAMPLES", 2000 if LONG else 40))  # per test below
+EXAMPLES = int(os.environ.get("VWWTORCH_FUZZ_EXAMPLES", 2000 if LONG else 150))  # per test below
 MEMORY_HEADROOM = 2 << 30         # a command may hold this much more data memory than before it ran
 
 settings.register_profile("vwwtorch-fuzz", deadline=None, derandomize=not LONG, database=None,
