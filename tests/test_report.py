@@ -228,7 +228,8 @@ def test_int8_report_agrees_with_the_parity_tool(trained, tmp_path, capsys):
     from vwwtorch.bridge.calibration import load_eval_images
 
     pixels = load_eval_images(trained.data, "val", int8["images"], 1, 32, progress=False).pixels
-    tflm = (reference_scores(tflite.read_bytes(), (pixels.astype(np.int16) - 128).astype(np.int8)) + 128) / 256
+    tflm = (reference_scores(tflite.read_bytes(), (pixels.astype(np.int16) - 128).astype(np.int8)).astype(np.float64)
+            + 128) / 256
     _, int8_probs, _ = read_predictions(int8_out)
     np.testing.assert_allclose(int8_probs, tflm, atol=1e-6)
 
