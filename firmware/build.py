@@ -19,11 +19,16 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vwwtorch.contract.children import child_group, run_child
 from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import write_file
+from vwwtorch.contract.outputs import check_folder, removed_unless_done, write_file
 from vwwtorch.contract.records import load_record
 
 BUILD_INFO = "build.json"
+
+
+class CompileFailed(UserError):
+    """The compiler or linker failed; the output folder keeps its log."""
 
 
 @dataclass
@@ -59,7 +64,7 @@ def firmware_dir() -> Path:
 
 def program_name(make_args: list[str]) -> str:
     """The file name the board's board.mk gives the linked program (PROGRAM)."""
-    done = subprocess.run(make_args + ["-s", "print-program"], capture_output=True, text=True)
+    done = run_child(make_args + ["-s", "print-program"], capture_output=True, text=True)
     if done.returncode != 0 or not done.stdout.strip():
         raise UserError(f"firmware/Makefile failed: {done.stderr.strip() or 'no PROGRAM'}")
     return done.stdout.strip()
@@ -77,7 +82,7 @@ def check_tools(board) -> None:
 
 def _tool_version(program: str) -> str:
     try:
-        return subprocess.run([program, "--version"], capture_output=True, text=True,
+        return run_child([program, "--version"], capture_output=True, text=True,
                               check=False).stdout.splitlines()[0]
     except (OSError, IndexError):
         return "unknown"
@@ -88,7 +93,7 @@ def tflm_build_dir(board, kernels: str, make_args: list[str], deps: dict[str, Pa
     from vwwtorch.contract.cache import cache_root
     from vwwtorch.firmware.deps import STAMP
 
-    flags = subprocess.run(make_args + ["-s", "print-tflm-flags"], capture_output=True, text=True)
+    flags = run_child(make_args + ["-s", "print-tflm-flags"], capture_output=True, text=True)
     if flags.returncode != 0:
         raise UserError(f"firmware/Makefile failed: {flags.stderr.strip() or flags.stdout.strip()}")
     key = hashlib.sha256()
@@ -106,13 +111,14 @@ def _make(args: list[str], log_path: Path, total: int, quiet: bool) -> tuple[int
     lines: list[str] = []
     with progress_bar(total=total, unit="file", desc="compiling", disable=True if quiet or total == 0 else None,
               leave=False) as bar:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if " -c " in line:
-                bar.update(1)
-        status = process.wait()
+        # make and its compilers are one process group, ended with us (see contract/children.py).
+        with child_group(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if " -c " in line:
+                    bar.update(1)
+            status = process.wait()
     output = "".join(lines)
     log_path.write_text(output)
     return status, output
@@ -122,19 +128,19 @@ def _explain_failure(output: str, board, log_path: Path) -> UserError:
     overflow = re.search(r"region `(\w+)' overflowed by (\d+) bytes", output)
     if overflow:
         region, extra = overflow.group(1), int(overflow.group(2))
-        return UserError(f"model too big for {board.name}: {region} overflowed by {extra:,} bytes")
+        return CompileFailed(f"model too big for {board.name}: {region} overflowed by {extra:,} bytes")
     diagnostics = re.compile(r"(fatal error|error):|undefined reference|No rule to make target")
     first_error = next((line.strip() for line in output.splitlines()
                         if diagnostics.search(line)), "see the log")
-    return UserError(f"firmware build failed: {first_error} (full log: {log_path})")
+    return CompileFailed(f"firmware build failed: {first_error} (full log: {log_path})")
 
 
 def _sizes(program: Path, board) -> tuple[int, int, int, int, int]:
     size_tool = f"{board.toolchain_prefix}size" if board.cross else "size"
     nm_tool = f"{board.toolchain_prefix}nm" if board.cross else "nm"
-    out = subprocess.run([size_tool, str(program)], capture_output=True, text=True, check=True).stdout
+    out = run_child([size_tool, str(program)], capture_output=True, text=True, check=True).stdout
     text, data, bss = (int(x) for x in out.splitlines()[1].split()[:3])
-    symbols = subprocess.run([nm_tool, "-S", str(program)], capture_output=True, text=True,
+    symbols = run_child([nm_tool, "-S", str(program)], capture_output=True, text=True,
                              check=True).stdout
     from vwwtorch.firmware.packed_weights import SYMBOL
 
@@ -169,8 +175,14 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
                         "run `vwwtorch firmware generate` again")
     check_tools(board)
     deps = require(board.name)
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder(out_dir, overwrite=True)  # incremental: an earlier build is reused
+    with removed_unless_done(out_dir, keep_for=(CompileFailed,)):
+        return _build(board, kernels, model_dir, out_dir, settings, deps, jobs, quiet)
+
+
+def _build(board, kernels: str, model_dir: Path, out_dir: Path, settings, deps: dict[str, Path], jobs: int | None,
+           quiet: bool) -> BuildResult:
+    fw = firmware_dir()
     make_args = ["make", "-C", str(fw), f"-j{jobs or os.cpu_count() or 1}", f"BOARD={board.name}",
                  f"KERNELS={kernels}", f"MODEL_DIR={model_dir}", f"OUT={out_dir}",
                  f"DEPS={deps['tflite-micro'].parent}", f"STACK_SIZE={board.stack_bytes or 16384}"]
@@ -187,7 +199,7 @@ def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernel
     config_file.write_text(json.dumps(config, indent=2) + "\n")
     (out_dir / BUILD_INFO).unlink(missing_ok=True)  # a failed build must not leave a runnable one
 
-    dry = subprocess.run(make_args + ["-n"], capture_output=True, text=True)
+    dry = run_child(make_args + ["-n"], capture_output=True, text=True)
     to_compile = sum(" -c " in line for line in dry.stdout.splitlines())
     if not quiet and any(str(tflm_dir) in line for line in dry.stdout.splitlines() if " -c " in line):
         print(f"compiling TFLM for {board.name} ({kernels} kernels); it is kept in {tflm_dir}")

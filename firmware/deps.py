@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from vwwtorch.contract.cache import deps_root
+from vwwtorch.contract.children import child_group, run_child
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.hashing import sha256_file
 from vwwtorch.contract.outputs import publish_folder
@@ -235,16 +236,16 @@ def _git_archive(git_dir: Path, dep: Dependency, dest: Path) -> None:
     if dep.keep:
         command += ["--", *dep.keep]
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
-        assert process.stdout is not None
-        unreadable = None
-        try:
-            _extract_tar(process.stdout, dest, dep.keep, dep.commit)
-        except tarfile.ReadError as exc:
-            unreadable = exc  # usually git failing before it wrote an archive: said below
-        finally:
-            process.stdout.close()
-            status = process.wait()
+        with child_group(command, stdout=subprocess.PIPE, stderr=errors) as process:
+            assert process.stdout is not None
+            unreadable = None
+            try:
+                _extract_tar(process.stdout, dest, dep.keep, dep.commit)
+            except tarfile.ReadError as exc:
+                unreadable = exc  # usually git failing before it wrote an archive: said below
+            finally:
+                process.stdout.close()
+                status = process.wait()
         if status != 0:
             errors.seek(0)
             detail = errors.read().decode(errors="replace").strip().splitlines()
@@ -333,8 +334,8 @@ class Installer:
                 if shutil.which("git") is None:
                     raise UserError(f"{path} is a git repository but git is not installed "
                                     "(apt-get install git)")
-                has = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "-e",
-                                      dep.commit + "^{commit}"], capture_output=True)
+                has = run_child(["git", "--git-dir", str(git_dir), "cat-file", "-e",
+                                 dep.commit + "^{commit}"], capture_output=True)
                 if has.returncode != 0:
                     raise UserError(f"{path} does not contain {dep.name}'s pinned commit {dep.commit}; "
                                     "fetch it there first")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
+from vwwtorch.contract.children import run_child
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import staged_path
 
@@ -43,7 +43,7 @@ def plugin_path() -> Path:
                         "sudo apt-get install gcc")
     target.parent.mkdir(parents=True, exist_ok=True)
     with staged_path(target, checked=True, unique=True) as partial:
-        done = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial),
+        done = run_child([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(partial),
                                *(str(tools / name) for name in PLUGIN_SOURCES if name.endswith(".c"))],
                               capture_output=True, text=True)
         if done.returncode != 0:
@@ -52,7 +52,7 @@ def plugin_path() -> Path:
 
 
 def _symbols(program: Path, nm: str) -> dict[str, int]:
-    symbols = subprocess.run([nm, str(program)], capture_output=True, text=True, check=True).stdout
+    symbols = run_child([nm, str(program)], capture_output=True, text=True, check=True).stdout
     found = {}
     for line in symbols.splitlines():
         parts = line.split()

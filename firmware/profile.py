@@ -24,11 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.outputs import check_folder, removed_unless_done
+from vwwtorch.firmware.build import CompileFailed
 
 PROFILE_JSON = "profile.json"
 PROFILE_PNG = "profile.png"
 CYCLE_MODEL = ("estimated Cortex-M4 cycles: the TRM's instruction timings with zero-wait-state memory "
                "(no flash wait states, cache or bus contention); firmware/tools/m4_cycles.h")
+MAX_IMAGES = 1000  # each is a whole inference under QEMU (seconds); the mean settles long before
 
 
 @dataclass
@@ -74,22 +77,30 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4"
     `flash_budget`: as `firmware generate`."""
     from vwwtorch.contract.tflite import load_tflite
     from vwwtorch.firmware.boards import get_board
-    from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.generate import generate
-    from vwwtorch.firmware.run import run_tensors
 
     target = get_board(board)
     if not target.emulator:
         raise UserError(f"instructions are counted under QEMU; {board} is not an emulated board "
                         "(use --board qemu_m4)")
-    if images < 1:
-        raise UserError(f"--images must be at least 1, got {images}")
+    if not 1 <= images <= MAX_IMAGES:
+        raise UserError(f"--images must be between 1 and {MAX_IMAGES:,}, got {images:,}")
     kernels = kernels or target.default_kernels
     if kernels not in target.kernels:
         raise UserError(f"{board} builds with {' or '.join(target.kernels)} kernels, not {kernels}")
     _, info = load_tflite(tflite)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_folder(out, overwrite=True)  # incremental: an earlier profile's build is reused
+    with removed_unless_done(out, keep_for=(CompileFailed,)):
+        return _profile(tflite, info, out, board, kernels, images, jobs, quiet, memory_budget, stream_layers,
+                        flash_budget)
+
+
+def _profile(tflite, info, out: Path, board: str, kernels: str, images: int, jobs, quiet: bool,
+             memory_budget, stream_layers, flash_budget) -> dict:
+    from vwwtorch.contract.tflite import load_tflite
+    from vwwtorch.firmware.build import build
+    from vwwtorch.firmware.generate import generate
+    from vwwtorch.firmware.run import run_tensors
+
     settings = generate(tflite, out / "model", board=board, memory_budget=memory_budget,
                         stream_layers=stream_layers, flash_budget=flash_budget)
     if settings.memory_plan is not None:  # the firmware runs the rewritten model
@@ -212,16 +223,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
-    profile = profile_model(args.tflite, out, board=args.board, kernels=args.kernels, images=args.images,
-                            jobs=args.jobs, memory_budget=args.memory_budget, stream_layers=args.stream_layers,
-                            flash_budget=args.flash_budget)
+    out = check_folder(args.out, overwrite=True)
+    with removed_unless_done(out, keep_for=(CompileFailed,)):
+        profile = profile_model(args.tflite, out, board=args.board, kernels=args.kernels, images=args.images,
+                                jobs=args.jobs, memory_budget=args.memory_budget,
+                                stream_layers=args.stream_layers,
+                                flash_budget=args.flash_budget)
+        write_profile(profile, out)
     print("\n".join(table(profile)))
     print("by operator kind (share of cycles): " + ", ".join(
         f"{k['op']} x{k['count']} {100 * k['cycles'] / profile['cycles_per_inference']:.1f}%"
         for k in summary(profile)))
-    write_profile(profile, out)
     print(f"wrote {out / PROFILE_JSON} and {out / PROFILE_PNG}")
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vwwtorch.contract.children import run_child
 from vwwtorch.contract.detection_log import parse_detection
 from vwwtorch.contract.defaults import default
 from vwwtorch.contract.errors import UserError
@@ -109,7 +110,7 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
         else:
             command = [str(program), input_name]
         try:
-            done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
+            done = run_child(command, cwd=work, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise UserError(f"{board.name} run did not finish within {timeout:g} s "
                             "(raise --timeout)") from None

@@ -86,3 +86,39 @@ def test_a_frame_already_at_the_model_size_is_taken_as_it_is():
     assert torch.equal(input_bytes(frame, 32, 1), frame)
     bigger = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (1, 64, 64), dtype=np.uint8))
     assert torch.equal(input_bytes(bigger, 32, 1), eval_bytes(bigger, 32, 1))
+
+
+def test_a_runtime_crash_in_the_child_is_one_line_and_the_next_call_works():
+    """A native runtime that aborts (what malformed models make TFLM and LiteRT do) is a UserError, and
+    a new child takes the next call."""
+    from vwwtorch.contract.isolation import run_isolated
+
+    with pytest.raises(UserError, match="crashed on this model"):
+        run_isolated("the test runtime", os.abort, timeout=60)
+    assert run_isolated("the test runtime", os.getpid, timeout=60) != os.getpid()
+    with pytest.raises(UserError, match="raised in the child"):
+        run_isolated("the test runtime", _raise_user_error, timeout=60)
+
+
+def test_a_runtime_that_does_not_finish_is_stopped():
+    import time
+
+    from vwwtorch.contract.isolation import run_isolated
+
+    started = time.monotonic()
+    with pytest.raises(UserError, match="did not finish within 1 s"):
+        run_isolated("the test runtime", time.sleep, 600, timeout=1)
+    assert time.monotonic() - started < 30
+    assert run_isolated("the test runtime", os.getpid, timeout=60) != os.getpid()
+
+
+def _raise_user_error():
+    raise UserError("raised in the child")
+
+
+def test_printable_escapes_what_would_drive_a_terminal():
+    from vwwtorch.contract.names import printable
+
+    assert printable("a\x1b[31mb\nc\u202ed") == "a\\x1b[31mb\\x0ac\\u202ed"
+    assert printable(os.fsdecode(b"caf\xe9")) == "caf\\xe9"
+    assert printable("caf\u00e9") == "caf\u00e9"

@@ -146,9 +146,10 @@ def test_keras_files_that_do_not_fit_are_refused_in_one_line(keras_h5, tmp_path,
 
 def test_import_flag_mistakes(keras_h5, tmp_path, capsys):
     out = tmp_path / "x.ckpt"
+    (tmp_path / "folder").mkdir()
     for argv, needles in [
         ((tmp_path / "missing.h5",), ("does not exist",)),
-        ((tmp_path,), ("takes an int8 .tflite or a Keras .h5",)),
+        ((tmp_path / "folder",), ("takes an int8 .tflite or a Keras .h5",)),
         ((keras_h5, "--class-names", "a,b,c"), ("3 names", "2 classes")),
         ((keras_h5, "--class-names", "a,"), ("empty name",)),
     ]:

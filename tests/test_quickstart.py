@@ -7,6 +7,10 @@ which take minutes: the model is then confident and its export must pass every g
 import contextlib
 import io
 import json
+import os
+import sys
+import tempfile
+import warnings
 
 import numpy as np
 import pytest
@@ -33,15 +37,37 @@ def quickstart(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart") / "qs"
     write_blob_dataset(out / "data", train=3000, val=400)
     printed, errors = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+    # Everything that would reach a console's stderr: Python's, native code's (file descriptor 2) and
+    # warnings (which pytest would otherwise collect for itself).
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors), _native_stderr() as native, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
         code = main(["quickstart", "--out", str(out), "--epochs", "6"])
-    return out, code, printed.getvalue(), errors.getvalue()
+    shown = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+    return out, code, printed.getvalue(), errors.getvalue() + native.read().decode(errors="replace") + shown
+
+
+@contextlib.contextmanager
+def _native_stderr():
+    """File descriptor 2 pointed at a temporary file for the block; yields the file, rewound after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
 
 
 @pytest.mark.learning
 def test_quickstart_trains_exports_verified_and_generates_firmware(quickstart):
     out, code, printed, errors = quickstart
     assert code == 0, errors[-3000:]
+    # A run that works prints nothing on stderr: no LiteRT delegate line, no library warnings.
+    assert not errors.strip(), errors[-3000:]
     assert "already there, reusing it" in printed
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     best = list((out / "runs").rglob("best-*.ckpt"))

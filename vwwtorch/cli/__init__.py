@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from vwwtorch.contract.console import quiet_console
@@ -60,24 +61,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Where a command writes; every other path it is given is an input, which no output may touch.
+OUTPUT_DESTS = ("out", "output")
+# Options whose values are names, not paths (a board called `host` beside a folder `host`).
+NAME_DESTS = ("split", "class_name", "class_names", "positive_class", "by", "name", "board", "port",
+              "memory_budget")
+
+
+def command_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(path, "--flag PATH" or "PATH") for every value of `args` that names an existing file or folder, outputs
+    excepted. A `SPLIT=PATH` value (`--metadata val=v.csv`) counts by its path."""
+    flags: dict[str, str] = {}
+    skip = set(OUTPUT_DESTS) | set(NAME_DESTS)
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        """The options of the parsers this command line chose (`data`, then `wake-vision`)."""
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                skip.add(action.dest)
+                chosen = action.choices.get(getattr(args, action.dest, None))
+                if chosen is not None:
+                    walk(chosen)
+            elif action.choices is not None or action.type in (int, float):
+                skip.add(action.dest)
+            else:
+                long = [o for o in action.option_strings if o.startswith("--")]
+                flags.setdefault(action.dest, long[0] + " " if long else "")
+
+    walk(parser)
+    found = []
+    for dest, value in vars(args).items():
+        if dest in skip:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(item, (str, os.PathLike)):
+                continue
+            text = os.fspath(item)
+            for path in (text, text.partition("=")[2]):
+                if path and os.path.lexists(path):
+                    found.append((path, f"{flags.get(dest, '')}{text}"))
+                    break
+    return found
+
+
 def _run(argv: list[str]) -> int:
+    from vwwtorch.contract.outputs import reading_inputs
+
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from vwwtorch.training.lightning_cli import run_lightning_cli
 
         run_lightning_cli(argv)
         return 0
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with reading_inputs(command_inputs(parser, args)):
+        return int(args.func(args) or 0)
+
+
+def _stop_signals_ignored_outside_the_command() -> None:
+    """For the console script: SIGTERM and Ctrl-C are the command's to handle while it runs
+    (`signals_as_exceptions`); before and after -- the interpreter's shutdown after "wrote ...", which
+    takes a second with torch loaded -- they are ignored, so a complete output is not reported as a
+    silent kill (exit 143) that a rerun then refuses to overwrite."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        _stop_signals_ignored_outside_the_command()
     quiet_console()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with signals_as_exceptions():
             return _run(argv)
     except UserError as exc:
-        print(f"vwwtorch: {exc.label}: {exc}", file=sys.stderr)
+        from vwwtorch.contract.names import printable
+
+        # Messages quote file names and file contents: nothing in them may drive the terminal.
+        print(f"vwwtorch: {exc.label}: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vwwtorch: interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr)

@@ -76,8 +76,11 @@ def route_lightning_logs() -> None:
             continue
         for handler in own:
             logger.removeHandler(handler)
-        logger.addHandler(_CurrentStream("stdout", _InfoOnly()))
-        logger.addHandler(_CurrentStream("stderr", _WarningsUp()))
+        # Records of child loggers (`...utilities.rank_zero`, which prints the advert) reach these
+        # handlers without passing the parent logger's filters, so the handlers drop adverts too.
+        for handler in (_CurrentStream("stdout", _InfoOnly()), _CurrentStream("stderr", _WarningsUp())):
+            handler.addFilter(_DropAdverts())
+            logger.addHandler(handler)
 
 
 def hide_third_party_deprecations() -> None:

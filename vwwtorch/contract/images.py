@@ -22,6 +22,9 @@ from vwwtorch.contract.names import printable
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"})
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any camera frame a VWW model sees
+# The largest encoded image read into memory (an archive member): 64 megapixels of 8-bit gray, more
+# than any JPEG or PNG of `MAX_PIXELS` pixels a camera writes.
+MAX_IMAGE_BYTES = MAX_PIXELS
 
 
 def _open(path):

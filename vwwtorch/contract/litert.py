@@ -9,8 +9,13 @@ raw or dequantized outputs. Images are NHWC (or NHW for a one-channel model) and
 - float32 for a float model, already normalized.
 
 `reference_kernels=True` selects TFLite's reference kernels (`OpResolverType.BUILTIN_REF`), whose
-integer arithmetic matches TFLite Micro's bit for bit; the default optimized kernels may differ by
-one LSB.
+integer arithmetic matches TFLite Micro's bit for bit, except FULLY_CONNECTED's requantization (one
+rounding where TFLM rounds twice: up to 1 LSB). The default optimized kernels (XNNPACK, ruy) round
+differently: up to 11 LSB on a third of the quickstart model's validation images, 7 LSB on two
+thirds of random inputs. `device_kernels=True` (what `report` and `predict` use) runs an int8 model in TFLM's
+own runtime (`vwwtorch.contract.tflm`), the interpreter and kernels the firmware compiles, so its
+outputs are the device's, bit for bit; a float model in LiteRT. Either runs in a child process
+(`vwwtorch.contract.isolation`), where a crash on a malformed model is one line.
 
 LiteRT validates some things TFLM does not: TFLM's own person_detect.tflite quantizes its 1-D bias
 tensors per channel along dimension 3, which LiteRT refuses ("quantized_dimension out of range").
@@ -29,6 +34,10 @@ import numpy as np
 
 from vwwtorch.contract.deployment import SYMMETRIC, Normalization, byte_to_int8
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.names import printable
+
+
+DEVICE_CHUNK = 256  # images per call into the TFLM child process
 
 
 @dataclass(frozen=True)
@@ -61,16 +70,26 @@ class TFLiteModel:
     """One `.tflite` classifier loaded into an `ai_edge_litert` interpreter (batch 1, NHWC)."""
 
     def __init__(self, model: str | os.PathLike | bytes, *, reference_kernels: bool = False,
-                 name: str | None = None, normalization: Normalization = SYMMETRIC):
+                 name: str | None = None, normalization: Normalization = SYMMETRIC, device_kernels: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from vwwtorch.contract.native_output import quiet_output
 
-        content = model if isinstance(model, (bytes, bytearray)) else _read(Path(model))
-        self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else str(model))
-        content, self.repairs = repair_for_litert(content)
+        original = model if isinstance(model, (bytes, bytearray)) else _read(Path(model))
+        self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else printable(model))
         self.normalization = normalization
-        resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
+        self._device = None
+        self._reference = reference_kernels
+        if device_kernels:
+            from vwwtorch.contract.tflite import read_tflite
+
+            # Nothing is loaded here: the runtime (TFLM for an int8 model, LiteRT for a float one)
+            # runs in a child process, where a crash on a malformed model is one line.
+            self._take_details(read_tflite(bytes(original), self.name).require_classifier(self.name),
+                               bytes(original))
+            return
+        content, self.repairs = repair_for_litert(original)
+        resolver = OpResolverType.BUILTIN_REF if self._reference else OpResolverType.AUTO
         try:
             # One thread: results must not depend on how work is split. Quiet: the runtime
             # announces its XNNPACK delegate on stderr.
@@ -92,6 +111,35 @@ class TFLiteModel:
         self.input_quant = Quantization(*_quant(self._in))
         self.output_quant = Quantization(*_quant(self._out))
 
+    def _take_details(self, info, model: bytes) -> None:
+        """The model's input and output as the file states them (already validated)."""
+        from vwwtorch.contract.tflite import NUMPY_TYPES
+
+        self._device, self.repairs = model, []
+        self.input_shape = tuple(int(d) for d in info.input.shape)
+        if len(self.input_shape) != 4 or self.input_shape[0] != 1 or self.input_shape[3] not in (1, 3):
+            raise UserError(f"{self.name} takes input of shape {list(self.input_shape)}, not one grey or RGB image "
+                            "[1, H, W, 1 or 3]")
+        for tensor in (info.input, info.output):
+            if tensor.dtype not in ("INT8", "FLOAT32"):
+                raise UserError(f"{self.name}: {tensor.dtype} {'input' if tensor is info.input else 'output'} is not "
+                                "supported (float32 or int8)")
+        if len(info.output.shape) < 2 or info.output.shape[0] != 1:
+            raise UserError(f"{self.name} gives output of shape {list(info.output.shape)}, not one row of class "
+                            "scores [1, classes]")
+        self.input_dtype = np.dtype(NUMPY_TYPES[info.input.dtype])
+        self.output_dtype = np.dtype(NUMPY_TYPES[info.output.dtype])
+        self.num_classes = int(np.prod(info.output.shape[1:]))
+        self.input_quant = Quantization(info.input.scale or 0.0, info.input.zero_point or 0)
+        self.output_quant = Quantization(info.output.scale or 0.0, info.output.zero_point or 0)
+
+    @property
+    def kernels(self) -> str:
+        """Which kernels compute the outputs, for reports."""
+        if self._device is not None and self.is_int8:
+            return "TFLM runtime (tflite_micro: the firmware's interpreter and reference kernels)"
+        return "LiteRT " + ("reference" if self._reference else "optimized") + " kernels"
+
     @property
     def is_int8(self) -> bool:
         return self.input_dtype == np.int8 and self.output_dtype == np.int8
@@ -112,6 +160,8 @@ class TFLiteModel:
     def raw_outputs(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         """Output tensors as the model returns them (int8 for an int8 model), shape (N, classes)."""
         inputs = self.model_inputs(images)
+        if self._device is not None:
+            return self._device_outputs(inputs, progress)
         out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)
         items = range(len(inputs))
         if progress:
@@ -122,6 +172,25 @@ class TFLiteModel:
             self._interp.set_tensor(self._in["index"], inputs[i:i + 1])
             self._interp.invoke()
             out[i] = self._interp.get_tensor(self._out["index"]).reshape(-1)
+        return out
+
+    def _device_outputs(self, inputs: np.ndarray, progress: bool) -> np.ndarray:
+        """Outputs computed in a child process (a crash there is one line), a chunk at a time: TFLM's for
+        an int8 model, LiteRT's for a float one."""
+        from vwwtorch.contract.isolation import run_isolated
+        from vwwtorch.contract.progress import progress_bar
+        from vwwtorch.contract.tflm import ALLOCATION_SECONDS, SECONDS_PER_IMAGE, tflm_scores
+
+        out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)
+        with progress_bar(total=len(inputs), desc=Path(self.name).name, unit="img", leave=False,
+                          disable=not progress) as bar:
+            for start in range(0, len(inputs), DEVICE_CHUNK):
+                chunk = inputs[start:start + DEVICE_CHUNK]
+                rows = tflm_scores(self._device, chunk) if self.is_int8 else \
+                    run_isolated("LiteRT", raw_outputs, self._device, chunk, self._reference,
+                                 timeout=ALLOCATION_SECONDS + SECONDS_PER_IMAGE * len(chunk))
+                out[start:start + len(chunk)] = rows.reshape(len(chunk), -1)
+                bar.update(len(chunk))
         return out
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:

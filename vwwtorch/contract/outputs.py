@@ -9,6 +9,10 @@ complete output, the new complete output, or absent.
 `check_folder` and `check_file` say in one line what is wrong with a target (an existing file where
 a folder goes, the current folder, a folder that cannot be written) and are meant to be called
 before the work that would be lost.
+
+No output may touch an input: the command line declares its inputs (`reading_inputs`, done by the
+CLI for every path a command is given), and a target that is an input, holds one, or lies inside
+one is refused in one line, with or without --overwrite, before anything is written.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.names import printable
 
 STAGING_SUFFIX = ".partial"
 OLD_SUFFIX = ".old"
@@ -39,6 +44,40 @@ def is_staging(path: Path) -> bool:
 
 def os_error_text(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
+
+
+# (real path, how the command line named it) of every input of the running command.
+_inputs: list[tuple[Path, str]] = []
+
+
+@contextmanager
+def reading_inputs(inputs: Iterable[tuple[str | os.PathLike, str]]) -> Iterator[None]:
+    """While the block runs, `check_folder` and `check_file` refuse any target that overlaps one of
+    `inputs`: (path, how it was given, e.g. "--data d") pairs; paths that do not exist are ignored."""
+    saved = list(_inputs)
+    for path, given in inputs:
+        if os.path.lexists(path):
+            _inputs.append((Path(os.path.realpath(path)), given))
+    try:
+        yield
+    finally:
+        _inputs[:] = saved
+
+
+def refuse_inputs(target: Path, flag: str) -> None:
+    """A one-line UserError when `target` is, holds or lies inside an input of the command."""
+    real = Path(os.path.realpath(target))
+    for source, given in _inputs:
+        if real == source:
+            problem = "is also an input of this command"
+        elif real in source.parents:
+            problem = "holds an input of this command"
+        elif source in real.parents:
+            problem = "lies inside an input of this command"
+        else:
+            continue
+        raise UserError(f"{flag} {printable(target)} {problem} ({printable(given)}); outputs never replace "
+                        "their inputs, with or without --overwrite: name another path")
 
 
 def _resolve(path: str | os.PathLike, flag: str, folder: bool) -> Path:
@@ -76,6 +115,7 @@ def _probe_parent(target: Path, flag: str) -> None:
 def check_folder(path: str | os.PathLike, *, overwrite: bool = False, flag: str = "--out") -> Path:
     """The absolute target folder, or a one-line UserError saying why it cannot be written."""
     target = _resolve(path, flag, folder=True)
+    refuse_inputs(target, flag)
     if target.exists() or target.is_symlink():
         if not target.is_dir():
             raise UserError(f"{flag} {target} is a file, not a folder; name a folder")
@@ -94,6 +134,7 @@ def check_folder(path: str | os.PathLike, *, overwrite: bool = False, flag: str 
 def check_file(path: str | os.PathLike, *, flag: str = "--out") -> Path:
     """The absolute target file, or a one-line UserError saying why it cannot be written."""
     target = _resolve(path, flag, folder=False)
+    refuse_inputs(target, flag)
     if target.is_dir():
         raise UserError(f"{flag} {target} is a folder; name a file")
     _probe_parent(target, flag)
@@ -120,6 +161,21 @@ def publish_folder(staging: Path, target: Path) -> None:
     os.replace(staging, target)
     if old is not None:
         _remove(old)
+
+
+@contextmanager
+def removed_unless_done(folder: Path, keep_for: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
+    """For a folder that is worked in place (an incremental build): made if absent, and removed again
+    if the block fails, so that a refused or interrupted first run leaves nothing behind; kept for
+    the failures in `keep_for` (a compiler's error, whose log the message points into)."""
+    created = not folder.exists()
+    folder.mkdir(exist_ok=True)
+    try:
+        yield folder
+    except BaseException as exc:
+        if created and not isinstance(exc, keep_for):
+            _remove(folder)
+        raise
 
 
 @contextmanager

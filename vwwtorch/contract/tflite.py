@@ -3,23 +3,37 @@ and the one writer that packs a modified model back.
 
 Parsed with the flatbuffer schema that ships with the `tflite_micro` package (no TensorFlow import).
 The gates and passes (bridge), the importers (training), firmware generation and the runtimes'
-callers all read models through here. The schema asks for constant buffers aligned to 16 bytes
+callers all read models through here, and so all of them get its one validator (`check_model`):
+every index in range, every shape consistent with its buffer, every quantization scale finite and
+positive, every zero point in its type's range, no tensor above `MAX_TENSOR_BYTES`. A model file it
+refuses is refused in one line before any gate or generation runs, so it can never be VERIFIED;
+a file above `MAX_MODEL_BYTES` is refused before it is read. The schema asks for constant buffers aligned to 16 bytes
 (`force_align: 16`), which the generated Python code ignores, so `pack` aligns them, as the TFLite
 converter does.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.names import printable
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 FILE_IDENTIFIER = b"TFL3"
 BUFFER_ALIGNMENT = 16
 NUMPY_TYPES = {"INT8": "<i1", "UINT8": "<u1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FLOAT32": "<f4"}
+ITEM_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "FLOAT64": 8, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1,
+              "INT16": 2, "COMPLEX64": 8, "INT8": 1, "UINT64": 8, "UINT32": 4, "UINT16": 2, "COMPLEX128": 16}
+ZERO_POINT_RANGES = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767)}
+# A microcontroller model is kilobytes to a few megabytes; a float32 MobileNetV1-1.0 is 17 MB.
+MAX_MODEL_BYTES = 256 << 20
+# The arena the TFLM runtime measures a model in (`vwwtorch.contract.tflm.MEASURE_ARENA`): no tensor
+# of a model that runs there is larger, and a 98304x98304 input would ask for gigabytes.
+MAX_TENSOR_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -159,12 +173,97 @@ def operator_names(model) -> list[str]:
     return codes
 
 
-def read_tflite(data: bytes, source: str = "model") -> ModelFile:
-    """Parse a TFLite flatbuffer; a UserError if it is not one."""
-    s = schema()
-    model = unpack(data, source)
+def _tensor_label(index: int, tensor) -> str:
+    return f"tensor {index} ({printable(_text(tensor.name)) or 'unnamed'})"
+
+
+def _check_quantization(tensor, shape: list[int], dtype: str, what: str) -> None:
+    import numpy as np
+
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return
+    scales = np.asarray(q.scale, dtype=np.float64).reshape(-1)
+    bad = scales[~(np.isfinite(scales) & (scales > 0))]
+    if bad.size:
+        raise UserError(f"{what} has quantization scale {bad[0]:g}; every scale must be a finite positive number")
+    zero_points = indices(q.zeroPoint)
+    if zero_points and len(zero_points) != len(scales):
+        raise UserError(f"{what} has {len(scales)} quantization scales and {len(zero_points)} zero points")
+    low, high = ZERO_POINT_RANGES.get(dtype, (-(1 << 31), (1 << 31) - 1))
+    outside = [z for z in zero_points if not low <= z <= high]
+    if outside:
+        raise UserError(f"{what} has zero point {outside[0]}, outside {dtype}'s range {low}..{high}")
+    if len(scales) > 1:
+        axis = int(q.quantizedDimension or 0)
+        if len(shape) == 1:
+            axis = 0  # TFLM's person_detect quantizes 1-D biases "along dimension 3": it can only mean 0
+        if not 0 <= axis < len(shape) or shape[axis] != len(scales):
+            raise UserError(f"{what} of shape {shape} has {len(scales)} per-channel scales along dimension "
+                            f"{q.quantizedDimension}, which does not match")
+
+
+def check_model(model, source: str = "model") -> None:
+    """The one model validator (see the module docstring): a one-line UserError for the first thing
+    in the schema object tree `model` (from `unpack`) that no runtime could run safely."""
     if not model.subgraphs:
         raise UserError(f"{source} has no subgraph")
+    buffers = model.buffers or []
+    op_names = operator_names(model)
+    type_names = _names(schema().TensorType)
+    for number, graph in enumerate(model.subgraphs):
+        where = source if number == 0 else f"{source} subgraph {number}"
+        tensors = graph.tensors or []
+        for index, tensor in enumerate(tensors):
+            what = f"{where}: {_tensor_label(index, tensor)}"
+            shape = indices(tensor.shape)
+            if any(d < 0 for d in shape):
+                raise UserError(f"{what} has shape {shape}, with a negative dimension")
+            dtype = type_names.get(tensor.type, str(tensor.type))
+            elements = 1
+            for d in shape:
+                elements *= d
+            size = elements * ITEM_BYTES.get(dtype, 1)
+            if size > MAX_TENSOR_BYTES:
+                raise UserError(f"{what} of shape {shape} takes {size:,} bytes, more than the "
+                                f"{MAX_TENSOR_BYTES >> 20} MiB vwwtorch allows one tensor")
+            if not 0 <= int(tensor.buffer) < max(len(buffers), 1):
+                raise UserError(f"{what} names buffer {tensor.buffer}; the model has {len(buffers)}")
+            data = buffers[tensor.buffer].data if buffers else None
+            if data is not None and len(data) and dtype in ITEM_BYTES and len(data) != size:
+                raise UserError(f"{what} of shape {shape} ({dtype}) needs {size:,} bytes; its buffer holds "
+                                f"{len(data):,}")
+            _check_quantization(tensor, shape, dtype, what)
+        count = len(tensors)
+        for position, op in enumerate(graph.operators or []):
+            if not 0 <= int(op.opcodeIndex) < len(op_names):
+                raise UserError(f"{where}: operator {position} names operator code {op.opcodeIndex}; the model "
+                                f"has {len(op_names)}")
+            name = op_names[op.opcodeIndex]
+            ins, outs = indices(op.inputs), indices(op.outputs)
+            if any(not -1 <= i < count for i in ins) or any(not 0 <= i < count for i in outs):
+                raise UserError(f"{where}: operator {position} ({name}) names tensors {ins} -> {outs}; the "
+                                f"graph has {count}")
+            if not outs:
+                raise UserError(f"{where}: operator {position} ({name}) has no output")
+            if name in WEIGHTED_OPS and (len(ins) < 2 or ins[0] < 0 or ins[1] < 0):
+                raise UserError(f"{where}: operator {position} ({name}) lacks its input or its weights "
+                                f"(inputs {ins})")
+        for kind, ends in (("input", graph.inputs), ("output", graph.outputs)):
+            for i in indices(ends):
+                if not 0 <= i < count:
+                    raise UserError(f"{where}: its {kind} names tensor {i}; the graph has {count}")
+                shape = indices(tensors[i].shape)
+                if number == 0 and (not shape or 0 in shape):
+                    raise UserError(f"{where}: its {kind} {_tensor_label(i, tensors[i])} has shape {shape}, "
+                                    "which holds no values")
+
+
+def read_tflite(data: bytes, source: str = "model") -> ModelFile:
+    """Parse a TFLite flatbuffer; a UserError if it is not one, or not one `check_model` accepts."""
+    s = schema()
+    model = unpack(data, source)
+    check_model(model, source)
     type_names = _names(s.TensorType)
     codes = operator_names(model)
 
@@ -237,15 +336,29 @@ def _aligned_buffer_class(schema):
     return AlignedBufferT
 
 
-def load_tflite(path: str | Path) -> tuple[bytes, ModelFile]:
-    """(file bytes, parsed model) of a `.tflite` file."""
+def read_model_bytes(path: str | Path, what: str = "TFLite model") -> bytes:
+    """A `.tflite` file's bytes, its size and identifier checked before the whole file is read."""
     path = Path(path)
+    shown = printable(path)
     if path.is_dir():
-        raise UserError(f"TFLite model {path} is a folder, not a file")
+        raise UserError(f"{what} {shown} is a folder, not a file")
     if not path.is_file():
-        raise UserError(f"TFLite model {path} does not exist")
+        raise UserError(f"{what} {shown} does not exist")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_MODEL_BYTES:
+                raise UserError(f"{what} {shown} is {size:,} bytes, more than the {MAX_MODEL_BYTES >> 20} MiB "
+                                "vwwtorch reads as a model")
+            header = handle.read(8)
+            if len(header) < 8 or header[4:8] != FILE_IDENTIFIER:
+                raise UserError(f"{shown} is not a TFLite model (no TFL3 identifier)")
+            return header + handle.read(size - len(header))
     except OSError as exc:
-        raise UserError(f"cannot read TFLite model {path}: {exc.strerror or exc}") from None
-    return data, read_tflite(data, str(path))
+        raise UserError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
+
+
+def load_tflite(path: str | Path) -> tuple[bytes, ModelFile]:
+    """(file bytes, parsed and validated model) of a `.tflite` file."""
+    data = read_model_bytes(path)
+    return data, read_tflite(data, printable(path))

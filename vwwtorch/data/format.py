@@ -92,6 +92,9 @@ def _check_meta(meta: Any, path: Path) -> None:
     for name, info in splits.items():
         if not isinstance(info, dict) or not isinstance(info.get("count"), int):
             raise bad(f"split {name!r} needs an integer 'count'")
+    attributes = meta.get("attributes")
+    if attributes is not None and not (isinstance(attributes, list) and all(isinstance(a, str) for a in attributes)):
+        raise bad("'attributes' must be a list of column names")
 
 
 def open_split(root: str | os.PathLike, split: str, meta: dict[str, Any] | None = None) -> SplitArrays:
@@ -131,6 +134,11 @@ def open_split(root: str | os.PathLike, split: str, meta: dict[str, Any] | None 
         )
     if labels.dtype.kind not in "iu":
         raise UserError(f"{folder / 'labels.npy'} must hold integers, not {labels.dtype}")
+    classes = len(meta["classes"])
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+        outside = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise UserError(f"{folder / 'labels.npy'} holds label {outside}, outside 0..{classes - 1} for the {classes} "
+                        f"classes of meta.json: {root} is damaged")
     return SplitArrays(images=images, labels=labels, ids=ids)
 
 

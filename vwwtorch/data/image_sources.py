@@ -4,7 +4,9 @@ Each source yields its images in a fixed order, one `SourceImage` at a time, so 
 a few chunks of encoded images in memory however large the source is:
 
 * ``.tar``, ``.tar.gz``, ``.tgz`` (Wake Vision's Dataverse archives): read front to back in
-  streaming mode, never unpacked to disk. Only regular files with an image suffix count.
+  streaming mode, never unpacked to disk. Only regular files with an image suffix count. A member
+  larger than `MAX_IMAGE_BYTES` is not read (a 1 MB archive can hold a 1 GiB member of zeros): it
+  is an unreadable image, with its size as the reason.
   `want(index)` is asked before a member's bytes are read, so a resumed build skips the data of the
   chunks it already has (the gzip stream is still read through: it cannot be entered midway).
 * ``.parquet`` (the Hugging Face distribution): a column ``image`` holding ``{bytes, path}``
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.images import IMAGE_SUFFIXES
+from vwwtorch.contract.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES
 from vwwtorch.contract.names import printable
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -43,6 +45,7 @@ class SourceImage:
     data: bytes | None = None
     path: str | None = None
     columns: dict = field(default_factory=dict)  # parquet: the row's other columns
+    error: str | None = None  # why its bytes were not read (an oversized archive member)
 
 
 def kind_of(path: Path) -> str:
@@ -100,11 +103,14 @@ def _archive_images(path: Path, want: Callable[[int], bool], digest: SourceDiges
                 for member in archive:
                     if not member.isfile() or not is_image_name(member.name):
                         continue
-                    data = None
-                    if want(index):
+                    data, error, name = None, None, os.path.basename(member.name)
+                    if member.size > MAX_IMAGE_BYTES:
+                        error = (f"image {printable(name)} is {member.size:,} bytes in the archive, more than the "
+                                 f"{MAX_IMAGE_BYTES:,} vwwtorch reads as one image")
+                    elif want(index):
                         handle = archive.extractfile(member)
                         data = handle.read() if handle is not None else None
-                    yield SourceImage(index=index, name=os.path.basename(member.name), data=data)
+                    yield SourceImage(index=index, name=name, data=data, error=error)
                     index += 1
             while buffered.read(1 << 20):  # padding after the end-of-archive marker: hash it too
                 pass
@@ -146,6 +152,19 @@ def parquet_columns(path: Path) -> list[str]:
         raise UserError(f"cannot read parquet file {printable(path)}: {_short(exc)}") from None
 
 
+def _parquet_image(cell) -> tuple[bytes | None, str | None, str | None]:
+    """(encoded bytes, stored file name, why there are no bytes) of an `image` cell: the Hugging Face
+    `{bytes, path}` struct, or plain binary as other writers store it."""
+    if isinstance(cell, (bytes, bytearray)):
+        return bytes(cell), None, None
+    if isinstance(cell, dict):
+        data, name = cell.get("bytes"), cell.get("path")
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data), name if isinstance(name, str) else None, None
+        return None, name if isinstance(name, str) else None, "its 'image' cell holds no bytes"
+    return None, None, f"its 'image' cell holds {type(cell).__name__}, not image bytes"
+
+
 def _parquet_images(path: Path, want: Callable[[int], bool], digest: SourceDigest,
                     label_columns: list[str]) -> Iterator[SourceImage]:
     import pyarrow as pa
@@ -164,10 +183,12 @@ def _parquet_images(path: Path, want: Callable[[int], bool], digest: SourceDiges
         for batch in reader.iter_batches(batch_size=PARQUET_BATCH, columns=wanted):
             rows = batch.to_pylist()
             for row in rows:
-                image = row.pop("image") or {}
-                name = row.pop("filename", None) or image.get("path") or f"row{index:09d}.jpg"
-                data = image.get("bytes") if want(index) else None
-                yield SourceImage(index=index, name=os.path.basename(name), data=data, columns=row)
+                data, stored_name, error = _parquet_image(row.pop("image"))
+                name = os.path.basename(str(row.pop("filename", None) or stored_name or f"row{index:09d}.jpg"))
+                if error is not None:
+                    data, error = None, f"image {printable(name)} in {printable(path.name)}: {error}"
+                yield SourceImage(index=index, name=name, data=data if want(index) else None, columns=row,
+                                  error=error)
                 index += 1
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"cannot read parquet file {printable(path)}: {_short(exc)}") from None

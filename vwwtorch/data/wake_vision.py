@@ -73,6 +73,7 @@ class SourceRecord:
     duplicates: int = 0
     duplicate_names: list[str] = field(default_factory=list)
     unlabelled: int = 0  # images whose person label is not 0/1 (a parquet row's, or its CSV row's)
+    unlabelled_example: str | None = None  # a parquet row's label value that is not 0/1, as text
     sha256: str | None = None
 
 
@@ -95,7 +96,8 @@ def decode_chunk(task: tuple) -> tuple[str, int, int]:
     """Worker entry point: decode one chunk's images and commit the chunk file.
 
     `task` = (chunk_path, items, size, channels, attribute_count); items are
-    (name, bytes or None, path or None, label, split index, flags). Returns (name, written, bad).
+    (name, bytes or None, path or None, label, split index, flags, error or None). Returns (name,
+    written, bad).
     """
     from PIL import Image
 
@@ -104,8 +106,10 @@ def decode_chunk(task: tuple) -> tuple[str, int, int]:
     chunk_path, items, size, channels, attribute_count = task
     images = np.empty((len(items), size, size, channels), dtype=np.uint8)
     names, labels, splits, flags, bad = [], [], [], [], []
-    for name, data, path, label, split, row_flags in items:
+    for name, data, path, label, split, row_flags, error in items:
         try:
+            if error is not None:
+                raise UserError(error)
             image = decode_image(path or name, channels, exif=False, draft=(size, size), data=data)
             array = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
         # A damaged file can make PIL raise nearly anything; each is an unreadable image, with its reason.
@@ -325,10 +329,13 @@ def _read_source(index: int, source: Source, work: Path, catalog: Catalog | None
             label = image.columns.get(LABEL)
             if label not in (0, 1):
                 record.unlabelled += 1
+                if record.unlabelled_example is None:
+                    record.unlabelled_example = (printable(repr(label))[:40] if LABEL in image.columns
+                                                 else f"none: it has no '{LABEL}' column")
                 continue
             split = SPLITS.index(source.split)
             flags = tuple(_flag(image.columns.get(c)) for c in attribute_names)
-        items.append((printable(image.name), image.data, image.path, label, split, flags))
+        items.append((printable(image.name), image.data, image.path, label, split, flags, image.error))
     flush(current)
     record.rows = np.asarray(rows, dtype=np.int64)
     record.sha256 = digest.sha256
@@ -428,6 +435,15 @@ def _assemble(writer: DatasetWriter, chunk_files: list[Path], attribute_names: t
         raise UserError("no image was built: the --images sources hold none of the listed images")
 
 
+def _check_labelled(sources: list[Source], records: list[SourceRecord]) -> None:
+    """Self-labelled parquet shards none of whose rows has a 0/1 label: say which column and value."""
+    for source, record in zip(sources, records):
+        if record.members and record.unlabelled == record.members:
+            raise UserError(f"no image was built: none of the {record.members:,} rows of {printable(source.path)} "
+                            f"has a '{LABEL}' value of 0 or 1 (found {record.unlabelled_example}); Wake Vision's "
+                            f"shards label each image 1 (person) or 0 in that column")
+
+
 def build_wake_vision(out: str | os.PathLike, metadata: list, images: list, *, image_size: int = 128,
                       channels: int = 1, workers: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE,
                       max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION, allow_unlisted: bool = False,
@@ -494,6 +510,9 @@ def build_wake_vision(out: str | os.PathLike, metadata: list, images: list, *, i
         bar.close()
     seconds = time.perf_counter() - start
 
+    if catalog is None and not any(r.members - r.unlabelled for r in records):
+        shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming
+        _check_labelled(sources, records)
     chunk_files = sorted(p for p in work.glob("source-*-chunk-*.npz"))
     report = _report(metadata, catalog, seen, records, chunk_files)
     _check_report(report, max_bad_fraction, allow_unlisted, work)

@@ -124,10 +124,14 @@ def open_csv(path: Path):
     from pyarrow import csv
 
     try:
-        return csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 22),
-                            convert_options=csv.ConvertOptions(column_types={FILENAME: pa.string()}))
+        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 22),
+                              convert_options=csv.ConvertOptions(column_types={FILENAME: pa.string()}))
+        reader.schema.names  # the header is decoded here: it must be UTF-8
+        return reader
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"cannot read metadata file {printable(path)}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"cannot read metadata file {printable(path)}: {printable(str(exc).splitlines()[0])}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"metadata file {printable(path)} has a header that is not UTF-8 text") from None
 
 
 def _int_column(batch, name: str, path: Path) -> np.ndarray:

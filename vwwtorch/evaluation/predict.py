@@ -105,14 +105,14 @@ def _run(args) -> None:
 def _tflite_labels(args, num_classes: int) -> list[str]:
     from vwwtorch.contract.errors import UserError
 
+    from vwwtorch.contract.text_files import read_lines
+
     path = Path(args.labels) if args.labels else Path(args.tflite).with_name("labels.txt")
-    if not path.is_file():
-        if args.labels:
-            raise UserError(f"labels file {path} does not exist")
+    if not path.is_file() and not args.labels:
         return [str(i) for i in range(num_classes)]
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = read_lines(path)
     if len(names) != num_classes:
-        raise UserError(f"{path} lists {len(names)} labels but the model has {num_classes} classes")
+        raise UserError(f"{printable(path)} lists {len(names)} labels but the model has {num_classes} classes")
     return names
 
 
@@ -122,7 +122,7 @@ def _run_tflite(args) -> None:
     from vwwtorch.contract.litert import TFLiteModel
     from vwwtorch.contract.errors import UserError
 
-    model = TFLiteModel(args.tflite)
+    model = TFLiteModel(args.tflite, device_kernels=True)  # the device's own kernels (TFLM)
     if not model.is_int8:
         raise UserError(f"{args.tflite} is not a full-integer int8 model (input {model.input_dtype}, "
                         f"output {model.output_dtype})")

@@ -17,6 +17,7 @@ Safety and clarity on top of LightningCLI:
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 import time
 import warnings
@@ -90,7 +91,10 @@ class StopSafely(Callback):
         if callback is not None and callback.dirpath and trainer.is_global_zero:
             path = Path(callback.dirpath) / LAST_NAME
             # Saved at the end of a batch, like every mid-epoch checkpoint: resuming repeats nothing.
-            trainer.save_checkpoint(path)
+            # The whole training state (weights_only=False says what is written, as ModelCheckpoint
+            # does; loading is always tensors only). Unset, Lightning says it "defaults to False",
+            # which reads as if checkpoints were unpickled as code.
+            trainer.save_checkpoint(path, weights_only=False)
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
         code = stopping.SIGNAL_EXIT_CODES[signal_name]
         if path is None:
@@ -119,10 +123,12 @@ def _without_ckpt_path(argv: list[str]) -> list[str]:
 
 
 class TidySaveConfig(SaveConfigCallback):
-    """Lightning's config.yaml writer, minus the file it leaves when a fit fails before any checkpoint
-    (with `--trainer.logger false` that file lands in the working directory)."""
+    """Lightning's config.yaml writer, minus what a fit that fails before any checkpoint leaves: that
+    file (with `--trainer.logger false` it lands in the working directory) and the logger's new
+    `runs/NAME/version_N/` (a refused `--model.init_from`, a damaged dataset)."""
 
     _written: Path | None = None
+    _created: list[Path] = []
     _started: float = 0.0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -134,10 +140,24 @@ class TidySaveConfig(SaveConfigCallback):
         if path is not None and not existed and path.exists():
             self._written = path
 
+    def note_log_dir(self, trainer) -> None:
+        """Called before the logger makes anything: the log folder and the parents this run will
+        create (never the working directory: it exists)."""
+        log_dir = trainer.log_dir if trainer.logger is not None else None
+        self._created = [] if log_dir is None else \
+            [folder for folder in (Path(log_dir).absolute(), *Path(log_dir).absolute().parents)
+             if not folder.exists()]
+
     def on_exception(self, trainer, pl_module, exception) -> None:
-        if self._written is not None and not _saved_a_checkpoint_since(trainer, self._started) \
-                and trainer.is_global_zero:
+        if _saved_a_checkpoint_since(trainer, self._started) or not trainer.is_global_zero:
+            return
+        if self._written is not None:
             self._written.unlink(missing_ok=True)
+        for number, folder in enumerate(self._created):
+            if number == 0:
+                shutil.rmtree(folder, ignore_errors=True)
+            elif folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _saved_a_checkpoint_since(trainer, started: float) -> bool:
@@ -186,21 +206,39 @@ class VWWLightningCLI(LightningCLI):
         # the configured model by the checkpoint's; we fail clearly on both instead. The keywords are
         # resolved by Lightning later and loaded through SafeCheckpointIO.
         if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
-            checkpoint = read_checkpoint(ckpt_path)
-            model_config = config["model"]
-            # num_classes comes from the data, so it is checked when the model is built
-            configured = {k: model_config[k] for k in (*ARCH_KEYS, *VARIANTS) if k in model_config}
-            check_architecture(checkpoint, configured, f"checkpoint {ckpt_path}")
-            # Quantization-aware training changes what the network computes, like the architecture.
-            saved_qat = bool(checkpoint["hyper_parameters"].get("qat", False))
-            if bool(model_config.get("qat", False)) != saved_qat:
-                raise UserError(f"checkpoint {ckpt_path} was trained with --model.qat {str(saved_qat).lower()}; "
-                                "resume or evaluate it with the same setting")
+            self._check_checkpoint(ckpt_path, config)
         super()._parse_ckpt_path()
+
+    @staticmethod
+    def _check_checkpoint(ckpt_path: str, config) -> None:
+        checkpoint = read_checkpoint(ckpt_path)
+        model_config = config["model"]
+        # num_classes comes from the data, so it is checked when the model is built
+        configured = {k: model_config[k] for k in (*ARCH_KEYS, *VARIANTS) if k in model_config}
+        check_architecture(checkpoint, configured, f"checkpoint {ckpt_path}")
+        # Quantization-aware training changes what the network computes, like the architecture.
+        saved_qat = bool(checkpoint["hyper_parameters"].get("qat", False))
+        if bool(model_config.get("qat", False)) != saved_qat:
+            raise UserError(f"checkpoint {ckpt_path} was trained with --model.qat {str(saved_qat).lower()}; "
+                            "resume or evaluate it with the same setting")
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        # The keywords are resolved here, where the trainer (its checkpoint folder) exists, instead of
+        # by Lightning, which validates random weights when `last` finds nothing and raises for the
+        # others; the file they name is read and checked like a path given outright.
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        keyword = kwargs.get("ckpt_path")
+        if keyword in CKPT_KEYWORDS:
+            kwargs["ckpt_path"] = resolve_ckpt_keyword(self.trainer, subcommand, keyword)
+            if kwargs["ckpt_path"] is not None:
+                self._check_checkpoint(kwargs["ckpt_path"], self.config[subcommand])
+        return kwargs
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         # Ours join the configured callbacks (passing `callbacks=` to instantiate_trainer would
         # replace the config's list): a Rich progress bar unless bars are off, and the safe stop.
+        if config.get("enable_progress_bar") is None and not sys.stdout.isatty():
+            config["enable_progress_bar"] = False  # bars are drawn on a terminal, not into a log or a pipe
         if config.get("enable_progress_bar") is not False:
             callbacks = [*callbacks, RichProgressBar()]
         if config.get("precision") is None and bf16_gpu(config.get("accelerator")):
@@ -208,9 +246,51 @@ class VWWLightningCLI(LightningCLI):
             rank_zero_info("mixed precision: bf16 autocast on this GPU (--trainer.precision 32-true turns it off)")
         trainer = super()._instantiate_trainer(config, [*callbacks, self._stopper])
         trainer.strategy.checkpoint_io = SafeCheckpointIO()
+        for callback in trainer.callbacks:
+            if isinstance(callback, TidySaveConfig):
+                callback.note_log_dir(trainer)
         if not trainer.loggers:  # `--trainer.logger false`: nothing to log learning rates to
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
         return trainer
+
+
+def resolve_ckpt_keyword(trainer, subcommand: str, keyword: str) -> str | None:
+    """The file `--ckpt_path last|best|hpc` means for this trainer, or a one-line UserError. `fit --ckpt_path
+    last` with no last checkpoint starts from scratch (Lightning's "set it before the first fit"), and says so."""
+    callback = trainer.checkpoint_callback
+    # Lightning's own rule for the folder: --checkpoint.dirpath, else the logger's version folder.
+    folder = callback.dirpath or callback._ModelCheckpoint__resolve_ckpt_dir(trainer) if callback is not None \
+        else "(no checkpoint callback)"
+    if keyword == "last":
+        found = sorted(callback._find_last_checkpoints(trainer), key=lambda p: Path(p).stat().st_mtime) \
+            if callback is not None else []
+        if found:
+            return found[-1]
+        if subcommand == "fit":
+            rank_zero_info(f"--ckpt_path last: no last checkpoint in {folder} yet; training starts from scratch")
+            return None
+        raise UserError(f"--ckpt_path last: there is no last checkpoint in {folder}; give the checkpoint "
+                        "file (e.g. runs/NAME/version_N/checkpoints/last.ckpt), or --checkpoint.dirpath its folder")
+    if keyword == "best":
+        # The best checkpoint a fit recorded: this run's, else the one its folder's last.ckpt names.
+        best = callback.best_model_path if callback is not None else ""
+        if not best and callback is not None:
+            for last in sorted(callback._find_last_checkpoints(trainer), key=lambda p: Path(p).stat().st_mtime)[-1:]:
+                state = read_checkpoint(last).get("callbacks", {})
+                best = next((v.get("best_model_path") for k, v in state.items()
+                             if "ModelCheckpoint" in str(k) and isinstance(v, dict) and v.get("best_model_path")), "")
+        if not best or not Path(best).is_file():
+            raise UserError(f"--ckpt_path best: no best checkpoint is recorded in {folder}; give the checkpoint "
+                            "file (e.g. runs/NAME/version_N/checkpoints/best-....ckpt)")
+        return best
+    if keyword == "hpc":
+        found = trainer._checkpoint_connector._hpc_resume_path
+        if found is None:
+            raise UserError(f"--ckpt_path hpc: no hpc_ckpt_N.ckpt in {trainer.default_root_dir} (SLURM writes them "
+                            "when it requeues a job); give the checkpoint file")
+        return found
+    raise UserError(f"--ckpt_path {keyword} is Lightning's model registry, which vwwtorch does not use; give the "
+                    "checkpoint file")
 
 
 def bf16_gpu(accelerator) -> bool:
@@ -239,6 +319,11 @@ def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
     if any(arg == "--ckpt_path" or arg.startswith("--ckpt_path=") for arg in argv):
         # Resuming into the folder that holds the checkpoint is the point, not a mistake to warn about.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    if argv and argv[0] in ("validate", "test"):
+        # Evaluating a checkpoint reads its (averaged) weights only: the weight-averaging and checkpoint
+        # callbacks' training state is not wanted, and their warnings that it is not restored are noise.
+        warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback, but loading")
+        warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     # LightningCLI warns when it gets `args` while sys.argv holds other arguments (quickstart, tests),
     # and its DDP launcher re-runs sys.argv in each worker; so argv is presented as the command line.
     saved = sys.argv

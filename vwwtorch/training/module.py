@@ -115,6 +115,8 @@ class VWWClassifier(pl.LightningModule):
                                      activation=activation, conv_bias=conv_bias, head=head, input_range=input_range)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        # One input for the model summary to count FLOPs with (it shows 0 without one).
+        self.example_input_array = torch.zeros(1, in_channels, resolution, resolution)
         # NHWC activations: oneDNN's depthwise convolutions and BatchNorm run ~10-35% faster on CPU
         # that way (and GPUs prefer it too). Weights stay the same values; exports are unaffected.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

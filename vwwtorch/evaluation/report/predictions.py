@@ -3,7 +3,8 @@
 Both see the same pixels: the deployment rule's bytes (`vwwtorch.contract.deployment.eval_bytes`:
 central 87.5% crop, resize to the model's resolution, gray/RGB, in uint8). The checkpoint then gets
 them normalized (`byte / 127.5 - 1`); an int8 TFLite model gets what the firmware feeds it, the
-byte-to-int8 table derived from its input quantization (`vwwtorch.contract.litert`).
+byte-to-int8 table derived from its input quantization (`vwwtorch.contract.litert`), run in TFLM's
+own runtime, so that its figures are the device's.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def predict_tflite(tflite: str | os.PathLike, data_dir: str | os.PathLike, split
     from vwwtorch.contract.litert import TFLiteModel
 
     meta, arrays = open_data(data_dir, split)
-    model = TFLiteModel(tflite)
+    model = TFLiteModel(tflite, device_kernels=True)  # an int8 model: the device's own kernels (TFLM)
     _, height, width, channels = model.input_shape
     if height != width:
         raise UserError(f"{tflite} takes {width}x{height} images; vwwtorch datasets and models are square")
@@ -105,6 +106,7 @@ def predict_tflite(tflite: str | os.PathLike, data_dir: str | os.PathLike, split
         feed = "x / 127.5 - 1"
     info = {"kind": kind, "path": str(tflite), "sha256": sha256_file(tflite), "resolution": height,
             "channels": channels, "preprocessing": f"{PREPROCESSING}, {feed}",
-            "output": "dequantized with the model's output scale/zero point" if model.is_int8 else "float"}
+            "output": "dequantized with the model's output scale/zero point" if model.is_int8 else "float",
+            "kernels": model.kernels}
     return Predictions(np.concatenate(outputs).astype(np.float32), np.array(arrays.labels, dtype=np.int64),
                        np.asarray(arrays.ids), arrays, list(meta["classes"]), info)

@@ -23,9 +23,10 @@ def resolve(by: list[str] | None, names: list[str]) -> dict[str, list[str]]:
         grouped = {c for cols in families.values() for c in cols}
         return families | {c: [c] for c in names if c not in grouped}
     families: dict[str, list[str]] = {}
-    for item in (part.strip() for entry in by for part in entry.split(",")):
-        if not item:
-            continue
+    items = [part.strip() for entry in by for part in entry.split(",") if part.strip()]
+    if not items:
+        raise UserError(f"--by {' '.join(map(repr, by))} names no attribute; choose from: {_choices(names)}")
+    for item in items:
         if item in ATTRIBUTE_GROUPS:
             columns = [c for c in ATTRIBUTE_GROUPS[item] if c in names]
             if not columns:
@@ -35,9 +36,21 @@ def resolve(by: list[str] | None, names: list[str]) -> dict[str, list[str]]:
         elif item in names:
             families[item] = [item]
         else:
-            choices = ", ".join([*ATTRIBUTE_GROUPS, *names])
-            raise UserError(f"--by {item!r} is not an attribute of the dataset; choose from: {choices}")
+            raise UserError(f"--by {item!r} is not an attribute of the dataset; choose from: {_choices(names)}")
     return families
+
+
+def _choices(names: list[str]) -> str:
+    """The families, then the columns; a column named like a family (Wake Vision's `depiction`) once."""
+    return ", ".join(dict.fromkeys([*ATTRIBUTE_GROUPS, *names]))
+
+
+def require_known(families: dict[str, list[str]], names: list[str], flags: np.ndarray, split: str) -> None:
+    """`--by` asked for families of which the split knows nothing (every value -1: Wake Vision's train)."""
+    for family, columns in families.items():
+        if not np.any(flags[:, [names.index(c) for c in columns]] >= 0):
+            raise UserError(f"--by {family}: split {split!r} has no known value of {', '.join(columns)} (all "
+                            "unknown); Wake Vision labels these in its val and test splits")
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

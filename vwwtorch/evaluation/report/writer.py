@@ -12,7 +12,7 @@ from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_folder, staged_folder
 from vwwtorch.data.format import open_attributes, read_meta
 from vwwtorch.evaluation.report.metrics import compute_report
-from vwwtorch.evaluation.report.subsets import fine_grained, resolve
+from vwwtorch.evaluation.report.subsets import fine_grained, require_known, resolve
 from vwwtorch.evaluation.report.plots import (confusion_matrix_figure, fine_grained_figure, pr_figure, roc_figure,
                                               save_png)
 from vwwtorch.evaluation.report.predictions import Predictions, predict_checkpoint, predict_tflite
@@ -62,8 +62,26 @@ def positive_index(classes: list[str], name: str | None) -> int:
     return classes.index(name)
 
 
+def _fine_grained_plan(args) -> tuple[list[str], np.ndarray, dict[str, list[str]]] | None:
+    """(columns, flags, families) of the split's attributes that the report covers, checked before any work."""
+    attributes = open_attributes(args.data, args.split, read_meta(args.data)) \
+        if args.split in read_meta(args.data)["splits"] else None
+    by = getattr(args, "by", None)
+    if attributes is None:
+        if by:
+            raise UserError(f"--by needs per-image attributes; {args.data} has none (build Wake Vision with "
+                            "`vwwtorch data wake-vision` to get them)")
+        return None
+    names, flags = attributes
+    families = resolve(by, names)
+    if by:
+        require_known(families, names, np.asarray(flags), args.split)
+    return names, flags, families
+
+
 def write_report(args) -> tuple[dict, Path]:
     out = check_folder(args.out, overwrite=args.overwrite)
+    plan = _fine_grained_plan(args)
     if args.ckpt:
         predictions = predict_checkpoint(args.ckpt, args.data, args.split, batch_size=args.batch_size,
                                          convert_channels=args.convert_channels)
@@ -80,13 +98,8 @@ def write_report(args) -> tuple[dict, Path]:
         **figures,
         "files": dict(FILES),
     }
-    attributes = open_attributes(args.data, args.split, read_meta(args.data))
-    if attributes is None and getattr(args, "by", None):
-        raise UserError(f"--by needs per-image attributes; {args.data} has none (build Wake Vision with "
-                        "`vwwtorch data wake-vision` to get them)")
-    if attributes is not None:
-        names, flags = attributes
-        families = resolve(getattr(args, "by", None), names)
+    if plan is not None:
+        names, flags, families = plan
         report["fine_grained"] = fine_grained(predictions.probs, predictions.labels, names, np.asarray(flags),
                                               families, pos)
         report["files"]["fine_grained_png"] = FINE_GRAINED_PNG

@@ -83,8 +83,12 @@ def _run_import(args) -> None:
         imported = importer.from_tflite(args.source)
     elif suffix in (".h5", ".hdf5", ".keras"):
         input_range = args.input_range
-        if input_range is None and args.ranges_from is not None:
-            input_range = importer.input_range_of(args.ranges_from)
+        if args.ranges_from is not None:
+            encoded = importer.input_range_of(args.ranges_from)
+            if input_range is not None and input_range != encoded:
+                raise UserError(f"--input-range {input_range} conflicts with --ranges-from {args.ranges_from}, whose "
+                                f"input quantization encodes {encoded}; drop --input-range (it follows --ranges-from)")
+            input_range = encoded
         imported = importer.from_keras(args.source, input_range or "[0, 1]")
         if args.ranges_from is not None:
             imported = importer.with_ranges_from(imported, args.ranges_from)

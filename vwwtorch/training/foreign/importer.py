@@ -40,6 +40,10 @@ def class_names_for(num_classes: int, names: list[str] | None) -> list[str]:
     if names is not None:
         if len(names) != num_classes:
             raise UserError(f"--class-names gives {len(names)} names for a model with {num_classes} classes")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UserError(f"--class-names names {', '.join(map(repr, repeated))} more than once; each class "
+                            "needs its own name")
         return names
     return list(VWW_CLASSES) if num_classes == 2 else [str(i) for i in range(num_classes)]
 

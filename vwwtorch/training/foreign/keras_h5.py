@@ -8,10 +8,13 @@ mean, moving variance). The accepted structure, with any width, resolution and c
           -> AveragePooling2D over the whole map (or GlobalAveragePooling2D) -> [Flatten] -> [Dropout]
           -> Dense (linear or softmax)
 
-with the activation as its own layer (Activation, ReLU) or fused into the convolution. BatchNorm
+with the activation as its own layer (Activation, ReLU) or fused into the convolution, each layer
+fed by the one listed before it (a chain: a functional model's `inbound_nodes` are checked). BatchNorm
 keeps its real statistics; an epsilon other than vwwtorch's is folded into the variance (or, where
 that cannot be, into gamma).
-Anything else is refused in one line naming the first layer that does not fit.
+Anything else is refused in one line naming the first layer that does not fit. The file is untrusted
+input: every attribute is checked for its type before use, a dataset's size before it is read
+(`MAX_WEIGHT_VALUES`), and a link to another file is refused instead of followed.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.contract.errors import UserError
+from vwwtorch.contract.names import printable
 from vwwtorch.models.mobilenet_v1 import BN_EPS, SEPARABLE_BLOCKS, STEM_DEPTH, scaled_depth
 from vwwtorch.training.foreign.weights import BatchNormStats, LayerWeights
 
 PASS_THROUGH = ("InputLayer", "Dropout", "Flatten")
 CONV_LAYERS = ("Conv2D", "DepthwiseConv2D")
+# A MobileNetV1-1.0's largest array holds 1024 x 1024 values (the dense head 1024 x classes).
+MAX_WEIGHT_VALUES = 16 << 20
 
 
 @dataclass
@@ -43,50 +49,164 @@ def _activation(layer: dict) -> str | None:
         max_value = config.get("max_value")
         if config.get("negative_slope", 0) or config.get("threshold", 0):
             return "leaky"
-        return "relu" if max_value is None else ("relu6" if float(max_value) == 6.0 else f"relu{max_value}")
+        if max_value is None:
+            return "relu"
+        if not isinstance(max_value, (int, float)) or isinstance(max_value, bool):
+            return f"ReLU with max_value {printable(repr(max_value))}"
+        return "relu6" if float(max_value) == 6.0 else f"relu{max_value:g}"
     value = config.get("activation", "linear")
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else printable(json.dumps(value))
 
 
-def _weights(group, layer_name: str, source: str) -> list[np.ndarray]:
-    if layer_name not in group:
-        raise UserError(f"{source} has no weights for layer {layer_name}")
+def _pair(value) -> tuple | None:
+    """A Keras size or stride: an int or a list of two."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    return tuple(value) if isinstance(value, (list, tuple)) else None
+
+
+def _weights(group, layer_name: str, source: str, what: str) -> list[np.ndarray]:
+    """A layer's arrays in `weight_names` order, each checked before it is read."""
+    import h5py
+
+    shown = f"{source}: layer {printable(layer_name)}"
+    if not isinstance(group.get(layer_name, getlink=True), (h5py.HardLink, h5py.SoftLink)) \
+            or not isinstance(group.get(layer_name), h5py.Group):
+        raise UserError(f"{source} has no weights for layer {printable(layer_name)}")
     entry = group[layer_name]
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in entry.attrs.get("weight_names", [])]
-    return [np.asarray(entry[name], dtype=np.float32) for name in names]
+    names = entry.attrs.get("weight_names", [])
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__") or not len(names):
+        raise UserError(f"{shown} lists no weights (expected {what})")
+    arrays = []
+    for raw in names:
+        name = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        link = entry.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise UserError(f"{shown}: weight {printable(name)} is a link to another file, which vwwtorch does "
+                            "not follow")
+        dataset = entry.get(name) if link is not None else None
+        if not isinstance(dataset, h5py.Dataset):
+            raise UserError(f"{shown}: weight {printable(name)} is missing from the file")
+        if dataset.dtype.kind not in "fiu":
+            raise UserError(f"{shown}: weight {printable(name)} holds {dataset.dtype}, not numbers")
+        if dataset.size > MAX_WEIGHT_VALUES:
+            raise UserError(f"{shown}: weight {printable(name)} of shape {list(dataset.shape)} holds "
+                            f"{dataset.size:,} values, more than a MobileNetV1 layer ({MAX_WEIGHT_VALUES:,})")
+        try:
+            values = np.asarray(dataset[()], dtype=np.float32)
+        except (OSError, ValueError, TypeError) as exc:
+            raise UserError(f"{shown}: weight {printable(name)} cannot be read ({_first_line(exc)})") from None
+        if not np.isfinite(values).all():
+            raise UserError(f"{shown}: weight {printable(name)} holds values that are not finite numbers")
+        arrays.append(values)
+    return arrays
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return printable(text.splitlines()[0][:200]) if text else type(exc).__name__
+
+
+def _kernel(arrays: list[np.ndarray], ndim: int, shown: str) -> np.ndarray:
+    if arrays[0].ndim != ndim:
+        raise UserError(f"{shown}: its kernel has shape {list(arrays[0].shape)}, not {ndim}-D")
+    return arrays[0]
+
+
+def _layers_of(handle, source: str) -> list[dict]:
+    """The layer list of the file's model_config, each a dict with a class name, a config and a name,
+    and wired as a chain (each layer fed by the one before it)."""
+    raw = handle.attrs["model_config"]
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    try:
+        config = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        config = None
+    if config is None:
+        raise UserError(f"{source}: its model_config attribute is not JSON text")
+    layers = config.get("config", {}).get("layers") if isinstance(config, dict) and isinstance(
+        config.get("config"), dict) else None
+    if not isinstance(layers, list):
+        raise UserError(f"{source}: its model_config lists no layers; save the whole model with model.save('x.h5')")
+    for number, layer in enumerate(layers):
+        if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str) \
+                or not isinstance(layer.get("config"), dict) or not isinstance(layer["config"].get("name"), str):
+            raise UserError(f"{source}: layer {number} of its model_config has no class_name, config or name")
+    for before, layer in zip(layers, layers[1:]):
+        fed_by = _inbound_names(layer)
+        if fed_by is not None and fed_by != [before["config"]["name"]]:
+            raise UserError(f"{source}: layer {printable(layer['config']['name'])} ({layer['class_name']}) is fed by "
+                            f"{', '.join(map(printable, fed_by)) or 'nothing'}, not by the layer before it "
+                            f"({printable(before['config']['name'])}); a MobileNetV1 is a chain")
+    return layers
+
+
+def _inbound_names(layer: dict) -> list[str] | None:
+    """The layers feeding `layer` (Keras 2 `[[[name, node, tensor, {}]]]` or Keras 3 `keras_history`),
+    None for a Sequential model's layers, which carry no wiring."""
+    if "inbound_nodes" not in layer:
+        return None
+    names: list = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            history = value.get("keras_history")
+            if isinstance(history, list) and history:
+                names.append(str(history[0]))
+                return
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):
+                names.append(value[0])
+                return
+            for item in value:
+                walk(item)
+
+    nodes = layer["inbound_nodes"]
+    if isinstance(nodes, list) and len(nodes) > 1:
+        return ["(a layer used more than once)"]
+    walk(nodes)
+    return names
 
 
 def read_keras_h5(path: Path) -> KerasModel:
     """The MobileNetV1 in a Keras `.h5` file; a one-line UserError if it is not one."""
     import h5py
 
-    source = str(path)
+    source = printable(path)
     if not path.is_file():
-        raise UserError(f"Keras model {path} does not exist" if not path.exists() else f"{path} is a folder, not a file")
+        raise UserError(f"Keras model {source} does not exist" if not path.exists()
+                        else f"{source} is a folder, not a file")
     try:
         handle = h5py.File(path, "r")
     except OSError:
         raise UserError(f"{source} is not an HDF5 file") from None
     with handle:
-        if "model_config" not in handle.attrs or "model_weights" not in handle:
+        if "model_config" not in handle.attrs or not isinstance(handle.get("model_weights"), h5py.Group):
             raise UserError(f"{source} is an HDF5 file without a Keras model (no model_config and "
                             "model_weights); save the whole model with model.save('x.h5')")
-        config = json.loads(handle.attrs["model_config"])
-        layers = config.get("config", {}).get("layers", [])
-        return _read_layers(layers, handle["model_weights"], source)
+        try:
+            return _read_layers(_layers_of(handle, source), handle["model_weights"], source)
+        except (OSError, RuntimeError) as exc:  # HDF5's own errors: a damaged file
+            raise UserError(f"{source} cannot be read as HDF5 ({_first_line(exc)})") from None
 
 
 def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
     def fail(layer: dict, expected: str) -> UserError:
-        return UserError(f"{source}: layer {layer['config'].get('name')} ({layer['class_name']}) does not fit "
-                         f"a MobileNetV1 (expected {expected})")
+        return UserError(f"{source}: layer {printable(layer['config']['name'])} ({printable(layer['class_name'])}) "
+                         f"does not fit a MobileNetV1 (expected {expected})")
 
     if not layers or layers[0]["class_name"] != "InputLayer":
         raise UserError(f"{source} does not start with an input layer")
     config = layers[0]["config"]
     shape = config.get("batch_input_shape") or config.get("batch_shape") or []
-    if len(shape) != 4 or shape[1] != shape[2] or not shape[1] or shape[1] % 32 or shape[3] not in (1, 3):
-        raise UserError(f"{source}: input shape {shape} is not a square [N*32, N*32, 1 or 3] image")
+    if not isinstance(shape, list) or len(shape) != 4 \
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape[1:]) \
+            or shape[1] != shape[2] or not 32 <= shape[1] <= 4096 or shape[1] % 32 or shape[3] not in (1, 3):
+        raise UserError(f"{source}: input shape {printable(repr(shape))} is not a square [N*32, N*32, 1 or 3] image "
+                        "(N*32 up to 4096)")
     resolution, channels = int(shape[1]), int(shape[3])
 
     queue = [layer for layer in layers[1:]]
@@ -113,16 +233,19 @@ def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
             raise UserError(f"{source} ends after {len(out)} convolutions; a MobileNetV1 has 27 before its pool")
         take()
         c = layer["config"]
-        if layer["class_name"] != kind or tuple(c.get("kernel_size", ())) != (kernel, kernel) \
-                or tuple(c.get("strides", ())) != (stride, stride) or c.get("padding") != "same" \
+        if layer["class_name"] != kind or _pair(c.get("kernel_size")) != (kernel, kernel) \
+                or _pair(c.get("strides")) != (stride, stride) or c.get("padding") != "same" \
                 or kind == "DepthwiseConv2D" and c.get("depth_multiplier", 1) != 1:
             raise fail(layer, f"a {kind} {kernel}x{kernel} stride {stride} with padding 'same'")
-        arrays = _weights(weights, c["name"], source)
+        arrays = _weights(weights, c["name"], source, "a kernel and maybe a bias")
+        shown = f"{source}: layer {printable(c['name'])}"
         if kind == "Conv2D":
-            kernel_values = arrays[0].transpose(3, 2, 0, 1)        # [kh, kw, in, out] -> [out, in, kh, kw]
+            kernel_values = _kernel(arrays, 4, shown).transpose(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
         else:
-            kernel_values = arrays[0].transpose(2, 3, 0, 1)        # [kh, kw, C, 1] -> [C, 1, kh, kw]
+            kernel_values = _kernel(arrays, 4, shown).transpose(2, 3, 0, 1)  # [kh, kw, C, 1] -> [C, 1, kh, kw]
         bias = arrays[1] if c.get("use_bias", True) and len(arrays) > 1 else None
+        if bias is not None and bias.shape != kernel_values.shape[:1]:
+            raise UserError(f"{shown}: its bias has shape {list(bias.shape)} for {kernel_values.shape[0]} filters")
         biases.add(bias is not None)
         fused = _activation(layer)
         stats = None
@@ -136,9 +259,10 @@ def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
                 raise fail(act_layer or layer, "an Activation or ReLU layer")
             fused = _activation(take())
         if fused not in ("relu", "relu6"):
-            raise UserError(f"{source}: layer {c['name']} uses activation {fused}; a MobileNetV1 uses ReLU or ReLU6")
+            raise UserError(f"{source}: layer {printable(c['name'])} uses activation {printable(str(fused))}; a "
+                            "MobileNetV1 uses ReLU or ReLU6")
         activations.add(fused)
-        out.append(LayerWeights(f"layer {c['name']}", kernel_values, bias, stats))
+        out.append(LayerWeights(f"layer {printable(c['name'])}", kernel_values, bias, stats))
         planned.append((layer, base))
 
     # The width from the last layer (1024 x width), then every layer's filters checked against it.
@@ -156,7 +280,7 @@ def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
         raise fail(layer or queue[-1], "an average pool over the whole feature map")
     take()
     size = resolution // 32
-    if layer["class_name"] == "AveragePooling2D" and tuple(layer["config"].get("pool_size", ())) != (size, size):
+    if layer["class_name"] == "AveragePooling2D" and _pair(layer["config"].get("pool_size")) != (size, size):
         raise fail(layer, f"a {size}x{size} average pool (the whole feature map)")
     while peek() is not None and peek()["class_name"] in PASS_THROUGH:
         take()
@@ -166,8 +290,12 @@ def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
     take()
     if _activation(layer) not in ("linear", "softmax"):
         raise fail(layer, "a Dense classifier with a linear or softmax output")
-    arrays = _weights(weights, layer["config"]["name"], source)
-    dense = LayerWeights(f"layer {layer['config']['name']}", arrays[0].T.copy(), arrays[1] if len(arrays) > 1 else None)
+    arrays = _weights(weights, layer["config"]["name"], source, "a kernel and a bias")
+    shown = f"{source}: layer {printable(layer['config']['name'])}"
+    dense = LayerWeights(f"layer {printable(layer['config']['name'])}", _kernel(arrays, 2, shown).T.copy(),
+                         arrays[1] if len(arrays) > 1 else None)
+    if dense.weight.shape[0] < 2:
+        raise UserError(f"{shown}: a classifier of {dense.weight.shape[0]} classes; it needs at least 2")
     out.append(dense)
     if peek() is not None and peek()["class_name"] == "Activation" and _activation(peek()) == "softmax":
         take()
@@ -184,11 +312,18 @@ def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
 
 def _batch_norm(layer: dict, weights, source: str) -> BatchNormStats:
     c = layer["config"]
-    arrays = _weights(weights, c["name"], source)
+    arrays = _weights(weights, c["name"], source, "gamma, beta, mean and variance")
     scale, center = c.get("scale", True), c.get("center", True)
     expected = 2 + int(bool(scale)) + int(bool(center))
+    shown = f"{source}: BatchNormalization {printable(c['name'])}"
     if len(arrays) != expected:
-        raise UserError(f"{source}: BatchNormalization {c['name']} holds {len(arrays)} arrays, expected {expected}")
+        raise UserError(f"{shown} holds {len(arrays)} arrays, expected {expected}")
+    if any(a.ndim != 1 or a.shape != arrays[-1].shape for a in arrays):
+        raise UserError(f"{shown} holds arrays of shapes {[list(a.shape) for a in arrays]}; expected one value "
+                        "per channel in each")
+    epsilon = c.get("epsilon", BN_EPS)
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not epsilon >= 0:
+        raise UserError(f"{shown} has epsilon {printable(repr(epsilon))}, not a non-negative number")
     arrays = list(arrays)
     channels = arrays[-1].shape[0]
     gamma = arrays.pop(0) if scale else np.ones(channels, np.float32)
@@ -196,7 +331,7 @@ def _batch_norm(layer: dict, weights, source: str) -> BatchNormStats:
     mean, variance = arrays
     # The same normalization with vwwtorch's epsilon: var' = var + eps_keras - BN_EPS. Where that would
     # be negative (a smaller epsilon and a near-zero variance), the scale goes into gamma instead.
-    denominator = np.sqrt(variance.astype(np.float64) + float(c.get("epsilon", BN_EPS)))
+    denominator = np.sqrt(variance.astype(np.float64) + float(epsilon))
     shifted = denominator ** 2 - BN_EPS
     representable = shifted >= 0
     variance = np.where(representable, shifted, 1.0 - BN_EPS).astype(np.float32)

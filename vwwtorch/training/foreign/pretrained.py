@@ -18,6 +18,7 @@ from typing import Callable
 from vwwtorch.contract.cache import cache_root, deps_root
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.hashing import sha256_file
+from vwwtorch.contract.outputs import write_file
 
 PREFIX = "pretrained:"
 TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"       # the TFLM pin of `vwwtorch firmware deps`
@@ -31,6 +32,7 @@ class PinnedFile:
     url: str
     sha256: str
     in_dependency: tuple[str, str] | None = None   # (firmware dependency, path inside it) holding a copy
+    optional: bool = False   # not part of the checkpoint (test inputs): kept when given, never demanded
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,19 @@ class Pretrained:
     title: str
     source: str                      # where it comes from, one line
     files: tuple[PinnedFile, ...]
-    make: Callable[[list[Path]], object]   # the cached files, in order -> importer.Imported
+    make: Callable[[list[Path]], object]   # the cached files it needs, in order -> importer.Imported
+
+    @property
+    def needed(self) -> tuple[PinnedFile, ...]:
+        return tuple(f for f in self.files if not f.optional)
 
     def cached(self) -> bool:
-        return all((folder(self.name) / f.name).is_file() for f in self.files)
+        """Every file the checkpoint is made from is in the cache, whole (its pinned sha256)."""
+        return all(_verified(folder(self.name) / f.name, f.sha256) for f in self.needed)
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256_file(path) == sha256
 
 
 def _raw(repo: str, commit: str, path: str) -> str:
@@ -82,7 +93,7 @@ REGISTRY: dict[str, Pretrained] = {p.name: p for p in (
                           "597a384c8c2c8a1276f04702f25013b7838f2f814f1ca7c174d295b73e3d6b7b"),
                # MLPerf's two test inputs (frames for the proof; see vwwtorch.training.foreign.frames).
                PinnedFile("vww_inputs.cc", _raw("mlcommons/tiny", MLPERF_COMMIT, f"{MLPERF_MODELS}/vww/vww_inputs.cc"),
-                          "06ee15db7d84b5bb2e4731d7d6bddf15b4e8adef680636449b5308b35cb22548")),
+                          "06ee15db7d84b5bb2e4731d7d6bddf15b4e8adef680636449b5308b35cb22548", optional=True)),
         make=_from_keras_with_int8_ranges),
 )}
 
@@ -109,8 +120,9 @@ def _install_copy(source: Path, target: Path) -> None:
 
 
 def install(entry: Pretrained, from_files: list[Path] = (), quiet: bool = False) -> list[Path]:
-    """The entry's files in the cache, sha256-verified: from `from_files`, an installed firmware
-    dependency, the cache itself, or a download; a one-line UserError when one cannot be had."""
+    """The files the entry's checkpoint is made from, in the cache, sha256-verified: from `from_files`,
+    an installed firmware dependency, the cache itself, or a download; a one-line UserError when one
+    cannot be had. An optional file is installed only when given with `from_files`."""
     from vwwtorch.contract.download import download_verified
 
     given = {}
@@ -127,12 +139,14 @@ def install(entry: Pretrained, from_files: list[Path] = (), quiet: bool = False)
     for pinned in entry.files:
         target = folder(entry.name) / pinned.name
         local = given.get(pinned.sha256)
+        if pinned.optional and local is None:
+            continue
         if local is None and pinned.in_dependency is not None:
             candidate = deps_root() / pinned.in_dependency[0] / pinned.in_dependency[1]
-            local = candidate if candidate.is_file() and sha256_file(candidate) == pinned.sha256 else None
+            local = candidate if _verified(candidate, pinned.sha256) else None
         if local is not None:
             _install_copy(local, target)
-        elif not (target.is_file() and sha256_file(target) == pinned.sha256):
+        elif not _verified(target, pinned.sha256):
             if not quiet:
                 print(f"downloading {pinned.url}", flush=True)
             also = (f", or install it with `vwwtorch firmware deps` ({pinned.in_dependency[0]} holds it)"
@@ -140,7 +154,8 @@ def install(entry: Pretrained, from_files: list[Path] = (), quiet: bool = False)
             download_verified(pinned.url, target, pinned.sha256, quiet=quiet,
                               hint=f"without network, fetch it elsewhere and pass it with --from FILE "
                                    f"(`vwwtorch pretrained get {entry.name} --from {pinned.name} ...`){also}")
-        paths.append(target)
+        if not pinned.optional:
+            paths.append(target)
     return paths
 
 
@@ -152,11 +167,13 @@ def checkpoint_path(name: str, from_files: list[Path] = (), quiet: bool = False)
     files = install(entry, from_files, quiet=quiet)
     ckpt = folder(name) / f"{name}.ckpt"
     stamp = folder(name) / f"{name}.ckpt.sources"
-    # Remade when the sources or the importer (this vwwtorch) change.
-    sources = "\n".join([_version(), *(f.sha256 for f in entry.files)])
-    if not (ckpt.is_file() and stamp.is_file() and stamp.read_text() == sources):
+    # Remade when the sources or the importer (this vwwtorch) change, or the cached checkpoint is not
+    # the one made (its sha256, the stamp's last line: a damaged or replaced file is never served).
+    sources = "\n".join([_version(), *(f.sha256 for f in entry.needed)])
+    recorded = stamp.read_text(errors="replace").rsplit("\n", 1) if stamp.is_file() else ["", ""]
+    if not (recorded[0] == sources and len(recorded) == 2 and _verified(ckpt, recorded[1])):
         write_checkpoint(build_checkpoint(entry.make(files)), ckpt, flag="cache")
-        stamp.write_text(sources)
+        write_file(stamp, f"{sources}\n{sha256_file(ckpt)}", flag="cache", checked=True)
     return ckpt
 
 

@@ -20,6 +20,7 @@ from vwwtorch.contract.tflite import ModelFile, Operator, Tensor
 from vwwtorch.models.mobilenet_v1 import SEPARABLE_BLOCKS, STEM_DEPTH, scaled_depth
 
 FUSED = {0: "none", 1: "relu", 3: "relu6"}   # the schema's ActivationFunctionType values we accept
+MOBILENET_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX")
 SAME_PADDING = 0
 
 
@@ -70,6 +71,15 @@ def recognize(info: ModelFile, source: str) -> Structure:
         raise UserError(f"{source}: the input quantization (scale {info.input.scale}, zero point "
                         f"{info.input.zero_point}) maps no byte range; it is not a camera model")
     ops = info.operators
+    for index, op in enumerate(ops):
+        if op.op not in MOBILENET_OPS:
+            raise UserError(f"{source}: {_describe(index, op)} is not an operator a MobileNetV1 is built from "
+                            f"({', '.join(MOBILENET_OPS)})")
+        ranks = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 2}
+        if op.op in ranks and (len(op.inputs[1].shape) != ranks[op.op] or len(op.outputs[0].shape) < 2
+                               or len(op.inputs[0].shape) < 2):
+            raise UserError(f"{source}: {_describe(index, op)} has weights of shape {list(op.inputs[1].shape)} and "
+                            f"output of shape {list(op.outputs[0].shape)}, not a layer's")
     position = 0
 
     def take(*names: str) -> tuple[int, Operator]:
@@ -149,6 +159,9 @@ def recognize(info: ModelFile, source: str) -> Structure:
         raise UserError(f"{source} mixes activations ({', '.join(sorted(activations))}); the layers of a "
                         "MobileNetV1 share one")
     num_classes = classifier.outputs[0].shape[-1]
+    if num_classes < 2:
+        raise UserError(f"{source}: {_describe(index, classifier)} is a classifier of {num_classes} classes; "
+                        "it needs at least 2")
     layers.append(Layer("conv" if head == "conv" else "dense", classifier.inputs[1],
                         classifier.inputs[2] if len(classifier.inputs) > 2 else None, 1, classifier.outputs[0]))
     ranges = [{"op": op.op, "scale": op.outputs[0].scale, "zero_point": op.outputs[0].zero_point}
