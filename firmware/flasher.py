@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import check_folder, write_file, written_as_user_error
+from vwwtorch.contract.outputs import check_file, check_folder, reading_inputs, write_file, written_as_user_error
 from vwwtorch.firmware import apollo3_image as image
 from vwwtorch.firmware import apollo3_uart as uart
 from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType
@@ -350,7 +350,7 @@ def register(subparsers) -> None:
                    help="flash even if the file does not look like an app linked at 0xC000")
     p.add_argument("--no-prompt", action="store_true",
                    help="do not wait for Enter before opening the port")
-    p.set_defaults(func=run_flash)
+    p.set_defaults(func=run_flash, own_inputs=("build",))
 
 
 def run_flash(args) -> int:
@@ -359,7 +359,7 @@ def run_flash(args) -> int:
     if args.dry_run and not args.out:
         raise UserError("--dry-run needs --out DIR for ota.bin and wire.bin")
     if args.out:
-        args.out = check_folder(args.out, overwrite=True)
+        args.out = check_folder(args.out, overwrite=True)   # never emptied: the blobs are added to it
     if args.attempts < 1:
         raise UserError("--attempts must be at least 1")
     if min(args.timeout, args.hello_timeout) <= 0:
@@ -380,15 +380,21 @@ def run_flash(args) -> int:
         ota, wire = build_blobs(app, args.split)
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
+    targets = []
+    if args.out:
+        # The blobs are added to --out, which is never emptied, so it may be the build folder; only
+        # the app itself is an input they must not replace.
+        with reading_inputs([(path, f"--build {args.build}" if args.bin is None else f"--bin {path}")]):
+            targets = [check_file(Path(args.out) / name) for name in ("ota.bin", "wire.bin")]
     blocks = len(image.split_wire_blob(wire, args.split))
     print(f"{path}: {len(app):,} bytes -> OTA image {len(ota):,} bytes for 0x{image.APP_LOAD_ADDRESS:X}, "
           f"wired blob {len(wire):,} bytes in {blocks} block(s) at 0x{image.WIRE_LOAD_ADDRESS:X}")
     if args.out:
         with written_as_user_error(args.out):
             args.out.mkdir(parents=True, exist_ok=True)
-        write_file(args.out / "ota.bin", ota, checked=True)
-        write_file(args.out / "wire.bin", wire, checked=True)
-        print(f"wrote {args.out / 'ota.bin'} and {args.out / 'wire.bin'}")
+        for target, blob in zip(targets, (ota, wire)):
+            write_file(target, blob, checked=True)
+        print(f"wrote {targets[0]} and {targets[1]}")
     if args.dry_run:
         return 0
 

@@ -354,9 +354,9 @@ def test_verify_catches_tampered_datasets(person_book, tmp_path, capsys):
     (broken / "report.json").write_text(json.dumps(report))
     assert main(["data", "verify", str(broken)]) == 2
     captured = capsys.readouterr()
-    assert "labels outside 0..1" in captured.out and "report.json lists 1 bad images" in captured.out
+    assert "holds label 7, outside 0..1" in captured.out and "report.json lists 1 bad images" in captured.out
     errors = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(errors) == 1 and "failed verification: split 'val' has labels outside 0..1" in errors[0]
+    assert len(errors) == 1 and "failed verification: " in errors[0] and "holds label 7, outside 0..1" in errors[0]
     assert "(and 1 more, listed above)" in errors[0]
 
 

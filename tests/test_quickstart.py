@@ -49,17 +49,21 @@ def quickstart(tmp_path_factory):
 
 @contextlib.contextmanager
 def _native_stderr():
-    """File descriptor 2 pointed at a temporary file for the block; yields the file, rewound after."""
+    """File descriptor 2 pointed at a temporary file for the block; yields a buffer that holds, after
+    the block, what was written there."""
     sys.stderr.flush()
     saved = os.dup(2)
+    written = io.BytesIO()
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield sink
+            yield written
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
+            written.write(sink.read())
+            written.seek(0)
 
 
 @pytest.mark.learning

@@ -37,7 +37,10 @@ def installed(wheel, tmp_path_factory) -> Path:
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)  # a pure-Python wheel installs by unpacking it into site-packages
     script = venv / "bin" / "vwwtorch"
-    script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom vwwtorch.cli import main\nsys.exit(main())\n")
+    # As pip writes console scripts: the guard matters, since the TFLM runtime's child process is
+    # spawned and re-imports the main script.
+    script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom vwwtorch.cli import main\n"
+                      "if __name__ == '__main__':\n    sys.exit(main())\n")
     script.chmod(0o755)
     return venv
 

@@ -72,7 +72,9 @@ def command_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """(path, "--flag PATH" or "PATH") for every value of `args` that names an existing file or folder, outputs
     excepted. A `SPLIT=PATH` value (`--metadata val=v.csv`) counts by its path."""
     flags: dict[str, str] = {}
-    skip = set(OUTPUT_DESTS) | set(NAME_DESTS)
+    # A command may read only some files of a folder it is given (`firmware flash --build DIR` reads
+    # one .bin): it names that option in `own_inputs` and declares the files itself.
+    skip = set(OUTPUT_DESTS) | set(NAME_DESTS) | {"own_inputs"} | set(getattr(args, "own_inputs", ()))
 
     def walk(p: argparse.ArgumentParser) -> None:
         """The options of the parsers this command line chose (`data`, then `wake-vision`)."""

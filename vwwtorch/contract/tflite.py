@@ -203,6 +203,11 @@ def _check_quantization(tensor, shape: list[int], dtype: str, what: str) -> None
                             f"{q.quantizedDimension}, which does not match")
 
 
+def _has_data(buffers, tensor) -> bool:
+    data = buffers[tensor.buffer].data if buffers else None
+    return data is not None and len(data) > 0
+
+
 def check_model(model, source: str = "model") -> None:
     """The one model validator (see the module docstring): a one-line UserError for the first thing
     in the schema object tree `model` (from `unpack`) that no runtime could run safely."""
@@ -249,6 +254,13 @@ def check_model(model, source: str = "model") -> None:
             if name in WEIGHTED_OPS and (len(ins) < 2 or ins[0] < 0 or ins[1] < 0):
                 raise UserError(f"{where}: operator {position} ({name}) lacks its input or its weights "
                                 f"(inputs {ins})")
+            if name in WEIGHTED_OPS:
+                # A weight tensor without data would be allocated in the arena and read as whatever is
+                # there: a damaged file, not a model (the fuzz test found one TFLM ran on one CPU only).
+                for role, i in (("weights", ins[1]), ("bias", ins[2] if len(ins) > 2 else -1)):
+                    if i >= 0 and not _has_data(buffers, tensors[i]):
+                        raise UserError(f"{where}: operator {position} ({name}) has no data for its {role} "
+                                        f"({_tensor_label(i, tensors[i])}); the file is damaged")
         for kind, ends in (("input", graph.inputs), ("output", graph.outputs)):
             for i in indices(ends):
                 if not 0 <= i < count:
