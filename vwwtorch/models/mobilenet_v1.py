@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vwwtorch.contract.deployment import NORMALIZATIONS
+
 # (output depth before the width multiplier, stride) for the 13 depthwise-separable blocks.
 SEPARABLE_BLOCKS: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -34,7 +36,7 @@ ARCH_KEYS = ("width", "in_channels", "resolution", "num_classes")
 VARIANTS = {"activation": "relu6", "conv_bias": False, "head": "conv", "input_range": "[-1, 1]"}
 ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
 HEADS = ("conv", "dense")
-INPUT_RANGES = ("[-1, 1]", "[0, 1]")
+INPUT_RANGES = tuple(NORMALIZATIONS)  # the deployment contract names them
 SLIM = dict(VARIANTS)
 MLPERF = {"activation": "relu", "conv_bias": True, "head": "dense", "input_range": "[0, 1]"}
 STEM_DEPTH = 32
