@@ -54,6 +54,7 @@ class Board:
     emulator_args: tuple[str, ...] = ()  # the emulated machine
     extra_deps: tuple[str, ...] = ()  # dependencies beyond COMMON_DEPS (names in firmware/deps.py)
     default_target: bool = False  # the board `firmware generate` checks a model against by default
+    profiled: bool = False        # the board `firmware profile` counts instructions on by default
     flashed: bool = False         # its builds run on the device: `firmware flash`, `firmware monitor`
     flash_note: str = ""          # why its flash limit is what it is, for the size report
     # Before anything is compiled, `generate` checks a model against these estimates: flash for
@@ -101,7 +102,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
           APOLLO3_APP_FLASH, APOLLO3_SRAM, 16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-",
           INSTALL_ARM_GCC, emulator="qemu-system-arm", extra_deps=CORTEX_M_DEPS,
           emulator_args=("-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none"),
-          code_flash_estimate=120 * KB, static_ram_estimate=8 * KB, flash_note=APOLLO3_FLASH_NOTE),
+          code_flash_estimate=120 * KB, static_ram_estimate=8 * KB, flash_note=APOLLO3_FLASH_NOTE,
+          profiled=True),
     Board("sparkfun_edge", "SparkFun Edge (Ambiq Apollo3, Cortex-M4F)", APOLLO3_APP_FLASH, APOLLO3_SRAM,
           16 * KB, ("cmsis_nn", "reference"), "arm-none-eabi-", INSTALL_ARM_GCC,
           extra_deps=CORTEX_M_DEPS + ("ambiq-sdk", "sparkfun-bsp"), default_target=True, flashed=True,
@@ -113,6 +115,10 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
 
 def default_target() -> Board:
     return next(b for b in BOARDS.values() if b.default_target)
+
+
+def profile_target() -> Board:
+    return next(b for b in BOARDS.values() if b.profiled)
 
 
 def boards_that_run_here() -> list[Board]:

@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 def _commands():
-    from vwwtorch.firmware.boards import board_choices, boards_that_run_here, flashed_boards
+    from vwwtorch.firmware.boards import board_choices, boards_that_run_here, flashed_boards, profile_target
 
     here, flashed = board_choices(boards_that_run_here()), board_choices(flashed_boards())
     return (
@@ -39,7 +39,7 @@ def _commands():
          "monitor`."),
         ("profile", "vwwtorch.firmware.profile",
          "instructions, MACs and instructions per MAC of every operator, counted under QEMU",
-         "Generate, build and run an int8 model on an emulated board (default qemu_m4) with the "
+         f"Generate, build and run an int8 model on an emulated board (default {profile_target().name}) with the "
          "instruction counter, which attributes every instruction of an inference to its operator "
          "(exact, not sampled). Prints a table, writes OUT/profile.json and a bar chart OUT/profile.png."),
     )

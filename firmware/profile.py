@@ -69,19 +69,20 @@ def operator_macs(operator) -> int:
     return math.prod(out) * weights[-1]  # FULLY_CONNECTED: weights [out, in]
 
 
-def profile_model(tflite: str | Path, out: str | Path, *, board: str = "qemu_m4", kernels: str | None = None,
+def profile_model(tflite: str | Path, out: str | Path, *, board: str | None = None, kernels: str | None = None,
                   images: int = 1, jobs: int | None = None, quiet: bool = False,
                   memory_budget: int | None = None, stream_layers: int | None = None,
                   flash_budget: int | None = None) -> dict:
     """Build, run and count; returns what profile.json holds. `memory_budget`, `stream_layers`,
     `flash_budget`: as `firmware generate`."""
     from vwwtorch.contract.tflite import load_tflite
-    from vwwtorch.firmware.boards import get_board
+    from vwwtorch.firmware.boards import get_board, profile_target
 
-    target = get_board(board)
+    target = get_board(board) if board else profile_target()
+    board = target.name
     if not target.emulator:
         raise UserError(f"instructions are counted under QEMU; {board} is not an emulated board "
-                        "(use --board qemu_m4)")
+                        f"(use --board {profile_target().name})")
     if not 1 <= images <= MAX_IMAGES:
         raise UserError(f"--images must be between 1 and {MAX_IMAGES:,}, got {images:,}")
     kernels = kernels or target.default_kernels
@@ -211,7 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True,
                         help="folder for profile.json, profile.png, the generated model and the build "
                              "(incremental: reuse it)")
-    parser.add_argument("--board", default="qemu_m4", help="emulated board to count on")
+    from vwwtorch.firmware.boards import profile_target
+
+    parser.add_argument("--board", default=profile_target().name, help="emulated board to count on")
     parser.add_argument("--kernels", choices=("cmsis_nn", "reference"),
                         help="kernel implementations (default: the board's, cmsis_nn on Cortex-M)")
     parser.add_argument("--images", type=int, default=1, help="random int8 images to average over")

@@ -49,13 +49,40 @@ def test_wake_vision_config_is_the_book_recipe_rescaled_to_train_quality(capsys)
 
 
 def test_validate_prints_a_results_table(capsys, trained_checkpoint, synthetic_small, tmp_path):
+    """The table's loss, accuracy, per-class recall and precision are those of the checkpoint's own
+    predictions on the validation split, computed here from its logits."""
+    import re
+
+    import torch
+
+    from vwwtorch.contract.deployment import normalization
+    from vwwtorch.data.format import eval_pixels, open_split
+    from vwwtorch.training.checkpoint import load_classifier
+
     code = main(["validate", "--config", str(REPO / "configs" / "quickstart.yaml"),
                  "--data.data_dir", synthetic_small, "--ckpt_path", str(trained_checkpoint),
                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                  "--trainer.default_root_dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "val/acc" in out and "val/recall_person" in out
+    printed = {name: float(value) for name, value in re.findall(r"(val/\w+)\W+?([-+.\de]+)", out)}
+
+    model = load_classifier(trained_checkpoint)
+    hp = model.hparams
+    arrays = open_split(synthetic_small, "val")
+    pixels = torch.from_numpy(eval_pixels(arrays, range(len(arrays)), hp.resolution, hp.in_channels))
+    labels = np.array(arrays.labels)
+    with torch.no_grad():
+        logits = model(normalization(hp.input_range).real(pixels.permute(0, 3, 1, 2)))
+    predicted = logits.argmax(1).numpy()
+    expected = {"val/acc": np.mean(predicted == labels),
+                "val/loss": torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long()).item()}
+    for i, name in enumerate(model.class_names):
+        expected[f"val/recall_{name}"] = np.mean(predicted[labels == i] == i)
+        expected[f"val/precision_{name}"] = np.mean(labels[predicted == i] == i) if np.any(predicted == i) else 0.0
+    for name, value in expected.items():
+        assert printed[name] == pytest.approx(value, abs=1e-4), (name, out)
+    assert set(printed) == set(expected), out
 
 
 def test_predict_prints_and_writes_csv(capsys, trained_checkpoint, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
 
 # torchvision must be loaded before TensorFlow's converter runs in this process: the other order
 # aborts with "LLVM ERROR: inconsistency in registered CommandLine options".
+from vwwtorch.contract.tflite import unpack
 from vwwtorch.data.format import open_split
 from vwwtorch.data.transforms import eval_transform
 
@@ -19,15 +22,44 @@ def tiny(tmp_path_factory):
     return write_models(tmp_path_factory.mktemp("models"), only=("tiny_int8",))["tiny_int8"]
 
 
+def c_array(source: str, name: str) -> list[int]:
+    """The values of a generated C array `name[...] = { ... };`."""
+    body = re.search(rf"{name}\[\w*\] = \{{(.*?)\}};", source, re.S)
+    assert body, f"{name} not found"
+    return [int(v, 0) for v in re.findall(r"-?(?:0x)?[0-9a-f]+", body.group(1))]
+
+
 def test_without_dependencies_it_generates_and_says_what_to_run(tiny, tmp_path, monkeypatch):
+    """The sources hold the model's own bytes, its input table and its ops; each board is skipped
+    with the command that fetches what it lacks, and nothing is built."""
+    from vwwtorch.contract.deployment import byte_to_int8
+    from vwwtorch.contract.tflite import load_tflite, operator_names
+
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "empty-cache"))
     pixels = np.zeros((2, 32, 32, 1), np.uint8)
     outcome = firmware_stage(tiny, tmp_path / "fw", pixels)
-    assert (outcome.model_dir / "model_data.cc").is_file()
+    model = outcome.model_dir
+    data, info = load_tflite(tiny)
+    source = (model / "model_data.cc").read_text()
+    assert bytes(c_array(source, "g_model_data")) == data
+    assert f"g_model_data_len = {len(data)}u;" in source
+    table = c_array((model / "model_settings.cc").read_text(), "kByteToInput")
+    assert table == byte_to_int8(info.input.scale, info.input.zero_point).tolist()
+    settings = (model / "model_settings.h").read_text()
+    assert all(f"{name} = {value};" in settings for name, value in
+               (("kNumRows", 32), ("kNumCols", 32), ("kNumChannels", 1)))
+    ops = re.search(r"// Ops: (.*)\.", (model / "model_ops.h").read_text()).group(1).split(", ")
+    assert sorted(ops) == sorted(set(operator_names(unpack(data))))
+
     assert [b.board for b in outcome.boards] == ["host", "qemu_m4"]
-    assert all(b.scores_match is None and "vwwtorch firmware deps" in b.note for b in outcome.boards)
-    text = "\n".join(outcome.lines())
-    assert "skipped" in text and "firmware deps" in text
+    for board in outcome.boards:
+        assert board.scores_match is None and not board.failed and board.build_dir is None
+        assert "`vwwtorch firmware deps" in board.note and board.note.endswith("to build and run it")
+        assert not (tmp_path / "fw" / board.board).exists()
+    lines = outcome.lines()
+    assert lines[0] == f"firmware sources  {model}"
+    assert [line.split(":")[0] for line in lines[1:]] == ["firmware host     skipped", "firmware qemu_m4  skipped"]
+    assert outcome.problems() == []
 
 
 def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import torch
 from cli_asserts import assert_one_line_error
 
 from vwwtorch.cli import main
+from vwwtorch.models.mobilenet_v1 import named_variant
 
 RESOLUTION = 64
 
@@ -222,8 +223,7 @@ def test_init_from_pretrained_name_loads_that_backbone(registry, keras_h5):
 
     install(registry, [keras_h5])
     source = torch.load(checkpoint_path("test-rgb"), weights_only=True)["state_dict"]
-    mlperf = dict(in_channels=3, resolution=RESOLUTION, activation="relu", conv_bias=True, head="dense",
-                  input_range="[0, 1]")
+    mlperf = dict(in_channels=3, resolution=RESOLUTION, **named_variant("mlperf"))
     module = VWWClassifier(init_from="pretrained:test-rgb", num_classes=3, class_names=["a", "b", "c"], **mlperf)
     before = module.model.classifier.weight.clone()
     module.setup("fit")

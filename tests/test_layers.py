@@ -1,10 +1,6 @@
-"""The pipeline's layers, and no import cycles: import-linter's `lint-imports` on pyproject.toml's
-contracts (CLI > bridge, firmware, evaluation > training > models, data > contract).
-
-import-linter finds modules by walking a package's folder, and the stage packages live in the
-top-level folders bridge/, firmware/ and configs/ (pyproject maps them into `vwwtorch`), so the
-check runs on the layout a wheel installs: a copy of the Python files with those folders inside
-`vwwtorch/`, made from pyproject's own mapping.
+"""The pipeline's layers, and no import cycles: import-linter's contracts in pyproject.toml
+(CLI > bridge, firmware, evaluation > training > models, data > contract), checked by the command
+README documents, `python tests/lint_imports.py`, run here exactly as a contributor runs it.
 """
 
 from __future__ import annotations
@@ -15,43 +11,53 @@ import sys
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
+from lint_imports import REPO
+
+COMMAND = [sys.executable, "tests/lint_imports.py"]
 
 
-def installed_layout(root: Path) -> Path:
+def lint(checkout: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(COMMAND, cwd=checkout, capture_output=True, text=True)
+
+
+def python_files(checkout: Path) -> int:
+    mapping = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return sum(len(list((checkout / folder).rglob("*.py"))) for folder in mapping.values())
+
+
+def copy_of_the_checkout(root: Path) -> Path:
+    """The files the command reads: pyproject.toml, the packages' Python files and the command."""
     mapping = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    for package, folder in mapping.items():
-        target = root.joinpath(*package.split("."))
-        shutil.copytree(REPO / folder, target, dirs_exist_ok=True,
-                        ignore=lambda _, names: [n for n in names if n == "__pycache__"
-                                                 or (not n.endswith(".py") and "." in n)])
+    def not_python(folder, names):
+        return [n for n in names if n == "__pycache__" or not (n.endswith(".py") or Path(folder, n).is_dir())]
+
+    for folder in mapping.values():
+        shutil.copytree(REPO / folder, root / folder, ignore=not_python)
+    (root / "tests").mkdir()
+    shutil.copy(REPO / "tests" / "lint_imports.py", root / "tests")
+    shutil.copy(REPO / "pyproject.toml", root)
     return root
 
 
-def lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([LINT_IMPORTS, str(REPO / "pyproject.toml"), "--no-cache"], cwd=root,
-                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
-
-
-def test_the_layers_hold_and_no_module_imports_in_a_cycle(tmp_path):
-    root = installed_layout(tmp_path / "site")
-    done = lint(root)
+def test_the_layers_hold_and_no_module_imports_in_a_cycle():
+    done = lint(REPO)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "Contracts: 2 kept, 0 broken." in done.stdout
-    files = len(list((root / "vwwtorch").rglob("*.py")))
-    assert f"Analyzed {files} files" in done.stdout, "every module of every stage is in the graph"
+    assert f"Analyzed {python_files(REPO)} files" in done.stdout, "every module of every stage is in the graph"
 
 
 def test_an_upward_import_or_a_cycle_breaks_the_contracts(tmp_path):
-    """The contracts are live: a contract module that reaches up to the CLI, and two data modules
-    that import each other, must both be reported."""
-    root = installed_layout(tmp_path / "site")
-    (root / "vwwtorch" / "contract" / "upward.py").write_text("import vwwtorch.cli\n")
-    (root / "vwwtorch" / "data" / "ping.py").write_text("from vwwtorch.data import pong\n")
-    (root / "vwwtorch" / "data" / "pong.py").write_text("from vwwtorch.data import ping\n")
-    done = lint(root)
+    """The contracts are live: in a copy of the checkout, a contract module that reaches up to the
+    CLI, a firmware module that imports the CLI, and two data modules that import each other, must
+    all be reported."""
+    checkout = copy_of_the_checkout(tmp_path / "checkout")
+    (checkout / "vwwtorch" / "contract" / "upward.py").write_text("import vwwtorch.cli\n")
+    (checkout / "firmware" / "upward.py").write_text("from vwwtorch.cli import main\n")
+    (checkout / "vwwtorch" / "data" / "ping.py").write_text("from vwwtorch.data import pong\n")
+    (checkout / "vwwtorch" / "data" / "pong.py").write_text("from vwwtorch.data import ping\n")
+    done = lint(checkout)
     assert done.returncode != 0
     assert "Contracts: 0 kept, 2 broken." in done.stdout, done.stdout[-4000:]
     assert "vwwtorch.contract.upward -> vwwtorch.cli" in done.stdout
+    assert "vwwtorch.firmware.upward -> vwwtorch.cli" in done.stdout
     assert "No cycles are allowed in vwwtorch.data" in done.stdout

@@ -4,21 +4,80 @@ import numpy as np
 import pytest
 import torch
 
-from vwwtorch.models.mobilenet_v1 import MobileNetV1, same_padding, scaled_depth
+from vwwtorch.models.mobilenet_v1 import VARIANTS, MobileNetV1, named_variant, same_padding, scaled_depth
 from vwwtorch.models.stats import model_stats
+
+
+# The paper's Table 1, written out here rather than read from the model: output depth, stride.
+PAPER_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5, (1024, 2), (1024, 1)]
+
+
+def paper_parameters(width: float, channels: int, classes: int) -> int:
+    """Trainable parameters by the paper's layer shapes: 3x3 convs without bias, BatchNorm's gamma and
+    beta, a 1x1 classifier with bias; depths max(int(d * width), 8) as slim rounds them."""
+    depth = lambda d: max(int(d * width), 8)  # noqa: E731
+    prev = depth(32)
+    total = 9 * channels * prev + 2 * prev
+    for d, _ in PAPER_BLOCKS:
+        out = depth(d)
+        total += 9 * prev + 2 * prev + prev * out + 2 * out
+        prev = out
+    return total + prev * classes + classes
+
+
+def reference_forward(model: MobileNetV1, x: torch.Tensor) -> torch.Tensor:
+    """The network computed layer by layer with torch.nn.functional and TensorFlow's SAME padding
+    (out = ceil(in / stride), the odd padding pixel after), from the model's weights only."""
+    F = torch.nn.functional
+    convs = [m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for conv, bn in zip(convs, norms):
+        k, s = conv.kernel_size[0], conv.stride[0]
+        size = x.shape[-1]
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        x = F.pad(x, (total // 2, total - total // 2) * 2)
+        x = F.conv2d(x, conv.weight, None, s, 0, groups=conv.groups)
+        x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        x = x.clamp(0, 6)
+    x = x.mean(dim=(2, 3))
+    return x @ model.classifier.weight.flatten(1).T + model.classifier.bias
 
 
 @pytest.mark.parametrize("width", [0.1, 0.25, 0.5, 1.0])
 @pytest.mark.parametrize("resolution", [96, 128, 160])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_output_shapes(width, resolution, channels):
+    torch.manual_seed(0)
     model = MobileNetV1(width=width, in_channels=channels, resolution=resolution, num_classes=3).eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(2, channels, resolution, resolution)
     with torch.no_grad():
-        out = model(torch.randn(2, channels, resolution, resolution))
-        feats = model.forward_features(torch.randn(2, channels, resolution, resolution))
+        out = model(x)
+        feats = model.forward_features(x)
+        expected = reference_forward(model, x)
     assert out.shape == (2, 3)
     assert feats.shape == (2, scaled_depth(1024, width), 1, 1)
     assert model.feature_size == resolution // 32
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    assert sum(p.numel() for p in model.parameters()) == paper_parameters(width, channels, 3)
+
+
+def test_parameter_count_matches_the_paper():
+    """MobileNetV1 1.0 on ImageNet: 4.2 M parameters in the paper; 4,231,976 trainable exactly
+    (Keras's MobileNet reports the same), and 470,072 at width 0.25."""
+    assert paper_parameters(1.0, 3, 1000) == 4_231_976
+    assert sum(p.numel() for p in MobileNetV1(width=1.0, in_channels=3, num_classes=1000).parameters()) == 4_231_976
+    assert sum(p.numel() for p in MobileNetV1(width=0.25, in_channels=3, num_classes=1000).parameters()) == 470_072
+
+
+def test_named_variants():
+    assert named_variant("slim") == VARIANTS
+    mlperf = MobileNetV1(in_channels=3, **named_variant("mlperf"))
+    assert (mlperf.activation, mlperf.conv_bias, mlperf.head, mlperf.input_range) == ("relu", True, "dense", "[0, 1]")
+    with pytest.raises(ValueError, match="slim, mlperf"):
+        named_variant("resnet")
 
 
 def test_slim_depth_rounding_and_min_depth():
@@ -74,8 +133,7 @@ def test_mlperf_variant_has_the_keras_reference_parameters():
 
     import tf_keras as k
 
-    model = MobileNetV1(in_channels=3, resolution=64, activation="relu", conv_bias=True, head="dense",
-                        input_range="[0, 1]")
+    model = MobileNetV1(in_channels=3, resolution=64, **named_variant("mlperf"))
     assert isinstance(model.classifier, torch.nn.Linear)
     assert not any(isinstance(m, torch.nn.ReLU6) for m in model.modules())
     assert all(m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d))

@@ -1,5 +1,6 @@
 """Training really learns, resumes exactly, and runs under DDP."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,22 +82,37 @@ def test_stop_and_resume_equals_uninterrupted_run(synthetic_small, tmp_path):
             assert torch.equal(full[key][name], resumed[key][name]), (key, name)
 
 
-def test_ddp_two_cpu_processes(synthetic_small, tmp_path):
-    """`vwwtorch fit` runs unchanged under DDP (gloo) with 2 processes and writes a checkpoint."""
+def test_ddp_two_cpu_processes(tmp_path):
+    """`vwwtorch fit` runs unchanged under DDP (gloo) with 2 processes, writes a checkpoint, and
+    splits the data: in one epoch the two ranks read disjoint halves that together cover the split."""
+    import json
+
+    from vwwtorch.data.synthetic import generate
+
+    data = generate(str(tmp_path / "data"), train=160, val=32, test=16, seed=1, progress=False)
+    samples = tmp_path / "samples"
+    samples.mkdir()
     cmd = [sys.executable, "-m", "vwwtorch", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
-           "--data.data_dir", synthetic_small, "--data.num_workers", "0", "--data.batch_size", "16",
+           "--data.data_dir", data, "--data.num_workers", "0", "--data.batch_size", "16",
            "--model.resolution", "32", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-           "--trainer.strategy", "ddp", "--trainer.max_steps", "6", "--trainer.limit_val_batches", "2",
+           "--trainer.strategy", "ddp", "--trainer.max_steps", "5", "--trainer.limit_val_batches", "2",
            "--trainer.enable_progress_bar", "false",
+           "--trainer.callbacks+=served_samples.RecordServedSamples",
            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "VWWTORCH_TEST_SAMPLES": str(samples)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     checkpoints = list((tmp_path / "runs").rglob("last.ckpt"))
     assert checkpoints, proc.stderr[-3000:]
     ckpt = read_checkpoint(checkpoints[0])
-    assert ckpt["global_step"] == 6
+    assert ckpt["global_step"] == 5
     model = load_classifier(checkpoints[0])
     assert model.hparams.resolution == 32
+    # 5 steps of 16 per rank is one epoch of 160 images on 2 ranks.
+    ranks = [json.loads((samples / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [len(r) for r in ranks] == [80, 80]
+    assert not set(ranks[0]) & set(ranks[1]), "both ranks read the same samples"
+    assert sorted(ranks[0] + ranks[1]) == list(range(160)), "the ranks together cover the split"
 
 
 def test_last_checkpoint_follows_training_when_the_best_stops_improving(synthetic_small, tmp_path):

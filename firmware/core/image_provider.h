@@ -13,7 +13,8 @@ enum class ImageStatus {
 };
 
 // Writes the next image into `tensor` as int8 HWC values (rows * cols * channels of them), in the
-// model's input convention: camera byte b becomes b - 128.
+// model's input convention: camera byte b becomes kByteToInput[b] (model_settings.h, derived from
+// the model's input quantization).
 ImageStatus GetImage(int rows, int cols, int channels, int8_t* tensor);
 
 }  // namespace vww

@@ -21,7 +21,7 @@ from vwwtorch.firmware.memory_plan.requantization import leading_padding, output
 CHAIN_OP = "VWW_CONV_CHAIN"
 CHAIN_OP_NAME = f"CUSTOM:{CHAIN_OP}"
 OPTIONS_VERSION = 1
-MAX_CHAIN_LAYERS = 16  # kMaxLayers in conv_chain.cc
+MAX_CHAIN_LAYERS = 16  # kMaxLayers in conv_chain.cc; tests/test_chain_wire_format.py keeps them equal
 CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 

@@ -212,15 +212,6 @@ class TFLiteModel:
         return images
 
 
-def run_tflite(tflite_path: str | os.PathLike, images: np.ndarray, *, reference_kernels: bool = False,
-               progress: bool = False) -> np.ndarray:
-    """Float probabilities (N, classes) of a float32 or int8 `.tflite` classifier.
-
-    `images`: NHWC uint8 bytes or float32 in [-1, 1] (see the module docstring).
-    """
-    return TFLiteModel(tflite_path, reference_kernels=reference_kernels).probabilities(images, progress)
-
-
 def raw_outputs(model: bytes, images: np.ndarray, reference_kernels: bool = False) -> np.ndarray:
     """Module-level form of `TFLiteModel.raw_outputs`, for running in a child process."""
     return TFLiteModel(model, reference_kernels=reference_kernels).raw_outputs(images)

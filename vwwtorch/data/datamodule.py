@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import asdict
 from typing import Callable, Iterator, NamedTuple, Optional
 
 import numpy as np
@@ -324,6 +323,3 @@ class VWWDataModule(pl.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader("test", train=False)
-
-    def augmentation_config(self) -> dict:
-        return asdict(self.augmentation)

@@ -9,7 +9,7 @@ What makes it slim's and not torchvision-style:
 - the global pool is an average pool with the feature map as kernel (AVERAGE_POOL_2D in TFLite,
   not MEAN), then dropout and a 1x1 conv classifier (CONV_2D, not FULLY_CONNECTED).
 
-The variants (`VARIANTS`; slim's is the default): MLPerf Tiny's VWW reference (Keras) uses ReLU,
+The variants (`VARIANTS`; slim's is the default; `named_variant` by name): MLPerf Tiny's VWW reference (Keras) uses ReLU,
 convolutions with a bias before each BatchNorm, a dense head (FULLY_CONNECTED) and inputs in [0, 1]
 (x / 255) instead of [-1, 1]. The input range is the model's contract with its data: training,
 evaluation and deployment normalize bytes by it (`vwwtorch.contract.deployment`).
@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vwwtorch.contract.deployment import NORMALIZATIONS
+
 # (output depth before the width multiplier, stride) for the 13 depthwise-separable blocks.
 SEPARABLE_BLOCKS: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -34,12 +36,22 @@ ARCH_KEYS = ("width", "in_channels", "resolution", "num_classes")
 VARIANTS = {"activation": "relu6", "conv_bias": False, "head": "conv", "input_range": "[-1, 1]"}
 ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
 HEADS = ("conv", "dense")
-INPUT_RANGES = ("[-1, 1]", "[0, 1]")
-SLIM = dict(VARIANTS)
-MLPERF = {"activation": "relu", "conv_bias": True, "head": "dense", "input_range": "[0, 1]"}
+INPUT_RANGES = tuple(NORMALIZATIONS)  # the deployment contract names them
+# The published models' variants by name, so code that means "MLPerf's" says so once.
+NAMED_VARIANTS = {
+    "slim": dict(VARIANTS),
+    "mlperf": {"activation": "relu", "conv_bias": True, "head": "dense", "input_range": "[0, 1]"},
+}
 STEM_DEPTH = 32
 MIN_DEPTH = 8
 BN_EPS = 1e-3
+
+
+def named_variant(name: str) -> dict:
+    """The variant options of a published model ("slim", "mlperf"): MobileNetV1(**named_variant(...))."""
+    if name not in NAMED_VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose one of: {', '.join(NAMED_VARIANTS)}")
+    return dict(NAMED_VARIANTS[name])
 
 
 def scaled_depth(depth: int, width: float) -> int:

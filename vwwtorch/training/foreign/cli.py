@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vwwtorch.models.mobilenet_v1 import INPUT_RANGES
+from vwwtorch.models.mobilenet_v1 import INPUT_RANGES, named_variant
 
 IMPORT_HELP = """\
 Turn a trained model into a vwwtorch checkpoint that validate, test, predict, report, export and
@@ -89,7 +89,7 @@ def _run_import(args) -> None:
                 raise UserError(f"--input-range {input_range} conflicts with --ranges-from {args.ranges_from}, whose "
                                 f"input quantization encodes {encoded}; drop --input-range (it follows --ranges-from)")
             input_range = encoded
-        imported = importer.from_keras(args.source, input_range or "[0, 1]")
+        imported = importer.from_keras(args.source, input_range or named_variant("mlperf")["input_range"])
         if args.ranges_from is not None:
             imported = importer.with_ranges_from(imported, args.ranges_from)
     else:

@@ -31,7 +31,6 @@ from vwwtorch.models.mobilenet_v1 import BN_EPS, SEPARABLE_BLOCKS, STEM_DEPTH, s
 from vwwtorch.training.foreign.weights import BatchNormStats, LayerWeights
 
 PASS_THROUGH = ("InputLayer", "Dropout", "Flatten")
-CONV_LAYERS = ("Conv2D", "DepthwiseConv2D")
 # A MobileNetV1-1.0's largest array holds 1024 x 1024 values (the dense head 1024 x classes).
 MAX_WEIGHT_VALUES = 16 << 20
 

@@ -67,9 +67,10 @@ def _from_tflite(files: list[Path]):
 
 
 def _from_keras_with_int8_ranges(files: list[Path]):
+    from vwwtorch.models.mobilenet_v1 import named_variant
     from vwwtorch.training.foreign.importer import from_keras, with_ranges_from
 
-    return with_ranges_from(from_keras(files[0], "[0, 1]"), files[1])
+    return with_ranges_from(from_keras(files[0], named_variant("mlperf")["input_range"]), files[1])
 
 
 PERSON_DETECT = "tensorflow/lite/micro/models/person_detect.tflite"

@@ -12,7 +12,7 @@ Anything else is refused in one line naming the first operator that does not fit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vwwtorch.contract.deployment import matching_normalization
 from vwwtorch.contract.errors import UserError
@@ -43,8 +43,6 @@ class Structure:
     head: str                               # "conv" or "dense"
     input_range: str
     layers: list[Layer]                     # stem, 13 x (depthwise, pointwise), classifier
-    input_quantization: tuple[float, int]
-    activation_ranges: list[dict] = field(default_factory=list)   # per operator, in graph order
 
     @property
     def variant(self) -> dict:
@@ -164,8 +162,5 @@ def recognize(info: ModelFile, source: str) -> Structure:
                         "it needs at least 2")
     layers.append(Layer("conv" if head == "conv" else "dense", classifier.inputs[1],
                         classifier.inputs[2] if len(classifier.inputs) > 2 else None, 1, classifier.outputs[0]))
-    ranges = [{"op": op.op, "scale": op.outputs[0].scale, "zero_point": op.outputs[0].zero_point}
-              for op in ops]
     return Structure(width=round(width, 6), in_channels=shape[3], resolution=shape[1], num_classes=num_classes,
-                     activation=activations.pop(), head=head, input_range=norm.name, layers=layers,
-                     input_quantization=(info.input.scale, info.input.zero_point), activation_ranges=ranges)
+                     activation=activations.pop(), head=head, input_range=norm.name, layers=layers)
