@@ -6,8 +6,10 @@ generate.py, deps.py, build.py, run.py and profile.py, imported only when a comm
 
 from __future__ import annotations
 
-import argparse
 import importlib
+
+from vwwtorch.contract.defaults import HelpFormatter
+
 
 def _commands():
     from vwwtorch.firmware.boards import board_choices, boards_that_run_here, flashed_boards, profile_target
@@ -45,15 +47,6 @@ def _commands():
     )
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows real defaults only (not "None" for optional paths, nor "False" for flags)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def _runner(module_name: str):
     def run(args):
         return importlib.import_module(module_name).run_command(args)
@@ -65,7 +58,7 @@ def register(firmware_subparsers) -> None:
     for name, module_name, short, long in _commands():
         parser = firmware_subparsers.add_parser(
             name, help=short, description=long,
-            formatter_class=_HelpFormatter)
+            formatter_class=HelpFormatter)
         _add_arguments(module_name, parser)
         parser.set_defaults(func=_runner(module_name))
 

@@ -79,3 +79,16 @@ def test_an_install_outside_the_checkout_runs_quickstart_and_generates_firmware(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "quickstart finished" in done.stdout and "vwwtorch/configs/quickstart.yaml" in done.stdout
     assert list((work / "qs" / "runs").rglob("last.ckpt"))
+
+
+def test_an_install_names_its_shipped_configs_from_any_folder(installed, tmp_path):
+    run = lambda *args: subprocess.run([str(installed / "bin" / "vwwtorch"), *args], cwd=tmp_path,  # noqa: E731
+                                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin",
+                                                                            "HOME": str(tmp_path)})
+    done = run("fit", "--config", "quickstart", "--print_config")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "data_dir: data/synthetic" in done.stdout
+    done = run("config", "show", "vww_96_grayscale")
+    assert done.stdout == (REPO / "configs" / "vww_96_grayscale.yaml").read_text()
+    done = run("fit", "--config", "missing", "--print_config")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "quickstart" in done.stderr, done.stderr

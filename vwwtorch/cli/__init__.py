@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "vwwtorch.data.cli",
     "vwwtorch.evaluation.report.cli",
     "vwwtorch.cli.quickstart",
+    "vwwtorch.cli.config",
     "vwwtorch.training.foreign.cli",
     "vwwtorch.bridge.cli",
     "vwwtorch.firmware.cli",

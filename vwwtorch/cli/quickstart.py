@@ -13,17 +13,15 @@ import argparse
 import time
 from pathlib import Path
 
-from vwwtorch.configs import config_path
-from vwwtorch.contract.defaults import default
+from vwwtorch.configs import resolve, shipped
+from vwwtorch.contract.defaults import HelpFormatter, default
 from vwwtorch.data.synthetic import generate
-
-QUICKSTART_CONFIG = config_path("quickstart.yaml")
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "quickstart", help="generate the built-in data, train, validate and export the default model",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Run the whole vwwtorch pipeline on the built-in dataset: generate data, train "
                     "MobileNetV1 0.25 (96x96 grayscale) with configs/quickstart.yaml, validate the best "
                     "checkpoint, export it to ONNX and int8 TFLite and verify parity (export/), then "
@@ -32,7 +30,8 @@ def register(subparsers) -> None:
                     "images (firmware/). Everything is written under --out.")
     p.add_argument("--out", required=True, help="output folder (data/, runs/, export/, firmware/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
-    p.add_argument("--config", default=str(QUICKSTART_CONFIG), help="training config")
+    p.add_argument("--config", help="training config: a YAML file, or the name of a shipped one (`vwwtorch "
+                                     "config list`; default: quickstart)")
     p.add_argument("--train-images", type=int, default=default(generate, "train"),
                    help="size of the generated train split")
     p.add_argument("--no-export", dest="export", action="store_false",
@@ -60,7 +59,7 @@ def _run(args) -> None:
     from vwwtorch.contract.errors import UserError
     from vwwtorch.training.lightning_cli import run_lightning_cli
 
-    config = Path(args.config)
+    config = Path(resolve(args.config)) if args.config else shipped("quickstart")
     if not config.is_file():
         raise UserError(f"config {config} not found")
     if args.epochs is not None and args.epochs < 1:

@@ -1,7 +1,9 @@
-"""Each option's default lives once, where the work is defined; command lines read it from there."""
+"""Each option's default lives once, where the work is defined; command lines read it from there,
+and `--help` shows it once (`HelpFormatter`)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 
@@ -17,3 +19,14 @@ def default(source, name: str):
     if value is inspect.Parameter.empty:
         raise TypeError(f"{source.__qualname__}() has no default for {name}")
     return value
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where X tells something: not for a flag (its default is the
+    flag's absence), not for None, and not where the help already says what the default is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or isinstance(action.default, bool) or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)

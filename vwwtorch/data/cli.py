@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vwwtorch.contract.defaults import default
+from vwwtorch.contract.defaults import HelpFormatter, default
 from vwwtorch.data.build import build_vww
 from vwwtorch.data.contact_sheet import write_contact_sheet
 from vwwtorch.data.folder import build_folder_dataset
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
     synth = sub.add_parser(
         "synthetic", help="generate the built-in dataset (grayscale scenes with/without a person figure)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Generate the built-in demo dataset: 128x128 grayscale scenes with and without "
                     "person-like figures, deterministic by seed.")
     synth.add_argument("--out", required=True, help="output dataset folder")
@@ -262,7 +262,7 @@ def _verify(args) -> None:
 def _register_show(sub) -> None:
     show = sub.add_parser(
         "show", help="write a labelled contact sheet of dataset images",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Write a grid of randomly chosen images of one split, each captioned with its label and "
                     "id and framed in the label's colour, so labels can be checked by eye.")
     show.add_argument("dataset", metavar="DIR", help="dataset folder")

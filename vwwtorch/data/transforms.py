@@ -25,7 +25,7 @@ class Augmentation:
     crop_area: tuple[float, float] = (0.05, 1.0)
     crop_aspect: tuple[float, float] = (0.75, 4 / 3)
     hflip: bool = True
-    brightness: float = 32.0 / 255.0  # slim: random_brightness max_delta 32/255
+    brightness: float = 0.125  # ColorJitter's factor 1 +- 0.125, what every config sets (slim adds +-32/255)
     contrast: float = 0.5  # slim: random_contrast lower 0.5, upper 1.5
 
 

@@ -7,10 +7,10 @@ byte-to-int8 table, as the firmware feeds camera bytes.
 
 from __future__ import annotations
 
-import argparse
 import csv
 from pathlib import Path
 
+from vwwtorch.contract.defaults import HelpFormatter
 from vwwtorch.contract.names import printable
 from vwwtorch.contract.outputs import check_file, staged_file
 
@@ -18,11 +18,11 @@ from vwwtorch.contract.outputs import check_file, staged_file
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="classify image files or folders with a checkpoint or an int8 .tflite",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Run a trained checkpoint (its EMA weights) or an int8 .tflite from `vwwtorch export` "
                     "on image files or every image in a folder; prints label and score per image, "
                     "optionally writes a CSV. Both see the same pixels: an image already at the model's "
-                    "size as it is, any other the eval preprocessing (central 87.5%% crop, resize). An "
+                    "size as it is, any other the eval preprocessing (central 87.5% crop, resize). An "
                     "int8 model gets them as the firmware feeds camera bytes (the byte-to-int8 table "
                     "derived from its input quantization; int8 = byte - 128 for the usual models).")
     p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")

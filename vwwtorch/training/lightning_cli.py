@@ -29,6 +29,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from vwwtorch.configs import resolve_config_args
 from vwwtorch.contract.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
 from vwwtorch.contract import stopping
 from vwwtorch.contract.errors import Stopped, UserError
@@ -311,6 +312,7 @@ TRAINER_DEFAULTS = {
 
 
 def run_lightning_cli(argv: list[str]) -> VWWLightningCLI:
+    argv = resolve_config_args(argv)  # `--config quickstart`: the shipped config, from any folder
     keep_tensorflow_out_of_tensorboard()
     route_lightning_logs()
     # Frozen BatchNorm (fine-tuning) and frozen blocks (TwoStageFinetuning) are in inference mode on

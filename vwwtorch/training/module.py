@@ -76,9 +76,13 @@ class VWWClassifier(pl.LightningModule):
             to clamp to. Default: 0 when init_from gives trained weights, else a quarter of the run.
         class_weights: weight the training loss per class: "auto" (inverse class frequency in the
             training split, for imbalanced data) or one weight per class. Label smoothing still applies.
-        activation, conv_bias, head, input_range: the MobileNetV1 variant (see
-            `vwwtorch.models.mobilenet_v1`): slim's by default; MLPerf's VWW reference is "relu",
-            true, "dense", "[0, 1]".
+        activation: the MobileNetV1 variant's activation, "relu6" (slim's) or "relu" (MLPerf's VWW
+            reference); the variant options are described in `vwwtorch.models.mobilenet_v1`.
+        conv_bias: convolutions with a bias (MLPerf's reference: true; slim's: false, BatchNorm's shift).
+        head: the classifier, "conv" (slim's 1x1 convolution) or "dense" (MLPerf's, exported as
+            FULLY_CONNECTED).
+        input_range: what pixel bytes are scaled to, "[-1, 1]" (x / 127.5 - 1, slim's) or "[0, 1]"
+            (x / 255, MLPerf's); the data follows the model's.
         channels_last: run activations in NHWC memory format (faster on CPUs and GPUs alike).
         compile: train through `torch.compile`: the first step compiles kernels first (about a
             minute on a 2-core CPU), so it is for long runs. Mixed precision is the trainer's
