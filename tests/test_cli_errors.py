@@ -105,6 +105,6 @@ def test_help_lists_the_commands():
     listed = proc.stdout.split("positional arguments:")[1].split("options:")[0]
     names = [line.split()[0] for line in listed.splitlines()
              if line.startswith("    ") and not line.startswith("      ") and line.strip()]
-    assert names == ["fit", "validate", "test", "predict", "data", "report", "quickstart", "import", "pretrained",
-                     "export", "parity", "firmware"]
+    assert names == ["fit", "validate", "test", "predict", "data", "report", "quickstart", "config", "import",
+                     "pretrained", "export", "parity", "firmware"]
     assert "exit codes: 0 done, 1 a verification gate failed, 2 wrong input" in " ".join(proc.stdout.split())
