@@ -36,7 +36,7 @@ from PIL import Image
 
 RUNNER = """
 import json, sys, time
-from vwwtorch.data.build import build_vww
+from vwwtorch.data.coco_vww_builder import build_vww
 from vwwtorch.data.coco_vww import coco_sources
 coco, out, workers, channels, fast = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 r = build_vww(out, coco_sources(coco), workers=workers, channels=channels, fast_decode=fast, progress=False)

@@ -25,7 +25,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from vwwtorch.cli import main
-from vwwtorch.data.build import build_vww
+from vwwtorch.data.coco_vww_builder import build_vww
 from vwwtorch.data.coco_vww import coco_sources
 from vwwtorch.data.format import open_split, read_meta
 
@@ -286,7 +286,7 @@ def test_killed_build_resumes_to_an_identical_dataset(coco, person_book, tmp_pat
     work = tmp_path / "vww.chunks"
     script = textwrap.dedent("""
         import os, signal, sys
-        from vwwtorch.data.build import build_vww
+        from vwwtorch.data.coco_vww_builder import build_vww
         from vwwtorch.data.coco_vww import coco_sources
         done = []
         def hook(name):

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from vwwtorch.contract.defaults import HelpFormatter, default
-from vwwtorch.data.build import build_vww
+from vwwtorch.data.coco_vww_builder import build_vww
 from vwwtorch.data.contact_sheet import write_contact_sheet
 from vwwtorch.data.folder import build_folder_dataset
 from vwwtorch.data.synthetic import generate
@@ -83,7 +83,7 @@ def _register_vww(sub) -> None:
 
 
 def _add_build_options(parser, builder, bad_fraction_help: str) -> None:
-    """The options of the chunked, resumable builders (`vwwtorch.data.build`), defaults from `builder`."""
+    """The options of the chunked, resumable builders (`vwwtorch.data.coco_vww_builder`), defaults from `builder`."""
     parser.add_argument("--image-size", type=int, default=default(builder, "image_size"),
                         help="stored image side in pixels; the trainer crops and resizes from it, so use at least "
                              "the model's resolution (default: %(default)s)")

@@ -5,7 +5,7 @@ name) and the images, read as a stream from the `.tar.gz` archives, parquet shar
 (`image_sources`). The Hugging Face parquet shards carry their own labels, so `--metadata` is
 optional when every image source is parquet.
 
-Steps (the same scheme as `data vww`, see `vwwtorch.data.build`):
+Steps (the same scheme as `data vww`, see `vwwtorch.data.coco_vww_builder`):
 
 1. Each source's images, in their fixed order, are cut into chunks of `chunk_size` images. This
    process reads the sources one after the other and hands each chunk's encoded bytes to a pool of
@@ -46,8 +46,8 @@ from vwwtorch.contract.names import printable
 from vwwtorch.contract.outputs import check_folder, staged_file, written_as_user_error
 from vwwtorch.contract.stopping import SIGNAL_EXIT_CODES, Terminated
 from vwwtorch.data import image_sources
-from vwwtorch.data.build import (DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BAD_FRACTION, REPORT_FILE, WORK_SUFFIX,
-                                 check_build_options, class_names, prepare_work_dir, write_json)
+from vwwtorch.data.coco_vww_builder import (DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BAD_FRACTION, REPORT_FILE, WORK_SUFFIX,
+                                            check_build_options, class_names, prepare_work_dir, write_json)
 from vwwtorch.data.format import ATTRIBUTES_FILE, DatasetWriter, NpyAppender
 from vwwtorch.data.wake_vision_metadata import (FINE_GRAINED, FILENAME, LABEL, SPLITS, UNKNOWN, Catalog,
                                                 MetadataFile, keys_of, open_csv, read_catalog, split_of_name)

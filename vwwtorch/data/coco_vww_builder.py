@@ -19,6 +19,7 @@ interrupted-and-resumed build gives byte-identical files to an uninterrupted one
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -271,6 +272,28 @@ def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", th
 
     tasks = _chunk_tasks(plan, work, chunk_size)
     listed = plan.total
+    pending, already, bad_so_far = _resume_state(tasks, work, progress)
+    start = time.perf_counter()
+    with _stopped_as_resumable(tasks, work):
+        decoded = _decode_pending(pending, listed, already, bad_so_far, workers=workers, size=image_size,
+                                  channels=channels, fast=fast_decode, progress=progress,
+                                  max_bad_fraction=max_bad_fraction, work=work, tasks=tasks,
+                                  desc=f"decoding COCO ({plan.class_name})", on_chunk=on_chunk)
+    seconds = time.perf_counter() - start
+    report = _bad_report(tasks, listed)
+    if _too_many_bad(report["bad_count"], listed, max_bad_fraction):
+        _fail_bad(work, tasks, listed, max_bad_fraction, partial=False)
+
+    provenance = _provenance(plan, report, image_size=image_size, channels=channels, fast_decode=fast_decode)
+    counts = _assemble(class_names(plan.class_name), list(plan.splits), tasks, out, size=image_size,
+                       channels=channels, provenance=provenance, report=report, overwrite=overwrite)
+    shutil.rmtree(work, ignore_errors=True)
+    return BuildResult(out=out, counts=counts, bad=report["bad_count"], listed=listed, decoded=decoded,
+                       seconds=seconds)
+
+
+def _resume_state(tasks, work: Path, progress: bool):
+    """(chunks still to decode, images already built, bad images among them) for a resumed build."""
     pending = [t for t in tasks if not _committed(t[1], len(t[2]))]
     pending_paths = {t[1] for t in pending}
     finished = [t for t in tasks if t[1] not in pending_paths]
@@ -278,23 +301,24 @@ def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", th
     bad_so_far = sum(len(chunkio.read_chunk_summary(t[1])[2]) for t in finished)
     if finished and progress:
         print(f"resuming: {len(finished)} of {len(tasks)} chunks ({already} images) already built in {work}")
-    start = time.perf_counter()
+    return pending, already, bad_so_far
+
+
+@contextlib.contextmanager
+def _stopped_as_resumable(tasks, work: Path):
+    """Ctrl-C / SIGTERM while decoding: say how far the build got and that rerunning resumes it."""
     try:
-        decoded = _decode_pending(pending, listed, already, bad_so_far, workers=workers, size=image_size,
-                                  channels=channels, fast=fast_decode, progress=progress,
-                                  max_bad_fraction=max_bad_fraction, work=work, tasks=tasks,
-                                  desc=f"decoding COCO ({plan.class_name})", on_chunk=on_chunk)
+        yield
     except (KeyboardInterrupt, Terminated) as exc:
         committed = sum(1 for t in tasks if t[1].exists())
         signal_name = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
         raise Stopped(f"stopped by {signal_name} with {committed} of {len(tasks)} chunks committed in {work}; "
                       "run the same command again to resume", SIGNAL_EXIT_CODES[signal_name]) from None
-    seconds = time.perf_counter() - start
-    report = _bad_report(tasks, listed)
-    if _too_many_bad(report["bad_count"], listed, max_bad_fraction):
-        _fail_bad(work, tasks, listed, max_bad_fraction, partial=False)
 
-    provenance = {
+
+def _provenance(plan: VwwPlan, report: dict, *, image_size: int, channels: int, fast_decode: bool) -> dict:
+    """What meta.json records about how the dataset was made (labels, splits, decoding)."""
+    return {
         "source": "coco-vww",
         "builder": __name__,
         "class_name": plan.class_name,
@@ -309,11 +333,6 @@ def build_vww(out: str | os.PathLike, sources, *, class_name: str = "person", th
         "resize": f"whole image resized to {image_size}x{image_size} (aspect ratio not kept, no crop), "
                   "bilinear" + (", JPEG DCT-domain downscaling" if fast_decode else ""),
         "ids": "COCO image ids",
-        "images_listed": listed,
+        "images_listed": plan.total,
         "bad_images": report["bad_count"],
     }
-    counts = _assemble(class_names(plan.class_name), list(plan.splits), tasks, out, size=image_size,
-                       channels=channels, provenance=provenance, report=report, overwrite=overwrite)
-    shutil.rmtree(work, ignore_errors=True)
-    return BuildResult(out=out, counts=counts, bad=report["bad_count"], listed=listed, decoded=decoded,
-                       seconds=seconds)
