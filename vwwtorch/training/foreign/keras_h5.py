@@ -192,11 +192,63 @@ def read_keras_h5(path: Path) -> KerasModel:
             raise UserError(f"{source} cannot be read as HDF5 ({_first_line(exc)})") from None
 
 
-def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
-    def fail(layer: dict, expected: str) -> UserError:
-        return UserError(f"{source}: layer {printable(layer['config']['name'])} ({printable(layer['class_name'])}) "
-                         f"does not fit a MobileNetV1 (expected {expected})")
+def _misfit(source: str, layer: dict, expected: str) -> UserError:
+    return UserError(f"{source}: layer {printable(layer['config']['name'])} ({printable(layer['class_name'])}) "
+                     f"does not fit a MobileNetV1 (expected {expected})")
 
+
+class _Layers:
+    """The layers after the input, read front to back: the MobileNetV1 is matched in one pass."""
+
+    def __init__(self, layers: list[dict]):
+        self.layers = layers
+        self.position = 0
+
+    def peek(self) -> dict | None:
+        return self.layers[self.position] if self.position < len(self.layers) else None
+
+    def take(self) -> dict:
+        self.position += 1
+        return self.layers[self.position - 1]
+
+    def next_is(self, *class_names: str) -> bool:
+        layer = self.peek()
+        return layer is not None and layer["class_name"] in class_names
+
+
+def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
+    resolution, channels = _input_shape(layers, source)
+    queue = _Layers(layers[1:])
+    out: list[LayerWeights] = []
+    activations: set[str] = set()
+    biases: set[bool] = set()
+    plan: list[tuple[str, int, int, int | None]] = [("Conv2D", 3, 2, STEM_DEPTH)]
+    for base, stride in SEPARABLE_BLOCKS:
+        plan += [("DepthwiseConv2D", 3, stride, None), ("Conv2D", 1, 1, base)]
+    planned: list[tuple[dict, int | None]] = []
+    for kind, kernel, stride, base in plan:
+        layer = queue.peek()
+        if layer is None:
+            raise UserError(f"{source} ends after {len(out)} convolutions; a MobileNetV1 has 27 before its pool")
+        conv, activation = _read_conv(queue, weights, source, kind, kernel, stride)
+        biases.add(conv.bias is not None)
+        activations.add(activation)
+        out.append(conv)
+        planned.append((layer, base))
+    width = _check_width(out, planned, source)
+    dense = _read_head(queue, weights, source, resolution)
+    out.append(dense)
+    if len(activations) != 1:
+        raise UserError(f"{source} mixes activations ({', '.join(sorted(activations))}); the layers of a "
+                        "MobileNetV1 share one")
+    architecture = {"width": round(width, 6), "in_channels": channels, "resolution": resolution,
+                    "num_classes": int(dense.weight.shape[0]), "activation": activations.pop(),
+                    "conv_bias": True in biases, "head": "dense"}
+    return KerasModel(architecture, out)
+
+
+def _input_shape(layers: list[dict], source: str) -> tuple[int, int]:
+    """(resolution, channels) of the input layer, which must be a square image a MobileNetV1 can take."""
     if not layers or layers[0]["class_name"] != "InputLayer":
         raise UserError(f"{source} does not start with an input layer")
     config = layers[0]["config"]
@@ -206,65 +258,46 @@ def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
             or shape[1] != shape[2] or not 32 <= shape[1] <= 4096 or shape[1] % 32 or shape[3] not in (1, 3):
         raise UserError(f"{source}: input shape {printable(repr(shape))} is not a square [N*32, N*32, 1 or 3] image "
                         "(N*32 up to 4096)")
-    resolution, channels = int(shape[1]), int(shape[3])
+    return int(shape[1]), int(shape[3])
 
-    queue = [layer for layer in layers[1:]]
-    position = 0
 
-    def peek() -> dict | None:
-        return queue[position] if position < len(queue) else None
+def _read_conv(queue: _Layers, weights, source: str, kind: str, kernel: int,
+               stride: int) -> tuple[LayerWeights, str]:
+    """One planned convolution with its BatchNormalization and activation (fused or a layer of its own)."""
+    layer = queue.take()
+    c = layer["config"]
+    if layer["class_name"] != kind or _pair(c.get("kernel_size")) != (kernel, kernel) \
+            or _pair(c.get("strides")) != (stride, stride) or c.get("padding") != "same" \
+            or kind == "DepthwiseConv2D" and c.get("depth_multiplier", 1) != 1:
+        raise _misfit(source, layer, f"a {kind} {kernel}x{kernel} stride {stride} with padding 'same'")
+    arrays = _weights(weights, c["name"], source, "a kernel and maybe a bias")
+    shown = f"{source}: layer {printable(c['name'])}"
+    if kind == "Conv2D":
+        kernel_values = _kernel(arrays, 4, shown).transpose(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
+    else:
+        kernel_values = _kernel(arrays, 4, shown).transpose(2, 3, 0, 1)  # [kh, kw, C, 1] -> [C, 1, kh, kw]
+    bias = arrays[1] if c.get("use_bias", True) and len(arrays) > 1 else None
+    if bias is not None and bias.shape != kernel_values.shape[:1]:
+        raise UserError(f"{shown}: its bias has shape {list(bias.shape)} for {kernel_values.shape[0]} filters")
+    fused = _activation(layer)
+    stats = None
+    if queue.next_is("BatchNormalization"):
+        if fused != "linear":
+            raise _misfit(source, layer, "no activation before its BatchNormalization")
+        stats = _batch_norm(queue.take(), weights, source)
+    if fused == "linear":
+        act_layer = queue.peek()
+        if act_layer is None or act_layer["class_name"] not in ("Activation", "ReLU"):
+            raise _misfit(source, act_layer or layer, "an Activation or ReLU layer")
+        fused = _activation(queue.take())
+    if fused not in ("relu", "relu6"):
+        raise UserError(f"{source}: layer {printable(c['name'])} uses activation {printable(str(fused))}; a "
+                        "MobileNetV1 uses ReLU or ReLU6")
+    return LayerWeights(f"layer {printable(c['name'])}", kernel_values, bias, stats), fused
 
-    def take() -> dict:
-        nonlocal position
-        position += 1
-        return queue[position - 1]
 
-    out: list[LayerWeights] = []
-    activations: set[str] = set()
-    biases: set[bool] = set()
-    plan: list[tuple[str, int, int, int | None]] = [("Conv2D", 3, 2, STEM_DEPTH)]
-    for base, stride in SEPARABLE_BLOCKS:
-        plan += [("DepthwiseConv2D", 3, stride, None), ("Conv2D", 1, 1, base)]
-    planned: list[tuple[dict, int | None]] = []
-    for kind, kernel, stride, base in plan:
-        layer = peek()
-        if layer is None:
-            raise UserError(f"{source} ends after {len(out)} convolutions; a MobileNetV1 has 27 before its pool")
-        take()
-        c = layer["config"]
-        if layer["class_name"] != kind or _pair(c.get("kernel_size")) != (kernel, kernel) \
-                or _pair(c.get("strides")) != (stride, stride) or c.get("padding") != "same" \
-                or kind == "DepthwiseConv2D" and c.get("depth_multiplier", 1) != 1:
-            raise fail(layer, f"a {kind} {kernel}x{kernel} stride {stride} with padding 'same'")
-        arrays = _weights(weights, c["name"], source, "a kernel and maybe a bias")
-        shown = f"{source}: layer {printable(c['name'])}"
-        if kind == "Conv2D":
-            kernel_values = _kernel(arrays, 4, shown).transpose(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
-        else:
-            kernel_values = _kernel(arrays, 4, shown).transpose(2, 3, 0, 1)  # [kh, kw, C, 1] -> [C, 1, kh, kw]
-        bias = arrays[1] if c.get("use_bias", True) and len(arrays) > 1 else None
-        if bias is not None and bias.shape != kernel_values.shape[:1]:
-            raise UserError(f"{shown}: its bias has shape {list(bias.shape)} for {kernel_values.shape[0]} filters")
-        biases.add(bias is not None)
-        fused = _activation(layer)
-        stats = None
-        if peek() is not None and peek()["class_name"] == "BatchNormalization":
-            if fused != "linear":
-                raise fail(layer, "no activation before its BatchNormalization")
-            stats = _batch_norm(take(), weights, source)
-        if fused == "linear":
-            act_layer = peek()
-            if act_layer is None or act_layer["class_name"] not in ("Activation", "ReLU"):
-                raise fail(act_layer or layer, "an Activation or ReLU layer")
-            fused = _activation(take())
-        if fused not in ("relu", "relu6"):
-            raise UserError(f"{source}: layer {printable(c['name'])} uses activation {printable(str(fused))}; a "
-                            "MobileNetV1 uses ReLU or ReLU6")
-        activations.add(fused)
-        out.append(LayerWeights(f"layer {printable(c['name'])}", kernel_values, bias, stats))
-        planned.append((layer, base))
-
-    # The width from the last layer (1024 x width), then every layer's filters checked against it.
+def _check_width(out: list[LayerWeights], planned: list[tuple[dict, int | None]], source: str) -> float:
+    """The width from the last layer (1024 x width), then every layer's filters checked against it."""
     width = out[-1].weight.shape[0] / SEPARABLE_BLOCKS[-1][0]
     if not 0.1 <= width <= 1.0:
         raise UserError(f"{source}: {out[-1].weight.shape[0]} channels before the pool is not a MobileNetV1 "
@@ -273,40 +306,38 @@ def _read_layers(layers: list[dict], weights, source: str) -> KerasModel:
     for (layer, base), weights_of in zip(planned, out):
         depth = scaled_depth(base, width) if base is not None else depth
         if weights_of.weight.shape[0] != depth:
-            raise fail(layer, f"{depth} filters for a MobileNetV1 of width {width:g}")
-    layer = peek()
+            raise _misfit(source, layer, f"{depth} filters for a MobileNetV1 of width {width:g}")
+    return width
+
+
+def _read_head(queue: _Layers, weights, source: str, resolution: int) -> LayerWeights:
+    """The whole-map average pool, pass-through layers, the Dense classifier and an optional softmax."""
+    layer = queue.peek()
     if layer is None or layer["class_name"] not in ("AveragePooling2D", "GlobalAveragePooling2D"):
-        raise fail(layer or queue[-1], "an average pool over the whole feature map")
-    take()
+        raise _misfit(source, layer or queue.layers[-1], "an average pool over the whole feature map")
+    queue.take()
     size = resolution // 32
     if layer["class_name"] == "AveragePooling2D" and _pair(layer["config"].get("pool_size")) != (size, size):
-        raise fail(layer, f"a {size}x{size} average pool (the whole feature map)")
-    while peek() is not None and peek()["class_name"] in PASS_THROUGH:
-        take()
-    layer = peek()
+        raise _misfit(source, layer, f"a {size}x{size} average pool (the whole feature map)")
+    while queue.next_is(*PASS_THROUGH):
+        queue.take()
+    layer = queue.peek()
     if layer is None or layer["class_name"] != "Dense":
-        raise fail(layer or queue[-1], "a Dense classifier")
-    take()
+        raise _misfit(source, layer or queue.layers[-1], "a Dense classifier")
+    queue.take()
     if _activation(layer) not in ("linear", "softmax"):
-        raise fail(layer, "a Dense classifier with a linear or softmax output")
+        raise _misfit(source, layer, "a Dense classifier with a linear or softmax output")
     arrays = _weights(weights, layer["config"]["name"], source, "a kernel and a bias")
     shown = f"{source}: layer {printable(layer['config']['name'])}"
     dense = LayerWeights(f"layer {printable(layer['config']['name'])}", _kernel(arrays, 2, shown).T.copy(),
                          arrays[1] if len(arrays) > 1 else None)
     if dense.weight.shape[0] < 2:
         raise UserError(f"{shown}: a classifier of {dense.weight.shape[0]} classes; it needs at least 2")
-    out.append(dense)
-    if peek() is not None and peek()["class_name"] == "Activation" and _activation(peek()) == "softmax":
-        take()
-    if peek() is not None:
-        raise fail(peek(), "nothing after the classifier")
-    if len(activations) != 1:
-        raise UserError(f"{source} mixes activations ({', '.join(sorted(activations))}); the layers of a "
-                        "MobileNetV1 share one")
-    architecture = {"width": round(width, 6), "in_channels": channels, "resolution": resolution,
-                    "num_classes": int(dense.weight.shape[0]), "activation": activations.pop(),
-                    "conv_bias": True in biases, "head": "dense"}
-    return KerasModel(architecture, out)
+    if queue.next_is("Activation") and _activation(queue.peek()) == "softmax":
+        queue.take()
+    if queue.peek() is not None:
+        raise _misfit(source, queue.peek(), "nothing after the classifier")
+    return dense
 
 
 def _batch_norm(layer: dict, weights, source: str) -> BatchNormStats:
