@@ -219,56 +219,72 @@ def check_model(model, source: str = "model") -> None:
     for number, graph in enumerate(model.subgraphs):
         where = source if number == 0 else f"{source} subgraph {number}"
         tensors = graph.tensors or []
-        for index, tensor in enumerate(tensors):
-            what = f"{where}: {_tensor_label(index, tensor)}"
-            shape = indices(tensor.shape)
-            if any(d < 0 for d in shape):
-                raise UserError(f"{what} has shape {shape}, with a negative dimension")
-            dtype = type_names.get(tensor.type, str(tensor.type))
-            elements = 1
-            for d in shape:
-                elements *= d
-            size = elements * ITEM_BYTES.get(dtype, 1)
-            if size > MAX_TENSOR_BYTES:
-                raise UserError(f"{what} of shape {shape} takes {size:,} bytes, more than the "
-                                f"{MAX_TENSOR_BYTES >> 20} MiB vwwtorch allows one tensor")
-            if not 0 <= int(tensor.buffer) < max(len(buffers), 1):
-                raise UserError(f"{what} names buffer {tensor.buffer}; the model has {len(buffers)}")
-            data = buffers[tensor.buffer].data if buffers else None
-            if data is not None and len(data) and dtype in ITEM_BYTES and len(data) != size:
-                raise UserError(f"{what} of shape {shape} ({dtype}) needs {size:,} bytes; its buffer holds "
-                                f"{len(data):,}")
-            _check_quantization(tensor, shape, dtype, what)
-        count = len(tensors)
-        for position, op in enumerate(graph.operators or []):
-            if not 0 <= int(op.opcodeIndex) < len(op_names):
-                raise UserError(f"{where}: operator {position} names operator code {op.opcodeIndex}; the model "
-                                f"has {len(op_names)}")
-            name = op_names[op.opcodeIndex]
-            ins, outs = indices(op.inputs), indices(op.outputs)
-            if any(not -1 <= i < count for i in ins) or any(not 0 <= i < count for i in outs):
-                raise UserError(f"{where}: operator {position} ({name}) names tensors {ins} -> {outs}; the "
-                                f"graph has {count}")
-            if not outs:
-                raise UserError(f"{where}: operator {position} ({name}) has no output")
-            if name in WEIGHTED_OPS and (len(ins) < 2 or ins[0] < 0 or ins[1] < 0):
-                raise UserError(f"{where}: operator {position} ({name}) lacks its input or its weights "
-                                f"(inputs {ins})")
-            if name in WEIGHTED_OPS:
-                # A weight tensor without data would be allocated in the arena and read as whatever is
-                # there: a damaged file, not a model (the fuzz test found one TFLM ran on one CPU only).
-                for role, i in (("weights", ins[1]), ("bias", ins[2] if len(ins) > 2 else -1)):
-                    if i >= 0 and not _has_data(buffers, tensors[i]):
-                        raise UserError(f"{where}: operator {position} ({name}) has no data for its {role} "
-                                        f"({_tensor_label(i, tensors[i])}); the file is damaged")
-        for kind, ends in (("input", graph.inputs), ("output", graph.outputs)):
-            for i in indices(ends):
-                if not 0 <= i < count:
-                    raise UserError(f"{where}: its {kind} names tensor {i}; the graph has {count}")
-                shape = indices(tensors[i].shape)
-                if number == 0 and (not shape or 0 in shape):
-                    raise UserError(f"{where}: its {kind} {_tensor_label(i, tensors[i])} has shape {shape}, "
-                                    "which holds no values")
+        _check_tensors(tensors, buffers, type_names, where)
+        _check_operators(graph, tensors, buffers, op_names, where)
+        _check_ends(graph, tensors, where, main=number == 0)
+
+
+def _check_tensors(tensors, buffers, type_names: dict, where: str) -> None:
+    """Shapes, sizes, buffer references and quantization of every tensor of one subgraph."""
+    for index, tensor in enumerate(tensors):
+        what = f"{where}: {_tensor_label(index, tensor)}"
+        shape = indices(tensor.shape)
+        if any(d < 0 for d in shape):
+            raise UserError(f"{what} has shape {shape}, with a negative dimension")
+        dtype = type_names.get(tensor.type, str(tensor.type))
+        elements = 1
+        for d in shape:
+            elements *= d
+        size = elements * ITEM_BYTES.get(dtype, 1)
+        if size > MAX_TENSOR_BYTES:
+            raise UserError(f"{what} of shape {shape} takes {size:,} bytes, more than the "
+                            f"{MAX_TENSOR_BYTES >> 20} MiB vwwtorch allows one tensor")
+        if not 0 <= int(tensor.buffer) < max(len(buffers), 1):
+            raise UserError(f"{what} names buffer {tensor.buffer}; the model has {len(buffers)}")
+        data = buffers[tensor.buffer].data if buffers else None
+        if data is not None and len(data) and dtype in ITEM_BYTES and len(data) != size:
+            raise UserError(f"{what} of shape {shape} ({dtype}) needs {size:,} bytes; its buffer holds "
+                            f"{len(data):,}")
+        _check_quantization(tensor, shape, dtype, what)
+
+
+def _check_operators(graph, tensors, buffers, op_names: list[str], where: str) -> None:
+    """Every operator of one subgraph names a known operator code and tensors that exist."""
+    count = len(tensors)
+    for position, op in enumerate(graph.operators or []):
+        if not 0 <= int(op.opcodeIndex) < len(op_names):
+            raise UserError(f"{where}: operator {position} names operator code {op.opcodeIndex}; the model "
+                            f"has {len(op_names)}")
+        name = op_names[op.opcodeIndex]
+        ins, outs = indices(op.inputs), indices(op.outputs)
+        if any(not -1 <= i < count for i in ins) or any(not 0 <= i < count for i in outs):
+            raise UserError(f"{where}: operator {position} ({name}) names tensors {ins} -> {outs}; the "
+                            f"graph has {count}")
+        if not outs:
+            raise UserError(f"{where}: operator {position} ({name}) has no output")
+        if name in WEIGHTED_OPS and (len(ins) < 2 or ins[0] < 0 or ins[1] < 0):
+            raise UserError(f"{where}: operator {position} ({name}) lacks its input or its weights "
+                            f"(inputs {ins})")
+        if name in WEIGHTED_OPS:
+            # A weight tensor without data would be allocated in the arena and read as whatever is
+            # there: a damaged file, not a model (the fuzz test found one TFLM ran on one CPU only).
+            for role, i in (("weights", ins[1]), ("bias", ins[2] if len(ins) > 2 else -1)):
+                if i >= 0 and not _has_data(buffers, tensors[i]):
+                    raise UserError(f"{where}: operator {position} ({name}) has no data for its {role} "
+                                    f"({_tensor_label(i, tensors[i])}); the file is damaged")
+
+
+def _check_ends(graph, tensors, where: str, *, main: bool) -> None:
+    """The subgraph's inputs and outputs name tensors that exist; the main graph's hold values."""
+    count = len(tensors)
+    for kind, ends in (("input", graph.inputs), ("output", graph.outputs)):
+        for i in indices(ends):
+            if not 0 <= i < count:
+                raise UserError(f"{where}: its {kind} names tensor {i}; the graph has {count}")
+            shape = indices(tensors[i].shape)
+            if main and (not shape or 0 in shape):
+                raise UserError(f"{where}: its {kind} {_tensor_label(i, tensors[i])} has shape {shape}, "
+                                "which holds no values")
 
 
 def read_tflite(data: bytes, source: str = "model") -> ModelFile:
