@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from jsonargparse import DefaultHelpFormatter
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_info
@@ -44,8 +45,28 @@ CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 LAST_NAME = "last.ckpt"
 
 
+class OneDefaultHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's "(type: X, default: Y)" without the default where the help text already says
+    what it is (a docstring's "Default: 0 when ..."): a second, bare "default: null" contradicts it.
+    The same rule as the other commands' `vwwtorch.contract.defaults.HelpFormatter`."""
+
+    def _get_help_string(self, action) -> str:
+        text = super()._get_help_string(action)
+        if "default" not in (action.help or "").lower():
+            return text
+        for added in (", default: %(default)s", "default: %(default)s, ", " (default: %(default)s)"):
+            text = text.replace(added, "")
+        return text
+
+
 class OneLineErrorParser(LightningArgumentParser):
-    """A bad flag or config is one `vwwtorch: error:` line (jsonargparse prints the usage first)."""
+    """A bad flag or config is one `vwwtorch: error:` line (jsonargparse prints the usage first).
+    Help shows each option's default once (`OneDefaultHelpFormatter`); the sub-command parsers are
+    made with this class too, so it is set here rather than in `parser_kwargs`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", OneDefaultHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None):
         text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
