@@ -99,9 +99,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=600, help="generated images per model (default: 600)")
     args = parser.parse_args()
 
-    from vwwtorch.bridge.calibration import load_eval_images
     from vwwtorch.contract.cache import deps_root
-    from vwwtorch.training.foreign.frames import mlperf_input_frames, tflm_testdata_frame
     from vwwtorch.training.foreign.pretrained import REGISTRY, folder
 
     tflm = deps_root() / "tflite-micro" / "tensorflow" / "lite" / "micro"
@@ -112,42 +110,62 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if source_gray.is_file():
-            started = time.perf_counter()
-            cli("pretrained", "get", "person-gray-96", "--out", root / "gray.ckpt")
-            notes.append(f"person-gray-96: pretrained get {time.perf_counter() - started:.1f} s")
-            cli("data", "synthetic", "--out", root / "syn", "--train", 200, "--val", args.images, "--test", 10)
-            started = time.perf_counter()
-            cli("export", "--ckpt", root / "gray.ckpt", "--data", root / "syn", "--out", root / "gray",
-                "--num-calibration", 32, "--num-parity", args.images, "--min-agreement", 0.95)
-            notes.append(f"person-gray-96: export + parity {time.perf_counter() - started:.0f} s")
-            ours = root / "gray" / "model_int8.tflite"
-            frames = np.stack([tflm_testdata_frame(testdata / f"{n}.bmp") for n in ("no_person", "person")])[..., None]
-            rows.append(compare("person-gray-96: TFLM testdata frames", ours, source_gray, root / "gray.ckpt", frames))
-            if mlperf_files[2].is_file():
-                mlperf = np.stack(mlperf_input_frames(mlperf_files[2]))[..., None]
-                rows.append(compare("person-gray-96: MLPerf inputs", ours, source_gray, root / "gray.ckpt", mlperf))
-            others = load_eval_images(root / "syn", "val", args.images, 1, 96, progress=False).pixels
-            rows.append(compare("person-gray-96: generated scenes", ours, source_gray, root / "gray.ckpt", others))
-            notes.append("person-gray-96 firmware (host, reference kernels): "
-                         + firmware_scores(ours, source_gray, frames, root / "fw"))
+            _compare_gray(root, args.images, source_gray, testdata, mlperf_files[2], rows, notes)
         else:
             notes.append(f"person-gray-96 skipped: no {source_gray} (run `vwwtorch firmware deps`)")
         if all(f.is_file() for f in mlperf_files):
-            h5, int8, inputs = mlperf_files
-            cli("pretrained", "get", "person-rgb-96", "--out", root / "rgb.ckpt")
-            data = rgb_dataset(root / "rgb_data", args.images + args.images // 5)
-            started = time.perf_counter()
-            cli("export", "--ckpt", root / "rgb.ckpt", "--data", data, "--out", root / "rgb",
-                "--num-calibration", 32, "--num-parity", 10 * args.images)
-            notes.append(f"person-rgb-96: export + parity {time.perf_counter() - started:.0f} s")
-            ours = root / "rgb" / "model_int8.tflite"
-            mlperf = np.repeat(np.stack(mlperf_input_frames(inputs))[..., None], 3, axis=-1)
-            rows.append(compare("person-rgb-96: MLPerf inputs", ours, int8, root / "rgb.ckpt", mlperf))
-            others = load_eval_images(data, "val", 10 * args.images, 3, 96, progress=False).pixels
-            rows.append(compare("person-rgb-96: generated scenes", ours, int8, root / "rgb.ckpt", others))
+            _compare_rgb(root, args.images, mlperf_files, rows, notes)
         else:
             notes.append("person-rgb-96 skipped: run `vwwtorch pretrained get person-rgb-96 --out person-rgb-96.ckpt`")
+    _print_results(rows, notes)
 
+
+def _compare_gray(root: Path, images: int, source_gray: Path, testdata: Path, mlperf_inputs: Path,
+                  rows: list, notes: list) -> None:
+    """person-gray-96 (TFLM's person_detect.tflite): re-export, compare on three image sets, run the firmware."""
+    from vwwtorch.bridge.calibration import load_eval_images
+    from vwwtorch.training.foreign.frames import mlperf_input_frames, tflm_testdata_frame
+
+    started = time.perf_counter()
+    cli("pretrained", "get", "person-gray-96", "--out", root / "gray.ckpt")
+    notes.append(f"person-gray-96: pretrained get {time.perf_counter() - started:.1f} s")
+    cli("data", "synthetic", "--out", root / "syn", "--train", 200, "--val", images, "--test", 10)
+    started = time.perf_counter()
+    cli("export", "--ckpt", root / "gray.ckpt", "--data", root / "syn", "--out", root / "gray",
+        "--num-calibration", 32, "--num-parity", images, "--min-agreement", 0.95)
+    notes.append(f"person-gray-96: export + parity {time.perf_counter() - started:.0f} s")
+    ours = root / "gray" / "model_int8.tflite"
+    frames = np.stack([tflm_testdata_frame(testdata / f"{n}.bmp") for n in ("no_person", "person")])[..., None]
+    rows.append(compare("person-gray-96: TFLM testdata frames", ours, source_gray, root / "gray.ckpt", frames))
+    if mlperf_inputs.is_file():
+        mlperf = np.stack(mlperf_input_frames(mlperf_inputs))[..., None]
+        rows.append(compare("person-gray-96: MLPerf inputs", ours, source_gray, root / "gray.ckpt", mlperf))
+    others = load_eval_images(root / "syn", "val", images, 1, 96, progress=False).pixels
+    rows.append(compare("person-gray-96: generated scenes", ours, source_gray, root / "gray.ckpt", others))
+    notes.append("person-gray-96 firmware (host, reference kernels): "
+                 + firmware_scores(ours, source_gray, frames, root / "fw"))
+
+
+def _compare_rgb(root: Path, images: int, mlperf_files: list[Path], rows: list, notes: list) -> None:
+    """person-rgb-96 (MLPerf Tiny's reference): re-export, compare on MLPerf's inputs and generated scenes."""
+    from vwwtorch.bridge.calibration import load_eval_images
+    from vwwtorch.training.foreign.frames import mlperf_input_frames
+
+    _, int8, inputs = mlperf_files  # the .h5 itself is not compared here
+    cli("pretrained", "get", "person-rgb-96", "--out", root / "rgb.ckpt")
+    data = rgb_dataset(root / "rgb_data", images + images // 5)
+    started = time.perf_counter()
+    cli("export", "--ckpt", root / "rgb.ckpt", "--data", data, "--out", root / "rgb",
+        "--num-calibration", 32, "--num-parity", 10 * images)
+    notes.append(f"person-rgb-96: export + parity {time.perf_counter() - started:.0f} s")
+    ours = root / "rgb" / "model_int8.tflite"
+    mlperf = np.repeat(np.stack(mlperf_input_frames(inputs))[..., None], 3, axis=-1)
+    rows.append(compare("person-rgb-96: MLPerf inputs", ours, int8, root / "rgb.ckpt", mlperf))
+    others = load_eval_images(data, "val", 10 * images, 3, 96, progress=False).pixels
+    rows.append(compare("person-rgb-96: generated scenes", ours, int8, root / "rgb.ckpt", others))
+
+
+def _print_results(rows: list, notes: list) -> None:
     print("| re-export vs source int8 | images | top-1 agreement | images differing | max LSB | float ckpt vs source top-1 |")
     print("|---|---|---|---|---|---|")
     for row in rows:
