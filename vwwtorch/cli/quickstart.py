@@ -94,7 +94,7 @@ def _run(args) -> None:
     verified = None
     if args.export:
         from vwwtorch.contract.errors import GateFailed
-        from vwwtorch.bridge.pipeline import ExportOptions, export
+        from vwwtorch.bridge.export_run import ExportOptions, export
 
         print(f"[4/{steps}] exporting to int8 TFLite and checking parity -> {export_dir}")
         try:
