@@ -1,7 +1,7 @@
 """Wall time of `vwwtorch export` (export + convert + calibrate + parity) and its footprint figures.
 
-Runs the real export of a checkpoint, stage by stage as the pipeline times them, with the default
-300 calibration and 1000 parity images; prints one table per run and the best total. The
+Runs the real export of a checkpoint, stage by stage as `vwwtorch.bridge.export_run` times them,
+with the default 300 calibration and 1000 parity images; prints one table per run and the best total. The
 checkpoint should be a trained default model (e.g. the best checkpoint of `vwwtorch quickstart`):
 the parity gate must pass for the timing to mean anything.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def run_once(ckpt: Path, data: Path, out: Path, num_calibration: int, num_parity: int) -> tuple[dict, dict]:
-    from vwwtorch.bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.export_run import ExportOptions, export
 
     outcome = export(ExportOptions(ckpt=ckpt, data=data, out=out, num_calibration=num_calibration,
                                    num_parity=num_parity, overwrite=True, progress=False))
@@ -63,9 +63,9 @@ def main() -> None:
     header = f"{'stage':<14}" + "".join(f"{f'run {i + 1} (s)':>12}" for i in range(len(runs)))
     print(header)
     print("-" * len(header))
-    from vwwtorch.bridge.pipeline import STAGES
+    from vwwtorch.bridge.export_run import STAGES
 
-    for stage in (*(s.key for s in STAGES), "total"):
+    for stage in (*STAGES, "total"):
         print(f"{stage:<14}" + "".join(f"{timings.get(stage, float('nan')):>12.1f}" for timings, _ in runs))
     print(f"{'process':<14}{process_s:>12.1f}   (fresh `vwwtorch export` subprocess, imports included)")
     print()

@@ -30,7 +30,7 @@ def export_model(resolution: int, work: Path) -> Path:
     import pytorch_lightning as pl
 
     from vwwtorch.bridge.parity import Thresholds
-    from vwwtorch.bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.export_run import ExportOptions, export
     from vwwtorch.data.datamodule import VWWDataModule
     from vwwtorch.data.format import DatasetWriter
     from vwwtorch.training.module import VWWClassifier

@@ -1,7 +1,8 @@
 """The export stage: a checkpoint to a verified int8 `.tflite` (installed as `vwwtorch.bridge`).
 
     cli             `vwwtorch export` and `vwwtorch parity`
-    pipeline        the stages as data (ONNX, images, conversion, calibration, parity), atomic output
+    export_run      `export` and `parity` runs: the stages in order, timed, the report, atomic output
+    export_stages   the stages (ONNX, images, conversion, int8, parity), typed values in and out
     onnx_export     checkpoint model -> model.onnx (softmax last, static shape, checked)
     convert         onnx2tf -> Keras NHWC -> TFLite float32 / full-integer int8
     passes/         graph passes, one per module (one-channel conv as depthwise, RESHAPE shape

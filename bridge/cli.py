@@ -54,7 +54,7 @@ def _add_thresholds(p: argparse.ArgumentParser, with_float: bool, with_accuracy:
 
 
 def register(subparsers) -> None:
-    from vwwtorch.bridge.pipeline import ExportOptions, ParityOptions
+    from vwwtorch.bridge.export_run import ExportOptions, ParityOptions
 
     e = subparsers.add_parser(
         "export", help="export a checkpoint to ONNX and int8 TFLite and verify parity",
@@ -119,7 +119,7 @@ def _thresholds(args):
 
 
 def _run_export(args) -> None:
-    from vwwtorch.bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.export_run import ExportOptions, export
 
     export(ExportOptions(ckpt=args.ckpt, data=args.data, out=args.out, num_calibration=args.num_calibration,
                          num_parity=args.num_parity, thresholds=_thresholds(args), calibrate=args.calibrate,
@@ -128,7 +128,7 @@ def _run_export(args) -> None:
 
 
 def _run_parity(args) -> None:
-    from vwwtorch.bridge.pipeline import ParityOptions, parity
+    from vwwtorch.bridge.export_run import ParityOptions, parity
 
     parity(ParityOptions(ckpt=args.ckpt, tflite=args.tflite, data=args.data, num_parity=args.num_parity,
                          out=args.out, thresholds=_thresholds(args), source_tflite=args.source_tflite))

@@ -95,34 +95,72 @@ def run_parity(*, torch_probs: np.ndarray | None, data: EvalImages, int8_model: 
     network, which the int8 model is compared with instead of the float one. `kept`: the network a
     kept quantization defines, which the export must equal within 1 LSB."""
     checks = static_checks(int8_info, allowed_ops, input_range)
-    seams: list[Seam] = []
-    if onnx_probs is not None:
-        seams.append(probability_seam("torch_vs_onnxruntime", "torch vs ONNX Runtime", torch_probs,
-                                       onnx_probs(), thresholds.onnx_max_diff, data))
-    if float_probs is not None:
-        seams.append(probability_seam("torch_vs_tflite_float32", "torch vs TFLite float32", torch_probs,
-                                       float_probs(), thresholds.float_max_diff, data))
+    seams = _float_seams(torch_probs, data, thresholds, onnx_probs, float_probs)
     footprint = {"int8_bytes": len(int8_model), "tflm_arena_bytes": None, "op_histogram": int8_info.op_histogram}
     int8_gate = int8_agreement if torch_probs is not None else int8_accuracy
 
-    def int8_not_run(reason: str) -> Seam:
-        return not_run(int8_gate.KEY, int8_gate.TITLE, int8_gate.requirement(thresholds), reason)
-
-    def tflm_not_run(reason: str) -> Seam:
-        return not_run(tflm_bit_exact.KEY, tflm_bit_exact.TITLE, tflm_bit_exact.requirement(int8_info.ops), reason)
+    def neither_runs(reason: str) -> list[Seam]:
+        return [not_run(int8_gate.KEY, int8_gate.TITLE, int8_gate.requirement(thresholds), reason),
+                not_run(tflm_bit_exact.KEY, tflm_bit_exact.TITLE, tflm_bit_exact.requirement(int8_info.ops), reason)]
 
     unsafe = [c for c in checks if c.name == softmax_input_scale.NAME and not c.passed]
     if unsafe:
         # The runtimes would abort on this model; the static check already explains why.
-        seams += [int8_not_run(unsafe[0].detail), tflm_not_run(unsafe[0].detail)]
-        return ParityResult(checks, seams, footprint, {})
-
+        return ParityResult(checks, seams + neither_runs(unsafe[0].detail), footprint, {})
     default_kernels = TFLiteModel(int8_model, name="TFLite int8")
     try:
         int8_inputs = default_kernels.model_inputs(data.pixels)
     except UserError as exc:  # no byte-to-int8 mapping: the input quantization gate says why
-        seams += [int8_not_run(str(exc)), tflm_not_run(str(exc))]
-        return ParityResult(checks, seams, footprint, {})
+        return ParityResult(checks, seams + neither_runs(str(exc)), footprint, {})
+    try:
+        runs = _int8_runs(int8_model, int8_inputs, default_kernels, kept, progress)
+    except _Int8RunFailed as exc:
+        return ParityResult(checks, seams + neither_runs(str(exc)), footprint, {})
+    # The int8 figures are the device's: TFLM's outputs (the next gate proves the reference kernels
+    # equal them).
+    device = default_kernels.dequantize(runs.tflm_raw)
+    if torch_probs is not None:
+        reference = simulated_probs if simulated_probs is not None else torch_probs
+        seams.append(int8_agreement.int8_seam(reference, device, data, thresholds))
+    else:
+        seams.append(int8_accuracy.accuracy_seam(device, data, thresholds))
+    if runs.kept_failure is not None:
+        seams.append(not_run(kept_quantization.KEY, kept_quantization.title(kept.name),
+                             kept_quantization.requirement(), runs.kept_failure))
+    seams.append(tflm_bit_exact.tflm_seam(runs.tflm_raw, runs.ref_raw, data, int8_info.ops))
+    if runs.kept_outputs is not None:
+        seams.append(kept_quantization.kept_seam(runs.kept_outputs, runs.tflm_raw, data, kept.name))
+    footprint["tflm_arena_bytes"] = runs.arena
+    return ParityResult(checks, seams, footprint, _notes(default_kernels, runs, device, data))
+
+
+def _float_seams(torch_probs, data: EvalImages, thresholds: Thresholds, onnx_probs, float_probs) -> list[Seam]:
+    seams = []
+    if onnx_probs is not None:
+        seams.append(probability_seam("torch_vs_onnxruntime", "torch vs ONNX Runtime", torch_probs,
+                                      onnx_probs(), thresholds.onnx_max_diff, data))
+    if float_probs is not None:
+        seams.append(probability_seam("torch_vs_tflite_float32", "torch vs TFLite float32", torch_probs,
+                                      float_probs(), thresholds.float_max_diff, data))
+    return seams
+
+
+class _Int8RunFailed(Exception):
+    """TFLM or the reference kernels could not run the model (the message says why)."""
+
+
+@dataclass(frozen=True)
+class _Int8Runs:
+    tflm_raw: np.ndarray                 # TFLM's int8 outputs
+    ref_raw: np.ndarray                  # TFLite reference kernels' int8 outputs
+    arena: int                           # TFLM arena bytes
+    default_raw: np.ndarray | None       # LiteRT's optimized kernels (None: they refused the model)
+    kept_outputs: np.ndarray | None      # the kept quantization's int8 outputs
+    kept_failure: str | None             # why the kept quantization's source file did not run
+
+
+def _int8_runs(int8_model: bytes, int8_inputs: np.ndarray, default_kernels: TFLiteModel,
+               kept: KeptReference | None, progress: bool) -> _Int8Runs:
     with Isolated() as pool:
         # Both int8 references run in child processes, side by side, while this process works.
         tflm_job = pool.submit(run_tflm, int8_model, int8_inputs)
@@ -138,35 +176,25 @@ def run_parity(*, torch_probs: np.ndarray | None, data: EvalImages, int8_model: 
             tflm_raw, arena = Isolated.result(tflm_job, "the TFLM runtime")
             ref_raw = Isolated.result(ref_job, "TFLite with reference kernels")
         except (RuntimeCrashed, RuntimeError, ValueError, UserError) as exc:
-            seams += [int8_not_run(str(exc)), tflm_not_run(str(exc))]
-            return ParityResult(checks, seams, footprint, {})
-        # The int8 figures are the device's: TFLM's outputs (the next gate proves the reference
-        # kernels equal them).
-        device = default_kernels.dequantize(tflm_raw)
-        if torch_probs is not None:
-            reference = simulated_probs if simulated_probs is not None else torch_probs
-            seams.append(int8_agreement.int8_seam(reference, device, data, thresholds))
-        else:
-            seams.append(int8_accuracy.accuracy_seam(device, data, thresholds))
-        kept_outputs = kept.outputs if kept is not None else None
+            raise _Int8RunFailed(str(exc)) from None
+        kept_outputs, kept_failure = (kept.outputs if kept is not None else None), None
         if kept_job is not None:
             try:
                 kept_outputs = Isolated.result(kept_job, f"TFLM running {kept.name}")[0]
             except (RuntimeCrashed, RuntimeError, ValueError, UserError) as exc:
-                seams.append(not_run(kept_quantization.KEY, kept_quantization.title(kept.name),
-                                     kept_quantization.requirement(), str(exc)))
-    seams.append(tflm_bit_exact.tflm_seam(tflm_raw, ref_raw, data, int8_info.ops))
-    if kept_outputs is not None:
-        seams.append(kept_quantization.kept_seam(kept_outputs, tflm_raw, data, kept.name))
-    footprint["tflm_arena_bytes"] = arena
+                kept_failure = str(exc)
+    return _Int8Runs(tflm_raw, ref_raw, arena, default_raw, kept_outputs, kept_failure)
+
+
+def _notes(default_kernels: TFLiteModel, runs: _Int8Runs, device: np.ndarray, data: EvalImages) -> dict:
     notes = {}
     if default_kernels.repairs:
         # What LiteRT needed changed to load the file (TFLM runs it as it is); no gate was skipped.
         notes["litert_repairs"] = default_kernels.repairs
-    if default_raw is not None:
-        lsb = np.abs(default_raw.astype(np.int32) - ref_raw.astype(np.int32)).max(axis=1)
+    if runs.default_raw is not None:
+        lsb = np.abs(runs.default_raw.astype(np.int32) - runs.ref_raw.astype(np.int32)).max(axis=1)
         # Informational: TFLite's optimized kernels may round differently from the reference ones.
         notes["optimized_vs_reference_kernels"] = {"images_differing": int((lsb > 0).sum()),
                                                     "max_lsb_diff": int(lsb.max())}
     notes["tflm_accuracy"] = float((device.argmax(1) == data.labels).mean())
-    return ParityResult(checks, seams, footprint, notes)
+    return notes

@@ -103,7 +103,7 @@ def trained(blobs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(trained, blobs, tmp_path_factory):
-    from vwwtorch.bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.export_run import ExportOptions, export
 
     out = tmp_path_factory.mktemp("export") / "model"
     outcome = export(ExportOptions(ckpt=trained, data=blobs, out=out, num_calibration=NUM_CALIBRATION,

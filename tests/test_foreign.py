@@ -263,6 +263,6 @@ def test_a_damaged_quantization_record_is_refused_by_the_checkpoint_door(keras_h
         torch.save({**checkpoint, "quantization": record}, tmp_path / f"bad{number}.ckpt")
         code, _, err = run_cli(capsys, "predict", "--ckpt", tmp_path / f"bad{number}.ckpt", keras_h5)
         assert_one_line_error(code, err, "damaged quantization record")
-    from vwwtorch.training.checkpoint import load_classifier
+    from vwwtorch.training.checkpoint import load_exportable
 
-    assert load_classifier(tmp_path / "good.ckpt").source_quantization == good
+    assert load_exportable(tmp_path / "good.ckpt").source_quantization == good

@@ -53,7 +53,9 @@ def test_staircase_schedule_formula():
 
 def test_module_scheduler_and_weight_decay_groups():
     module = VWWClassifier()
-    datamodule = SimpleNamespace(batch_size=96, num_train_images=lambda: 960)  # 10 steps/epoch
+    # What the recipe asks of its data (`TrainingData`): 10 steps/epoch.
+    datamodule = SimpleNamespace(batch_size=96, num_train_images=lambda: 960, train_labels=lambda: None,
+                                 random_train_inputs=True)
     module._trainer = SimpleNamespace(datamodule=datamodule, world_size=1, accumulate_grad_batches=1)
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]

@@ -264,7 +264,8 @@ def test_cached_features_are_the_backbone_output(datasets, tmp_path):
     model = VWWClassifier(resolution=32, num_classes=3, init_from=str(datasets.ckpt))
     model.setup("fit")
     callback = BottleneckTraining(cache_dir=str(tmp_path / "cache"))
-    fake_trainer = SimpleNamespace(global_rank=0, current_epoch=0, datamodule=SimpleNamespace(augmentation=STILL))
+    data = VWWDataModule(datasets.three, batch_size=8, num_workers=0, resolution=32, augmentation=STILL)
+    fake_trainer = SimpleNamespace(global_rank=0, current_epoch=0, datamodule=data)
     callback.on_fit_start(fake_trainer, model)
     x = torch.rand(5, 1, 32, 32) * 2 - 1
     model.model.eval()

@@ -143,7 +143,7 @@ def _train_and_validate(config: Path, data_dir: Path, runs_dir: Path, epochs: in
 def _export(best: str, data_dir: Path, export_dir: Path):
     """(True, the model's report) when the int8 export passes its parity gate, else (the GateFailed, None)."""
     from vwwtorch.contract.errors import GateFailed
-    from vwwtorch.bridge.pipeline import ExportOptions, export
+    from vwwtorch.bridge.export_run import ExportOptions, export
 
     try:
         exported = export(ExportOptions(ckpt=Path(best), data=data_dir, out=export_dir, overwrite=True))

@@ -108,7 +108,7 @@ class BatchAugmentation:
 
     @property
     def crops(self) -> bool:
-        return tuple(self.aug.crop_area) != (1.0, 1.0) or tuple(self.aug.crop_aspect) != (1.0, 1.0)
+        return self.aug.crops
 
     def parameters(self, count: int, height: int, width: int, seed: int) -> dict[str, torch.Tensor]:
         """Every random number one batch uses, drawn on the CPU from `seed`."""

@@ -238,6 +238,16 @@ class VWWDataModule(pl.LightningDataModule):
         """Size of the train split (the LR schedule's epochs are counted in it)."""
         return self._load_meta()["splits"][self.splits["train"]]["count"]
 
+    # -- what the training recipe asks (`vwwtorch.training.data_needs.TrainingData`) ----------------
+    def train_labels(self) -> np.ndarray:
+        """The train split's labels (for inverse-frequency class weights)."""
+        return np.asarray(open_split(self.data_dir, self.splits["train"]).labels)
+
+    @property
+    def random_train_inputs(self) -> bool:
+        """Whether augmentation makes each epoch's training inputs new (then they cannot be cached)."""
+        return self.augmentation.random
+
     def _arrays(self, stage: str) -> SplitArrays:
         meta = self._load_meta()
         arrays = open_split(self.data_dir, self.splits[stage], meta)

@@ -28,6 +28,15 @@ class Augmentation:
     brightness: float = 0.125  # ColorJitter's factor 1 +- 0.125, what every config sets (slim adds +-32/255)
     contrast: float = 0.5  # slim: random_contrast lower 0.5, upper 1.5
 
+    @property
+    def crops(self) -> bool:
+        return tuple(self.crop_area) != (1.0, 1.0) or tuple(self.crop_aspect) != (1.0, 1.0)
+
+    @property
+    def random(self) -> bool:
+        """Whether any distortion is on: then no two epochs see the same training input."""
+        return self.crops or bool(self.hflip) or bool(self.brightness) or bool(self.contrast)
+
 
 def eval_transform(resolution: int, model_channels: int, input_range: str = SYMMETRIC.name):
     """uint8 [C, H, W] -> the float input the model is evaluated on."""

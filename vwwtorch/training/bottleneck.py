@@ -44,6 +44,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import staged_file
+from vwwtorch.training.data_needs import training_data
 
 SHARD_SUFFIX = ".npz"
 KEY_BYTES = 20  # sha1
@@ -65,14 +66,6 @@ def image_keys(x: torch.Tensor) -> list[bytes]:
     """sha1 of each input tensor of the batch, as the model receives it."""
     data = x.detach().to("cpu", torch.float32).contiguous().numpy()
     return [hashlib.sha1(sample.tobytes()).digest() for sample in data]
-
-
-def has_distortions(augmentation) -> bool:
-    """Whether the training transform is random (crop, flip or colour jitter switched on)."""
-    if augmentation is None:
-        return True  # unknown data module: assume it distorts
-    return (tuple(augmentation.crop_area) != (1.0, 1.0) or tuple(augmentation.crop_aspect) != (1.0, 1.0)
-            or bool(augmentation.hflip) or bool(augmentation.brightness) or bool(augmentation.contrast))
 
 
 class FeatureCache:
@@ -161,7 +154,7 @@ class BottleneckTraining(Callback):
         # Before the optimizer is built: frozen parameters never get a gradient, so it skips them.
         for p in pl_module.model.features.parameters():
             p.requires_grad = False
-        if not getattr(pl_module.hparams, "init_from", None):
+        if not pl_module.starts_from_checkpoint:
             rank_zero_warn("bottleneck mode without --model.init_from: the classifier trains on the features "
                            "of a randomly initialised backbone")
 
@@ -178,14 +171,15 @@ class BottleneckTraining(Callback):
         if self.use_cache:
             self.key = backbone_key(self._frozen)
             self.cache = FeatureCache(Path(self.cache_dir) / self.key, rank=trainer.global_rank)
-            augmentation = getattr(trainer.datamodule, "augmentation", None)
-            self.cache_train = not has_distortions(augmentation)
+            data = training_data(trainer)
+            # Another data module says nothing of its distortions: assume each epoch's inputs are new.
+            self.cache_train = data is not None and not data.random_train_inputs
             if not self.cache_train:
                 rank_zero_warn("bottleneck cache disabled for training: random distortions are on, so every "
                                "epoch's inputs are new; switch data.augmentation off (crop_area and crop_aspect "
                                "[1, 1], hflip false, brightness and contrast 0) to train from cached features")
             rank_zero_info(f"bottleneck cache {self.cache.folder}: {len(self.cache)} images cached")
-        pl_module.bottleneck_fn = self.features
+        pl_module.use_backbone_features(self.features)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, training: bool) -> torch.Tensor:
@@ -212,8 +206,9 @@ class BottleneckTraining(Callback):
         return model.forward_features(x)  # `model` is in eval mode: running BatchNorm statistics
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if pl_module.bottleneck_fn is not None and not self._active(trainer.current_epoch):
-            pl_module.bottleneck_fn = None
+        if self._frozen is not None and not self._active(trainer.current_epoch):
+            pl_module.use_backbone_features(None)
+            self._frozen = None
             if self.cache is not None:
                 self.cache.flush()
             rank_zero_info(f"epoch {trainer.current_epoch}: bottleneck mode ends ({self.hits} cache hits, "
@@ -228,7 +223,7 @@ class BottleneckTraining(Callback):
             self.cache.flush()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.bottleneck_fn = None  # evaluation after fit runs the whole model again
+        pl_module.use_backbone_features(None)  # evaluation after fit runs the whole model again
         self._frozen = None
         if self.cache is not None:
             self.cache.flush()

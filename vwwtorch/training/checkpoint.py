@@ -1,8 +1,9 @@
 """Models from checkpoints, and the checkpoints training writes.
 
-`load_classifier` builds the classifier a checkpoint describes, with its EMA weights, through the
-one door for checkpoint files (`vwwtorch.training.checkpoint_file`). `BestAndLastCheckpoint` is
-the checkpoint callback of `vwwtorch fit`.
+`load_classifier` builds the classifier a checkpoint describes, with its EMA weights, and
+`load_exportable` the record the export takes of it, both through the one door for checkpoint
+files (`vwwtorch.training.checkpoint_file`). `BestAndLastCheckpoint` is the checkpoint callback of
+`vwwtorch fit`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.training.checkpoint_file import check_architecture, read_checkpoint
+from vwwtorch.training.exportable import ExportableModel
 from vwwtorch.training.module import VWWClassifier
 
 
@@ -27,7 +29,17 @@ def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> dict
 
 def load_classifier(path: str | os.PathLike, expect: dict | None = None) -> VWWClassifier:
     """The classifier in eval mode with its EMA weights. `expect` optionally pins architecture keys."""
-    checkpoint = load_checkpoint(path, expect)
+    return _classifier(path, load_checkpoint(path, expect))
+
+
+def load_exportable(path: str | os.PathLike) -> ExportableModel:
+    """What the export needs of a checkpoint: its classifier (eval mode, EMA weights) and, for an
+    imported checkpoint, its source's int8 ranges (None otherwise), which the export reproduces."""
+    checkpoint = load_checkpoint(path)
+    return _classifier(path, checkpoint).exportable(source_quantization=checkpoint.get("quantization"))
+
+
+def _classifier(path: str | os.PathLike, checkpoint: dict) -> VWWClassifier:
     hparams = dict(checkpoint["hyper_parameters"])
     accepted = inspect.signature(VWWClassifier.__init__).parameters
     try:
@@ -38,8 +50,6 @@ def load_classifier(path: str | os.PathLike, expect: dict | None = None) -> VWWC
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
         raise UserError(f"checkpoint {path} does not fit its own architecture: {str(exc).splitlines()[0]}") from None
-    # An imported checkpoint's source int8 ranges, for the export to reproduce (None otherwise).
-    module.source_quantization = checkpoint.get("quantization")
     return module.eval()
 
 

@@ -25,6 +25,9 @@ from vwwtorch.contract.errors import UserError
 from vwwtorch.models.int8_simulation import Int8Simulation
 from vwwtorch.models.mobilenet_v1 import VARIANTS, MobileNetV1
 from vwwtorch.training.checkpoint_file import check_architecture
+from vwwtorch.training.data_needs import training_data
+from vwwtorch.training.exportable import ExportableModel
+from vwwtorch.training.recipe_checks import BATCH_NORM_MODES, check_choice, check_recipe
 from vwwtorch.training.rmsprop_tf import RMSpropTF
 from vwwtorch.training.schedule import decay_steps, staircase_factor
 from vwwtorch.training.transfer import INIT_HEAD, load_initial_weights, start_ranges
@@ -101,12 +104,12 @@ class VWWClassifier(pl.LightningModule):
                  channels_last: bool = True, compile: bool = False, init_head: str = "auto",
                  batch_norm: str = "auto", qat: bool = False, qat_delay: Optional[int] = None):
         super().__init__()
-        _check_recipe(learning_rate=learning_rate, lr_decay_factor=lr_decay_factor, epochs_per_decay=epochs_per_decay,
+        check_recipe(learning_rate=learning_rate, lr_decay_factor=lr_decay_factor, epochs_per_decay=epochs_per_decay,
                       rmsprop_decay=rmsprop_decay, momentum=momentum, epsilon=epsilon, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, dropout=dropout, bn_momentum=bn_momentum,
                       image_log_every_n_steps=image_log_every_n_steps)
-        _check_choice("init_head", init_head, INIT_HEAD)
-        _check_choice("batch_norm", batch_norm, BATCH_NORM_MODES)
+        check_choice("init_head", init_head, INIT_HEAD)
+        check_choice("batch_norm", batch_norm, BATCH_NORM_MODES)
         if qat_delay is not None and qat_delay < 0:
             raise UserError(f"--model.qat_delay must be >= 0 epochs, got {qat_delay}")
         if qat and compile:
@@ -140,12 +143,18 @@ class VWWClassifier(pl.LightningModule):
         self.val_metrics = metrics()
         self.test_metrics = metrics()
         self.loss_weights: Optional[torch.Tensor] = None  # set in setup() from `class_weights`
-        # Set by the bottleneck callback: (images, training) -> pooled features [N, C, 1, 1] of the
-        # frozen backbone, so that only the classifier runs here (see vwwtorch.training.bottleneck).
-        self.bottleneck_fn: Optional[Callable[[torch.Tensor, bool], torch.Tensor]] = None
-        # Set by `load_classifier` for an imported checkpoint: its source's int8 ranges (the export
-        # reproduces them; see vwwtorch.training.foreign.importer).
-        self.source_quantization: Optional[dict] = None
+        # (images, training) -> pooled features [N, C, 1, 1] of a frozen backbone, so that only the
+        # classifier runs here; set through `use_backbone_features` (see vwwtorch.training.bottleneck).
+        self._backbone_features: Optional[Callable[[torch.Tensor, bool], torch.Tensor]] = None
+
+    def exportable(self, source_quantization: Optional[dict] = None) -> ExportableModel:
+        """What the export needs of this classifier (`source_quantization`: an imported checkpoint's
+        source int8 ranges, which the checkpoint file holds, not the module)."""
+        hp = self.hparams
+        return ExportableModel(model=self.model, width=hp.width, in_channels=hp.in_channels, resolution=hp.resolution,
+                               num_classes=hp.num_classes, class_names=list(self.class_names),
+                               input_range=self.model.input_range, head=self.model.head, int8=self.int8,
+                               source_quantization=source_quantization)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self.memory_format)
@@ -190,12 +199,22 @@ class VWWClassifier(pl.LightningModule):
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 4
         return max(1, epochs // 4)
 
+    def use_backbone_features(self, features: Optional[Callable[[torch.Tensor, bool], torch.Tensor]]) -> None:
+        """Train and evaluate the classifier on `features(images, training)` (a frozen backbone's pooled
+        features) instead of running the backbone; None runs the whole model again."""
+        self._backbone_features = features
+
+    @property
+    def starts_from_checkpoint(self) -> bool:
+        """Whether `fit` starts from trained weights (`init_from`) rather than random ones."""
+        return bool(self.hparams.init_from)
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bottleneck_fn is None:
+        if self._backbone_features is None:
             if self._compiled is not None and self.training and self.int8 is None:
                 return self._compiled(x.contiguous(memory_format=self.memory_format))
             return self(x)
-        features = self.bottleneck_fn(x, self.training)
+        features = self._backbone_features(x, self.training)
         return self.model.classify(features)
 
     # -- setup: transfer learning and class weights -------------------------------------------------
@@ -233,12 +252,10 @@ class VWWClassifier(pl.LightningModule):
         return weights
 
     def _train_labels(self) -> np.ndarray:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "data_dir"):
+        data = training_data(self.trainer)
+        if data is None:
             raise UserError("--model.class_weights auto needs the vwwtorch data module (--data.data_dir)")
-        from vwwtorch.data.format import open_split
-
-        return np.asarray(open_split(datamodule.data_dir, datamodule.splits["train"]).labels)
+        return data.train_labels()
 
     # -- training -------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -296,16 +313,16 @@ class VWWClassifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _num_train_images(self) -> int:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "num_train_images"):
-            return datamodule.num_train_images()
+        data = training_data(self.trainer)
+        if data is not None:
+            return data.num_train_images()
         # Without our DataModule: steps per epoch times the batch size.
         return int(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs or 1)) \
             * self._global_batch_size()
 
     def _global_batch_size(self) -> int:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        batch = getattr(datamodule, "batch_size", 1)
+        data = training_data(self.trainer)
+        batch = data.batch_size if data is not None else 1
         return batch * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -343,40 +360,6 @@ class VWWClassifier(pl.LightningModule):
         if saved_qat != (self.int8 is not None):
             raise UserError(f"the checkpoint was trained with --model.qat {str(saved_qat).lower()}; resume it "
                             f"with the same setting")
-
-
-# Each recipe number with the range it must lie in: (low, high, low inclusive, high inclusive).
-RECIPE_RANGES = {
-    "learning_rate": (0.0, float("inf"), True, False),
-    "lr_decay_factor": (0.0, 1.0, False, True),
-    "epochs_per_decay": (0.0, float("inf"), False, False),
-    "rmsprop_decay": (0.0, 1.0, True, False),
-    "momentum": (0.0, 1.0, True, False),
-    "epsilon": (0.0, float("inf"), False, False),
-    "weight_decay": (0.0, float("inf"), True, False),
-    "label_smoothing": (0.0, 1.0, True, False),
-    "dropout": (0.0, 1.0, True, False),
-    "bn_momentum": (0.0, 1.0, True, True),
-    "image_log_every_n_steps": (0, float("inf"), True, False),
-}
-
-
-BATCH_NORM_MODES = ("auto", "train", "frozen")
-
-
-def _check_choice(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"--model.{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _check_recipe(**values) -> None:
-    """A recipe number outside its range is a flag mistake (one line), not a crash mid-training."""
-    for name, value in values.items():
-        low, high, low_ok, high_ok = RECIPE_RANGES[name]
-        inside = (value > low or (low_ok and value == low)) and (value < high or (high_ok and value == high))
-        if not inside:  # also catches NaN
-            left, right = "[" if low_ok else "(", "]" if high_ok else ")"
-            raise UserError(f"--model.{name} must be in {left}{low:g}, {high:g}{right}, got {value}")
 
 
 def inverse_frequency_weights(labels: np.ndarray, num_classes: int,
