@@ -27,8 +27,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from vwwtorch.firmware.deps import require
-from vwwtorch.firmware.profile import figure, profile_model
+from vwwtorch.firmware.toolchain.deps import require
+from vwwtorch.firmware.toolchain.profile import figure, profile_model
 from vwwtorch.training.foreign.pretrained import folder
 
 KIB = 1024

@@ -28,10 +28,10 @@ import numpy as np
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.boards import BOARDS
-from vwwtorch.firmware.build import build
-from vwwtorch.firmware.deps import require
-from vwwtorch.firmware.generate import generate
-from vwwtorch.firmware.run import run_tensors
+from vwwtorch.firmware.toolchain.compiler import build
+from vwwtorch.firmware.toolchain.deps import require
+from vwwtorch.firmware.codegen.generate import generate
+from vwwtorch.firmware.toolchain.run import run_tensors
 
 
 def measure(board: str, kernels: str, model_dir: Path, out: Path, tensors: np.ndarray, jobs: int,

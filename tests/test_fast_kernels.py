@@ -25,10 +25,10 @@ import pytest
 from firmware_models import convert_keras, reference_scores, require_firmware_deps, require_tools
 
 from vwwtorch.contract.tflite import load_tflite, pack, read_tflite, unpack
-from vwwtorch.firmware.build import build
-from vwwtorch.firmware.generate import generate
-from vwwtorch.firmware.profile import profile_model
-from vwwtorch.firmware.run import run_tensors
+from vwwtorch.firmware.toolchain.compiler import build
+from vwwtorch.firmware.codegen.generate import generate
+from vwwtorch.firmware.toolchain.profile import profile_model
+from vwwtorch.firmware.toolchain.run import run_tensors
 
 IMAGES = 100
 

@@ -16,9 +16,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import vwwtorch.firmware.deps as deps
+import vwwtorch.firmware.toolchain.deps as deps
 from cli_asserts import assert_one_line_error
-from vwwtorch.firmware.patching import PatchError, apply_patch
+from vwwtorch.firmware.toolchain.patching import PatchError, apply_patch
 
 from vwwtorch.contract.cache import cache_root
 from vwwtorch.cli import main as cli_main

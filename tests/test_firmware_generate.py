@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from cli_asserts import assert_one_line_error
 from firmware_models import with_op_replaced, write_models
-from vwwtorch.firmware.ops import SUPPORTED_OPS
+from vwwtorch.firmware.codegen.ops import SUPPORTED_OPS
 
 from vwwtorch.cli import main as cli_main
 

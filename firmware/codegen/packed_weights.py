@@ -126,7 +126,7 @@ def _conv_layers(data: bytes):
     """(name, layer, filter tensor, bias, multipliers, shifts, filter buffer, buffer index, streamed)
     of every int8 convolution in the model, standalone or inside a VWW_CONV_CHAIN op (streamed: in a
     chain of several layers, which runs row by row)."""
-    from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_of
+    from vwwtorch.firmware.codegen.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_of
     from vwwtorch.contract.int8_arithmetic import channel_multipliers
 
     model = unpack(data)

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_file, check_folder, reading_inputs, write_file, written_as_user_error
-from vwwtorch.firmware import apollo3_image as image
-from vwwtorch.firmware import apollo3_uart as uart
-from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType
+from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as image
+from vwwtorch.firmware.boards.sparkfun_edge import apollo3_uart as uart
+from vwwtorch.firmware.boards.sparkfun_edge.apollo3_uart import AckStatus, MsgType
 
 DEFAULT_BAUD = 921600          # the Edge v1 factory bootloader speed
 BOOTLOADER_STEPS = (

@@ -11,7 +11,7 @@ so it can be recorded in `archive_sha256`, which is then checked too.
 
 `vwwtorch firmware deps` alone fetches what the boards that run here (natively or emulated) need;
 a device's vendor SDK (a large download) comes with `--board NAME` or `--board all`. Which board
-needs what is the board registry's (firmware/boards.py).
+needs what is the board registry's (firmware/boards/__init__.py).
 
 Cache layout (`$VWWTORCH_CACHE`, default `~/.cache/vwwtorch`):
     firmware/deps/<name>/                 the kept part of the tree (see `Dependency.keep`)
@@ -278,7 +278,7 @@ class Installer:
                 f"commit, or --allow-unverified to build with it anyway")
         patch_sha = None
         if dep.patch:
-            from vwwtorch.firmware.patching import PatchError, apply_patch
+            from vwwtorch.firmware.toolchain.patching import PatchError, apply_patch
 
             holder, rel = dep.patch
             patch_file = self.root / holder / rel

@@ -58,7 +58,7 @@ class ModelSettings:
     resolver: list[str]       # one C++ registration call per op
     kernel_sources: list[str]
     board_checked: str
-    memory_plan: dict | None = None  # `--memory-budget`: the plan chosen (firmware/memory_plan/budget.py)
+    memory_plan: dict | None = None  # `--memory-budget`: the plan chosen (firmware/codegen/memory_plan/budget.py)
     packed_weights: dict | None = None  # model_kernels.cc: what was packed within --flash-budget
 
 
@@ -80,7 +80,7 @@ def _check_int8_io(info, source: str) -> None:
 
 
 def _check_ops(info, source: str) -> None:
-    from vwwtorch.firmware.ops import SUPPORTED_OPS
+    from vwwtorch.firmware.codegen.ops import SUPPORTED_OPS
 
     missing = [op for op in info.op_names if op not in SUPPORTED_OPS]
     if missing:
@@ -91,7 +91,7 @@ def _check_ops(info, source: str) -> None:
 def _resolver_calls(info) -> list[str]:
     """One Add<Op>() call per op; the int8-only registration when every use of the op is int8, wrapped
     in firmware/core/fast_kernels.h where this firmware has faster kernels for some of its shapes."""
-    from vwwtorch.firmware.ops import SUPPORTED_OPS
+    from vwwtorch.firmware.codegen.ops import SUPPORTED_OPS
 
     calls = []
     for name in info.op_names:
@@ -227,7 +227,7 @@ const int8_t kByteToInput[256] = {{
 
 
 def render_ops(s: ModelSettings) -> tuple[str, str]:
-    from vwwtorch.firmware.ops import SUPPORTED_OPS
+    from vwwtorch.firmware.codegen.ops import SUPPORTED_OPS
 
     extra = sorted({SUPPORTED_OPS[op].header for op in s.ops if SUPPORTED_OPS[op].header})
     includes = "".join(f'#include "tensorflow/lite/micro/kernels/{h}"\n' for h in extra)
@@ -279,9 +279,9 @@ def build_settings(tflite: Path, data: bytes, info, *, board: str, labels: list[
                    person_index: int | None, threshold: float, arena_size: int | None,
                    memory=None) -> ModelSettings:
     from vwwtorch.contract.tflm import measure_arena
-    from vwwtorch.firmware.arena import arena_with_margin
+    from vwwtorch.firmware.codegen.arena import arena_with_margin
     from vwwtorch.firmware.boards import check_fits, default_target, get_board
-    from vwwtorch.firmware.ops import kernel_sources
+    from vwwtorch.firmware.codegen.ops import kernel_sources
 
     board_spec = get_board(board) if board else default_target()
     _check_int8_io(info, str(tflite))
@@ -334,7 +334,7 @@ def check_output(out_dir: str | Path, overwrite: bool = True) -> Path:
 def write_sources(out_dir: Path, data: bytes, settings: ModelSettings, overwrite: bool = True,
                   memory=None, packing=None) -> Path:
     """Write every file into a staging folder beside `out_dir`, then swap it in."""
-    from vwwtorch.firmware.packed_weights import Packing, render as render_packed
+    from vwwtorch.firmware.codegen.packed_weights import Packing, render as render_packed
 
     target = check_output(out_dir, overwrite)
     files = {}
@@ -348,7 +348,7 @@ def write_sources(out_dir: Path, data: bytes, settings: ModelSettings, overwrite
         for name, text in files.items():
             (staging / name).write_text(text, encoding="utf-8")
         if memory is not None:
-            from vwwtorch.firmware.memory_plan.chart import layer_rows, save_chart
+            from vwwtorch.firmware.codegen.memory_plan.chart import layer_rows, save_chart
 
             report = {**memory.summary(), "layers": layer_rows(memory)}
             (staging / MEMORY_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -378,7 +378,7 @@ def generate(tflite: str | Path, out_dir: str | Path, *, board: str | None = Non
              memory_budget: int | None = None, stream_layers: int | None = None,
              flash_budget: int | None = None, overwrite: bool = True) -> ModelSettings:
     """`memory_budget` (bytes): rewrite the model's convolutions for this firmware's chain op
-    (firmware/memory_plan/) so that the arena fits, bit-exactly, and report per layer;
+    (firmware/codegen/memory_plan/) so that the arena fits, bit-exactly, and report per layer;
     `stream_layers`: the same rewrite with exactly that many leading layers row by row.
     `flash_budget` (bytes, default: the board's flash): what the image may take with the
     convolutions' weights packed for the Cortex-M4 kernels (packed_weights.py)."""
@@ -389,7 +389,7 @@ def generate(tflite: str | Path, out_dir: str | Path, *, board: str | None = Non
     data, info = load_tflite(tflite)
     memory = None
     if memory_budget is not None or stream_layers is not None:
-        from vwwtorch.firmware.memory_plan.budget import plan_for_budget
+        from vwwtorch.firmware.codegen.memory_plan.budget import plan_for_budget
 
         _check_int8_io(info, str(tflite))
         memory = plan_for_budget(data, memory_budget, str(tflite), streamed=stream_layers)
@@ -398,7 +398,7 @@ def generate(tflite: str | Path, out_dir: str | Path, *, board: str | None = Non
     settings = build_settings(tflite, data, info, board=board, labels=labels,
                               person_index=person_index, threshold=threshold, arena_size=arena_size,
                               memory=memory)
-    from vwwtorch.firmware.packed_weights import pack_model
+    from vwwtorch.firmware.codegen.packed_weights import pack_model
 
     packing = pack_model(data, packed_weights_budget(board, len(data), flash_budget))
     settings.packed_weights = packing.summary()
@@ -425,7 +425,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=default(generate, "threshold"),
                         help="person when the dequantized person score reaches this")
     parser.add_argument("--arena-size", type=int,
-                        help="tensor arena bytes (default: measured + margin, see firmware/arena.py)")
+                        help="tensor arena bytes (default: measured + margin, see firmware/codegen/arena.py)")
     add_memory_arguments(parser)
     add_flash_arguments(parser)
 

@@ -36,7 +36,7 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "AVERAGE_POOL_2D": _op("AddAveragePool2D", "pooling.cc", "pooling_common.cc",
                            int8="Register_AVERAGE_POOL_2D_INT8"),
     "CONCATENATION": _op("AddConcatenation", "concatenation.cc"),
-    # firmware/core/conv_chain.h, written by `firmware generate --memory-budget` (firmware/memory_plan/)
+    # firmware/core/conv_chain.h, written by `firmware generate --memory-budget` (firmware/codegen/memory_plan/)
     "CUSTOM:VWW_CONV_CHAIN": OpSupport("AddCustom", (), call="vww::AddConvChain(resolver)"),
     "CONV_2D": _op("AddConv2D", "conv.cc", "conv_common.cc", int8="Register_CONV_2D_INT8",
                    int8_inputs=(0, 1), fast="vww::FastConv2D"),
