@@ -7,7 +7,7 @@ For each model (the one given, TFLM's person_detect, and MLPerf Tiny's vww_96_in
 `vwwtorch pretrained get person-rgb-96` has cached it) the firmware is built four times for qemu_m4
 with CMSIS-NN and profiled with `vwwtorch firmware profile`:
   stock    `FAST_KERNELS=0` and no packed weights (flash budget 0): CMSIS-NN alone;
-  ours     firmware/core/fast_kernels.cc and the weights packed for it (the default flash budget);
+  ours     firmware/core/kernels/fast_kernels.cc and the weights packed for it (the default flash budget);
 and each of them as converted and with `--memory-budget 40` (MLPerf's RGB model has no 40 KiB plan:
 it takes its smallest, `--memory-budget 64`). Instructions are counted exactly under QEMU; cycles are
 the plugin's Cortex-M4 estimate (firmware/tools/m4_cycles.h: the TRM's timings, zero-wait-state

@@ -1,4 +1,4 @@
-"""firmware/core/fast_kernels.cc: the Cortex-M4 kernels in front of CMSIS-NN are bit-exact and used.
+"""firmware/core/kernels/fast_kernels.cc: the Cortex-M4 kernels in front of CMSIS-NN are bit-exact and used.
 
 Each model runs under QEMU (qemu_m4, CMSIS-NN build, so the fast kernels are registered) on 100
 int8 inputs, and every score must equal the tflite_micro runtime's (TFLM's reference kernels on the

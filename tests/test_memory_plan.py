@@ -1,4 +1,4 @@
-"""`firmware generate --memory-budget` (firmware/memory_plan/, firmware/core/conv_chain.cc): the
+"""`firmware generate --memory-budget` (firmware/codegen/memory_plan/, firmware/core/kernels/conv_chain.cc): the
 rewritten model fits the budget and computes exactly what the converted model computes.
 
 Without the firmware dependencies: TFLM's integer constants against their definitions, the rewrite

@@ -2,7 +2,7 @@
 kernels, checked without the firmware (CI has no TFLM cache; the bit-exactness of the kernels
 themselves is tests/test_fast_kernels.py's).
 
-Each form's constants, evaluated the way firmware/core/fast_kernels.cc uses them, must reproduce
+Each form's constants, evaluated the way firmware/core/kernels/fast_kernels.cc uses them, must reproduce
 TFLM's MultiplyByQuantizedMultiplier written out here from gemmlowp's definition (a saturating
 rounding doubling high multiply with its truncating division, then a rounding divide by a power of
 two comparing the remainder with a threshold), not from the floor reformulations that the firmware

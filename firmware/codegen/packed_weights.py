@@ -1,4 +1,4 @@
-"""Convolution weights re-laid out for firmware/core/fast_kernels.cc, at `firmware generate` time.
+"""Convolution weights re-laid out for firmware/core/kernels/fast_kernels.cc, at `firmware generate` time.
 
 The Cortex-M4's SMLAD multiplies two pairs of 16-bit values. The firmware's packed kernel computes
 4 output channels for 2 pixels at once, each loaded weight pair used twice and each input pair four

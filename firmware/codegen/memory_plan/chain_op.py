@@ -1,4 +1,4 @@
-"""Convolutions rewritten as VWW_CONV_CHAIN custom ops (firmware/core/conv_chain.h).
+"""Convolutions rewritten as VWW_CONV_CHAIN custom ops (firmware/core/kernels/conv_chain.h).
 
 `rewrite(data, streamed)`: the first `streamed` layers (when 2 or more) become one chain that runs
 row by row, so their intermediate maps never exist whole; every other int8 convolution becomes a
