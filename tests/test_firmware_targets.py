@@ -31,14 +31,10 @@ from firmware_models import (
     write_models,
 )
 from PIL import Image
-from vwwtorch.firmware.toolchain.compiler import build, load_build
-from vwwtorch.firmware.codegen.generate import (
-    generate,
-    load_settings,
-    render_makefile,
-    render_ops,
-)
+from vwwtorch.firmware.codegen.generate import generate, load_settings
+from vwwtorch.firmware.codegen.model_sources import render_makefile, render_ops
 from vwwtorch.firmware.codegen.ops import SUPPORTED_OPS, kernel_sources
+from vwwtorch.firmware.toolchain.compiler import build, load_build
 from vwwtorch.firmware.toolchain.run import parse_output, run_tensors
 
 from vwwtorch.cli import main as cli_main

@@ -1,6 +1,6 @@
 """`vwwtorch firmware generate | deps | build`: from an int8 model to a compiled firmware.
 
-The work happens in codegen/generate.py, toolchain/deps.py and toolchain/compiler.py, imported
+The work happens in codegen/generate.py, toolchain/install_deps.py and toolchain/compiler.py, imported
 only when a command runs.
 """
 
@@ -20,7 +20,7 @@ def register(firmware_subparsers) -> None:
         "Turn an int8 .tflite into model_data.cc/.h, model_settings.cc/.h and an op resolver with "
         "exactly the model's ops; measures the tensor arena and checks the model fits the board.")
     add_command(
-        firmware_subparsers, "deps", "vwwtorch.firmware.toolchain.deps",
+        firmware_subparsers, "deps", "vwwtorch.firmware.toolchain.install_deps",
         "fetch the pinned TFLM, flatbuffers, gemmlowp and CMSIS(-NN) sources (and a board's vendor "
         "SDK with --board) into the cache",
         "Download the pinned third-party sources a firmware build needs into $VWWTORCH_CACHE "
