@@ -23,7 +23,7 @@ from fake_apollo3_bootloader import FakeBootloader, Fault  # noqa: E402
 from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as img  # noqa: E402
 from vwwtorch.firmware.boards.sparkfun_edge import apollo3_uart as uart  # noqa: E402
 from vwwtorch.firmware.boards.sparkfun_edge.apollo3_uart import AckStatus, MsgType  # noqa: E402
-from vwwtorch.firmware.boards.sparkfun_edge.flasher import open_port  # noqa: E402
+from vwwtorch.firmware.boards.sparkfun_edge.serial_port import open_port  # noqa: E402
 from vwwtorch.firmware.boards.sparkfun_edge.monitor import monitor  # noqa: E402
 
 import vwwtorch.cli  # noqa: E402

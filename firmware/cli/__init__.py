@@ -11,7 +11,7 @@ import importlib
 SUBCOMMAND_MODULES = (
     "vwwtorch.firmware.cli.build_commands",            # generate, deps, build
     "vwwtorch.firmware.cli.run_commands",              # run, profile
-    "vwwtorch.firmware.boards.sparkfun_edge.flasher",  # flash
+    "vwwtorch.firmware.boards.sparkfun_edge.flash_command",  # flash
     "vwwtorch.firmware.boards.sparkfun_edge.monitor",  # monitor
 )
 

@@ -2,6 +2,8 @@
 
     apollo3_image   the OTA image the Apollo3 bootloader takes (header, CRC, blocks)
     apollo3_uart    the bootloader's UART messages
-    flasher         `vwwtorch firmware flash`: the wired update over the UART
+    flasher         the bootloader's wired update over the UART (the protocol, its replies and retries)
+    flash_command   `vwwtorch firmware flash`: its arguments, the blobs, then the wired update
+    serial_port     opening the board's port, its failures in one line
     monitor         `vwwtorch firmware monitor`: the board's detection log
 """
