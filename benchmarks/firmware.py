@@ -28,10 +28,10 @@ import numpy as np
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.firmware.boards import BOARDS
-from vwwtorch.firmware.build import build
-from vwwtorch.firmware.deps import require
-from vwwtorch.firmware.generate import generate
-from vwwtorch.firmware.run import run_tensors
+from vwwtorch.firmware.toolchain.compiler import build
+from vwwtorch.firmware.toolchain.deps import require
+from vwwtorch.firmware.codegen.generate import generate
+from vwwtorch.firmware.toolchain.run import run_tensors
 
 
 def measure(board: str, kernels: str, model_dir: Path, out: Path, tensors: np.ndarray, jobs: int,
@@ -48,6 +48,38 @@ def measure(board: str, kernels: str, model_dir: Path, out: Path, tensors: np.nd
         "instructions": [image.instructions for image in result.images if image.instructions],
         "us": [image.inference_us for image in result.images if image.inference_us is not None],
     }
+
+
+def build_edge(out: Path, jobs: int):
+    """The SparkFun Edge build and its seconds, when its vendor SDK is in the cache; else (None, None)."""
+    try:
+        require("sparkfun_edge")
+    except UserError:
+        return None, None
+    started = time.monotonic()
+    edge = build("sparkfun_edge", out / "model", out / "sparkfun_edge-cmsis_nn", jobs=jobs, quiet=True)
+    return edge, time.monotonic() - started
+
+
+def print_table(runs: dict, edge, edge_s: float | None) -> None:
+    """One line per build: its sections, flash and RAM, what it used running, and its times."""
+    header = (f"{'build':<18} {'text':>9} {'data':>6} {'bss':>8} {'flash':>9} {'TFLM+app':>9} "
+              f"{'RAM':>8} {'arena used':>10} {'stack':>6} {'instr/inference':>16} {'run s':>6} {'build s':>7}")
+    print(header)
+    print("-" * len(header))
+    for name, run in runs.items():
+        b, r = run["built"], run["result"]
+        flash = b.text + b.data
+        instructions = f"{statistics.mean(run['instructions']) / 1e6:,.2f} M" if run["instructions"] else "-"
+        arena = f"{r.arena_used:,}" if r.arena_used else "-"
+        stack = f"{r.stack_used:,}" if r.stack_used else "-"  # only bare-metal boards measure it
+        print(f"{name:<18} {b.text:>9,} {b.data:>6,} {b.bss:>8,} {flash:>9,} {b.code_bytes:>9,} "
+              f"{b.data + b.bss:>8,} {arena:>10} {stack:>6} {instructions:>16} "
+              f"{run['run_s']:>6.2f} {run['build_s']:>7.1f}")
+    if edge is not None:
+        print(f"{'sparkfun_edge cmsis':<18} {edge.text:>9,} {edge.data:>6,} {edge.bss:>8,} "
+              f"{edge.text + edge.data:>9,} {edge.code_bytes:>9,} {edge.data + edge.bss:>8,} {'(board)':>10} "
+              f"{'-':>6} {'-':>16} {'-':>6} {edge_s:>7.1f}")
 
 
 def main() -> None:
@@ -72,15 +104,7 @@ def main() -> None:
             "qemu_m4 reference": measure("qemu_m4", "reference", out / "model", out, tensors, args.jobs, True),
             "host reference": measure("host", "reference", out / "model", out, tensors, args.jobs, False),
         }
-        edge = None
-        try:
-            require("sparkfun_edge")
-        except UserError:
-            pass
-        else:
-            started = time.monotonic()
-            edge = build("sparkfun_edge", out / "model", out / "sparkfun_edge-cmsis_nn", jobs=args.jobs, quiet=True)
-            edge_s = time.monotonic() - started
+        edge, edge_s = build_edge(out, args.jobs)
     scores = {name: run["scores"] for name, run in runs.items()}
     same = all(s == scores["qemu_m4 cmsis_nn"] for s in scores.values())
 
@@ -89,23 +113,7 @@ def main() -> None:
           f"{settings.arena_size:,} B configured (with margin)")
     print(f"{args.images} random images per run; scores identical across builds: {'yes' if same else 'NO'}")
     print()
-    header = (f"{'build':<18} {'text':>9} {'data':>6} {'bss':>8} {'flash':>9} {'TFLM+app':>9} "
-              f"{'RAM':>8} {'arena used':>10} {'stack':>6} {'instr/inference':>16} {'run s':>6} {'build s':>7}")
-    print(header)
-    print("-" * len(header))
-    for name, run in runs.items():
-        b, r = run["built"], run["result"]
-        flash = b.text + b.data
-        instructions = f"{statistics.mean(run['instructions']) / 1e6:,.2f} M" if run["instructions"] else "-"
-        arena = f"{r.arena_used:,}" if r.arena_used else "-"
-        stack = f"{r.stack_used:,}" if r.stack_used else "-"  # only bare-metal boards measure it
-        print(f"{name:<18} {b.text:>9,} {b.data:>6,} {b.bss:>8,} {flash:>9,} {b.code_bytes:>9,} "
-              f"{b.data + b.bss:>8,} {arena:>10} {stack:>6} {instructions:>16} "
-              f"{run['run_s']:>6.2f} {run['build_s']:>7.1f}")
-    if edge is not None:
-        print(f"{'sparkfun_edge cmsis':<18} {edge.text:>9,} {edge.data:>6,} {edge.bss:>8,} "
-              f"{edge.text + edge.data:>9,} {edge.code_bytes:>9,} {edge.data + edge.bss:>8,} {'(board)':>10} "
-              f"{'-':>6} {'-':>16} {'-':>6} {edge_s:>7.1f}")
+    print_table(runs, edge, edge_s)
     cmsis, reference = runs["qemu_m4 cmsis_nn"], runs["qemu_m4 reference"]
     if cmsis["instructions"] and reference["instructions"]:
         ratio = statistics.mean(reference["instructions"]) / statistics.mean(cmsis["instructions"])

@@ -57,8 +57,8 @@ def export_model(resolution: int, work: Path) -> Path:
 
 
 def smallest_stream(tflite: Path) -> int:
-    from vwwtorch.firmware.memory_plan.budget import plan_for_budget
-    from vwwtorch.firmware.memory_plan.chain_op import streamable_prefix
+    from vwwtorch.firmware.codegen.memory_plan.budget import plan_for_budget
+    from vwwtorch.firmware.codegen.memory_plan.chain_op import streamable_prefix
 
     data = tflite.read_bytes()
     choices = [0, *range(2, streamable_prefix(data) + 1)]
@@ -72,9 +72,9 @@ def main() -> None:
                         "the smallest arena)")
     args = parser.parse_args()
     from vwwtorch.contract.tflite import read_tflite
-    from vwwtorch.firmware.deps import require
-    from vwwtorch.firmware.generate import load_settings
-    from vwwtorch.firmware.profile import profile_model
+    from vwwtorch.firmware.toolchain.deps import require
+    from vwwtorch.firmware.codegen.generate import load_settings
+    from vwwtorch.firmware.toolchain.profile import profile_model
 
     require("qemu_m4")
     rows = []

@@ -81,9 +81,9 @@ def rgb_dataset(root: Path, count: int) -> Path:
 
 def firmware_scores(tflite: Path, source: Path, frames: np.ndarray, work: Path) -> str:
     from vwwtorch.contract.tflm import run_tflm
-    from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.generate import generate
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.toolchain.compiler import build
+    from vwwtorch.firmware.codegen.generate import generate
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     generate(tflite, work / "gen", board="host")
     built = build("host", work / "gen", work / "build", kernels="reference", jobs=2, quiet=True)

@@ -21,9 +21,9 @@ import time
 import tty
 from dataclasses import dataclass, field
 
-from vwwtorch.firmware import apollo3_uart as uart
-from vwwtorch.firmware.apollo3_image import WIRE_HEADER_SIZE, WireHeader, crc32
-from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType
+from vwwtorch.firmware.boards.sparkfun_edge import apollo3_uart as uart
+from vwwtorch.firmware.boards.sparkfun_edge.apollo3_image import WIRE_HEADER_SIZE, WireHeader, crc32
+from vwwtorch.firmware.boards.sparkfun_edge.apollo3_uart import AckStatus, MsgType
 
 # What real SparkFun Edge boards report to HELLO (console logs of uart_wired_update.py runs).
 EDGE_STATUS = dict(version=3, max_image_size=0x4FFA0, status_=2, state=7,

@@ -116,7 +116,7 @@ def require_firmware_deps(board: str = "qemu_m4") -> dict[str, Path]:
     import pytest
 
     from vwwtorch.contract.errors import UserError
-    from vwwtorch.firmware.deps import deps_root, require
+    from vwwtorch.firmware.toolchain.deps import deps_root, require
 
     try:
         return require(board)

@@ -1,18 +1,18 @@
-"""The VWW_CONV_CHAIN options are written in Python (firmware/memory_plan/chain_op.py) and read in
-C++ (firmware/core/conv_chain.cc): the two must agree on the version, the layer limit, the header
+"""The VWW_CONV_CHAIN options are written in Python (firmware/codegen/memory_plan/chain_op.py) and read in
+C++ (firmware/core/kernels/conv_chain.cc): the two must agree on the version, the layer limit, the header
 and every field of a layer, in order. This test reads the C++ source so that the copies cannot drift.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from vwwtorch.firmware.memory_plan import chain_op
+from vwwtorch.firmware.codegen.memory_plan import chain_op
+from vwwtorch.firmware.toolchain.compiler import firmware_dir
 
-SOURCE = Path(chain_op.__file__).resolve().parents[1] / "core" / "conv_chain.cc"
+SOURCE = firmware_dir() / "core" / "kernels" / "conv_chain.cc"
 
 
 def _constant(source: str, name: str) -> int:

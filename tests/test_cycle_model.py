@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from firmware_models import require_tools
 
-from vwwtorch.firmware.build import firmware_dir
+from vwwtorch.firmware.toolchain.compiler import firmware_dir
 
 TOOLS = firmware_dir() / "tools"
 ARCH = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
@@ -229,7 +229,7 @@ vww_inference_end:
 def test_the_qemu_plugin_adds_up_blocks_like_the_model(model, tmp_path, monkeypatch):
     """QEMU runs the program in translated blocks; the plugin settles branches and pairs across blocks
     when the next one starts. Between the markers it must count what the model counts on the path."""
-    from vwwtorch.firmware import insn_count
+    from vwwtorch.firmware.toolchain import insn_count
 
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
     source, elf = tmp_path / "e2e.s", tmp_path / "e2e.elf"

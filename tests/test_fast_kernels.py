@@ -1,4 +1,4 @@
-"""firmware/core/fast_kernels.cc: the Cortex-M4 kernels in front of CMSIS-NN are bit-exact and used.
+"""firmware/core/kernels/fast_kernels.cc: the Cortex-M4 kernels in front of CMSIS-NN are bit-exact and used.
 
 Each model runs under QEMU (qemu_m4, CMSIS-NN build, so the fast kernels are registered) on 100
 int8 inputs, and every score must equal the tflite_micro runtime's (TFLM's reference kernels on the
@@ -25,10 +25,10 @@ import pytest
 from firmware_models import convert_keras, reference_scores, require_firmware_deps, require_tools
 
 from vwwtorch.contract.tflite import load_tflite, pack, read_tflite, unpack
-from vwwtorch.firmware.build import build
-from vwwtorch.firmware.generate import generate
-from vwwtorch.firmware.profile import profile_model
-from vwwtorch.firmware.run import run_tensors
+from vwwtorch.firmware.toolchain.compiler import build
+from vwwtorch.firmware.codegen.generate import generate
+from vwwtorch.firmware.toolchain.profile import profile_model
+from vwwtorch.firmware.toolchain.run import run_tensors
 
 IMAGES = 100
 

@@ -519,7 +519,7 @@ CASES: dict[str, Case] = {
     "float-tflite-predict": Case(lambda w: ["predict", "--tflite", w.tiny_float, w.image], "not a full-integer"),
     "truncated-tflite-generate": Case(lambda w: ["firmware", "generate", "--tflite", _half(w.tiny, w.work),
                                                  "--out", w.work / "fw"], "TFLite model"),
-    # memory plans (firmware/memory_plan/): a budget nothing fits, a budget that is no number, a chain
+    # memory plans (firmware/codegen/memory_plan/): a budget nothing fits, a budget that is no number, a chain
     # the model cannot form
     "memory-budget-nothing-fits": Case(lambda w: ["firmware", "generate", "--tflite", w.tiny, "--out", w.work / "fw",
                                                   "--memory-budget", 1], ("no plan fits", "raise --memory-budget")),
@@ -712,7 +712,7 @@ def demo_deps(tmp_path, monkeypatch):
     import urllib.request
 
     from test_firmware_deps import TREE, git, make_dep, use_demo_deps, write_tree
-    from vwwtorch.firmware import deps
+    from vwwtorch.firmware.toolchain import deps
 
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
     repo = write_tree(tmp_path / "upstream", TREE)
@@ -734,7 +734,7 @@ def demo_deps(tmp_path, monkeypatch):
 def test_deps_offline_hint_names_a_real_flag(tmp_path, monkeypatch, capfd):
     import urllib.request
 
-    from vwwtorch.firmware import deps
+    from vwwtorch.firmware.toolchain import deps
 
     from vwwtorch.cli import build_parser
 

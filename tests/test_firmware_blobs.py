@@ -13,7 +13,7 @@ import struct
 import pytest
 
 import vwwtorch.cli
-from vwwtorch.firmware import apollo3_image as img
+from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as img
 
 GOLDEN = [
     # n, OTA length, OTA sha256, wire length, wire sha256

@@ -17,10 +17,10 @@ import pytest
 import torch  # noqa: F401  (before TensorFlow: see tests/test_firmware_pipeline.py)
 
 from firmware_models import camera_bytes_to_int8, reference_scores, require_firmware_deps, require_tools
-from vwwtorch.firmware.build import build
-from vwwtorch.firmware.generate import load_settings
-from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
-from vwwtorch.firmware.run import run_tensors
+from vwwtorch.firmware.toolchain.compiler import build
+from vwwtorch.firmware.codegen.generate import load_settings
+from vwwtorch.firmware.quickstart_stage import dataset_pixels, firmware_stage
+from vwwtorch.firmware.toolchain.run import run_tensors
 
 pytestmark = pytest.mark.slow
 

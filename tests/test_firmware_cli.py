@@ -15,9 +15,9 @@ import pytest
 from cli_asserts import assert_one_line_error
 from firmware_models import write_models
 from PIL import Image
-from vwwtorch.firmware.build import BUILD_INFO
-from vwwtorch.firmware.images import load_tensors
-from vwwtorch.firmware.run import parse_output
+from vwwtorch.firmware.toolchain.compiler import BUILD_INFO
+from vwwtorch.firmware.toolchain.images import load_tensors
+from vwwtorch.firmware.toolchain.run import parse_output
 
 from vwwtorch.cli import main as cli_main
 from vwwtorch.contract.errors import UserError

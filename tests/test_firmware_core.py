@@ -1,7 +1,7 @@
 """The firmware's portable C++ pieces that need no TFLM, compiled with g++ and checked from Python.
 
 - core/file_images.cc must turn every image file into the same int8 tensor that
-  `vwwtorch.firmware.images.load_tensors` (the Python side of `firmware run`) makes;
+  `vwwtorch.firmware.toolchain.images.load_tensors` (the Python side of `firmware run`) makes;
 - core/tiny_format.cc (the boards' vsnprintf) must print what the C library prints.
 
 TFLM's logging header is replaced by a two-line stand-in, so these run wherever g++ does (CI too).
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vwwtorch.firmware.build import firmware_dir
-from vwwtorch.firmware.images import load_tensors
+from vwwtorch.firmware.toolchain.compiler import firmware_dir
+from vwwtorch.firmware.toolchain.images import load_tensors
 
 TABLE = ((np.arange(256) * 7 + 3) % 256 - 128).astype(np.int8)  # the driver's byte table
 

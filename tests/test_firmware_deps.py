@@ -16,9 +16,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import vwwtorch.firmware.deps as deps
+import vwwtorch.firmware.toolchain.deps as deps
 from cli_asserts import assert_one_line_error
-from vwwtorch.firmware.patching import PatchError, apply_patch
+from vwwtorch.firmware.toolchain.patching import PatchError, apply_patch
 
 from vwwtorch.contract.cache import cache_root
 from vwwtorch.cli import main as cli_main
@@ -175,7 +175,7 @@ def test_git_archive_exports_only_the_kept_paths(source, monkeypatch):
         commands.append(list(command))
         return real_popen(command, *args, **kwargs)
 
-    monkeypatch.setattr(deps.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
     deps.Installer(quiet=True).install_local(dep, repo)
     archive = [c for c in commands if "archive" in c]
     assert len(archive) == 1 and archive[0][-4:] == ["--", "include", "src", "LICENSE"]

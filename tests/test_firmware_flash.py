@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from cli_asserts import assert_one_line_error
 from fake_apollo3_bootloader import FakeBootloader, Fault  # noqa: E402
-from vwwtorch.firmware import apollo3_image as img  # noqa: E402
-from vwwtorch.firmware import apollo3_uart as uart  # noqa: E402
-from vwwtorch.firmware.apollo3_uart import AckStatus, MsgType  # noqa: E402
-from vwwtorch.firmware.flasher import open_port  # noqa: E402
-from vwwtorch.firmware.monitor import monitor  # noqa: E402
+from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as img  # noqa: E402
+from vwwtorch.firmware.boards.sparkfun_edge import apollo3_uart as uart  # noqa: E402
+from vwwtorch.firmware.boards.sparkfun_edge.apollo3_uart import AckStatus, MsgType  # noqa: E402
+from vwwtorch.firmware.boards.sparkfun_edge.serial_port import open_port  # noqa: E402
+from vwwtorch.firmware.boards.sparkfun_edge.monitor import monitor  # noqa: E402
 
 import vwwtorch.cli  # noqa: E402
 from vwwtorch.contract.detection_log import Detection, format_detection, parse_detection  # noqa: E402

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from cli_asserts import assert_one_line_error
 from firmware_models import with_op_replaced, write_models
-from vwwtorch.firmware.ops import SUPPORTED_OPS
+from vwwtorch.firmware.codegen.ops import SUPPORTED_OPS
 
 from vwwtorch.cli import main as cli_main
 
@@ -72,7 +72,7 @@ def test_resolver_registers_exactly_the_models_ops(models, generated):
     assert sorted(calls) == sorted(SUPPORTED_OPS[op].method for op in ops)
     assert f"constexpr int kNumOps = {len(ops)};" in (generated / "model_ops.h").read_text()
     # Every use of these ops is int8, so the int8-only registrations keep other paths out; the
-    # convolutions go through the firmware's fast kernels first (firmware/core/fast_kernels.h).
+    # convolutions go through the firmware's fast kernels first (firmware/core/kernels/fast_kernels.h).
     assert "resolver.AddConv2D(vww::FastConv2D(tflite::Register_CONV_2D_INT8()))" in source
     assert "resolver.AddMaxPool2D(tflite::Register_MAX_POOL_2D_INT8())" in source
     assert '#include "fast_kernels.h"' in source
@@ -185,8 +185,8 @@ def test_generated_sources_compile_without_warnings(generated, tmp_path, compile
         f"{compiler} is missing: apt-get install g++ gcc-arm-none-eabi libnewlib-arm-none-eabi "
         "libstdc++-arm-none-eabi-newlib")
     stubs = _stub_tree(tmp_path / "stubs")
-    core = Path(__file__).resolve().parents[1] / "firmware" / "core"  # fast_kernels.h, as the build has it
-    flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-c", f"-I{generated}", f"-I{core}", f"-I{stubs}"]
+    kernels = Path(__file__).resolve().parents[1] / "firmware" / "core" / "kernels"  # fast_kernels.h, as the build has it
+    flags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-c", f"-I{generated}", f"-I{kernels}", f"-I{stubs}"]
     if compiler.startswith("arm-"):
         flags += ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
                   "-fno-exceptions", "-fno-rtti"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from firmware_models import require_firmware_deps, require_tools, write_models
-from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
+from vwwtorch.firmware.quickstart_stage import dataset_pixels, firmware_stage
 
 # torchvision must be loaded before TensorFlow's converter runs in this process: the other order
 # aborts with "LLVM ERROR: inconsistency in registered CommandLine options".
@@ -63,18 +63,18 @@ def test_without_dependencies_it_generates_and_says_what_to_run(tiny, tmp_path, 
 
 
 def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):
-    import vwwtorch.firmware.build
-    import vwwtorch.firmware.deps
-    import vwwtorch.firmware.pipeline
+    import vwwtorch.firmware.toolchain.compiler
+    import vwwtorch.firmware.toolchain.deps
+    import vwwtorch.firmware.quickstart_stage
 
     from vwwtorch.contract.errors import UserError
 
     def broken_build(board, *args, **kwargs):
         raise UserError(f"firmware build failed: {board} compiler crashed")
 
-    monkeypatch.setattr(vwwtorch.firmware.deps, "installed", lambda dep, root=None: {"commit": dep.commit})
-    monkeypatch.setattr(vwwtorch.firmware.pipeline, "_missing_tool", lambda board: None)
-    monkeypatch.setattr(vwwtorch.firmware.build, "build", broken_build)
+    monkeypatch.setattr(vwwtorch.firmware.toolchain.deps, "installed", lambda dep, root=None: {"commit": dep.commit})
+    monkeypatch.setattr(vwwtorch.firmware.quickstart_stage, "_missing_tool", lambda board: None)
+    monkeypatch.setattr(vwwtorch.firmware.toolchain.compiler, "build", broken_build)
     outcome = firmware_stage(tiny, tmp_path / "fw", np.zeros((1, 32, 32, 1), np.uint8))
     assert (outcome.model_dir / "model_data.cc").is_file()
     assert all(b.failed and b.scores_match is None for b in outcome.boards)
@@ -86,7 +86,7 @@ def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):
 def test_with_dependencies_the_host_build_matches_the_runtime(tiny, tmp_path):
     """The stage's verdict against an independent reference: TFLite's reference kernels (bit-exact
     with TFLM's) on the camera convention written out here, b - 128."""
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     from vwwtorch.contract.litert import TFLiteModel
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from cli_asserts import assert_one_line_error
 from fake_apollo3_bootloader import FakeBootloader  # noqa: E402
-from vwwtorch.firmware import apollo3_image as img  # noqa: E402
+from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as img  # noqa: E402
 
 from vwwtorch.cli import main as cli_main  # noqa: E402
 from vwwtorch.contract.detection_log import parse_detection  # noqa: E402
@@ -422,7 +422,7 @@ def test_responder_leds_and_a_log_line_the_monitor_parses(harness, model_dir):
 # --- the real build (needs the Ambiq SDK and the SparkFun BSP in the cache) ---------------------
 
 def missing_dependencies() -> list[str]:
-    from vwwtorch.firmware.deps import installed, needed
+    from vwwtorch.firmware.toolchain.deps import installed, needed
 
     return [dep.name for dep in needed("sparkfun_edge") if installed(dep) is None]
 
@@ -452,11 +452,11 @@ def symbols(elf: Path) -> dict[str, int]:
 def test_deps_in_the_cache_are_the_pinned_trees():
     import json
 
-    from vwwtorch.firmware.deps import DEPENDENCIES, STAMP, deps_root
+    from vwwtorch.firmware.toolchain.deps import DEPENDENCIES, STAMP, deps_root
 
     if missing_dependencies():
         pytest.skip("run `vwwtorch firmware deps --board sparkfun_edge` to check the pinned trees")
-    from vwwtorch.firmware.deps import tree_digest
+    from vwwtorch.firmware.toolchain.deps import tree_digest
 
     for name in ("ambiq-sdk", "sparkfun-bsp"):
         # The files themselves, not the stamp the installer wrote: their digest is the pinned one.
@@ -591,7 +591,7 @@ def test_a_flash_budget_too_small_for_every_packed_layer_builds_and_says_which(e
     """The packed weights fill the flash budget the layers with the most MACs per byte first; what
     does not fit stays unpacked (CMSIS-NN, the same scores), and `firmware build` names it."""
     from vwwtorch.firmware.boards import BOARDS
-    from vwwtorch.firmware.generate import generate, load_settings
+    from vwwtorch.firmware.codegen.generate import generate, load_settings
 
     everything = load_settings(model_dir).packed_weights
     assert everything["layers"] and not everything["left_out"]  # the default budget packs them all

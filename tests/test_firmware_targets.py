@@ -31,15 +31,11 @@ from firmware_models import (
     write_models,
 )
 from PIL import Image
-from vwwtorch.firmware.build import build, load_build
-from vwwtorch.firmware.generate import (
-    generate,
-    load_settings,
-    render_makefile,
-    render_ops,
-)
-from vwwtorch.firmware.ops import SUPPORTED_OPS, kernel_sources
-from vwwtorch.firmware.run import parse_output, run_tensors
+from vwwtorch.firmware.codegen.generate import generate, load_settings
+from vwwtorch.firmware.codegen.model_sources import render_makefile, render_ops
+from vwwtorch.firmware.codegen.ops import SUPPORTED_OPS, kernel_sources
+from vwwtorch.firmware.toolchain.compiler import build, load_build
+from vwwtorch.firmware.toolchain.run import parse_output, run_tensors
 
 from vwwtorch.cli import main as cli_main
 from vwwtorch.contract.errors import UserError
@@ -211,7 +207,7 @@ def test_device_memory(firmware, person_detect):
 
 
 def test_every_supported_op_links(firmware, tmp_path):
-    """The op table (firmware/ops.py) names real resolver methods and kernel sources: a
+    """The op table (firmware/codegen/ops.py) names real resolver methods and kernel sources: a
     resolver registering every op builds and still runs the model right."""
     model_dir = tmp_path / "all_ops"
     generate(firmware.models["tiny_int8"], model_dir, board="host")
@@ -298,7 +294,7 @@ def test_profile_attributes_every_instruction_to_its_operator(firmware, person_d
     inference's count but for the interpreter's own loop; MACs equal the PyTorch model's; identical
     layers cost the same."""
     from PIL import Image as PILImage
-    from vwwtorch.firmware.profile import PROFILE_JSON, PROFILE_PNG
+    from vwwtorch.firmware.toolchain.profile import PROFILE_JSON, PROFILE_PNG
     from vwwtorch.contract.tflite import load_tflite
     from vwwtorch.models.mobilenet_v1 import MobileNetV1
     from vwwtorch.models.stats import model_stats

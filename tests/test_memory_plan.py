@@ -1,4 +1,4 @@
-"""`firmware generate --memory-budget` (firmware/memory_plan/, firmware/core/conv_chain.cc): the
+"""`firmware generate --memory-budget` (firmware/codegen/memory_plan/, firmware/core/kernels/conv_chain.cc): the
 rewritten model fits the budget and computes exactly what the converted model computes.
 
 Without the firmware dependencies: TFLM's integer constants against their definitions, the rewrite
@@ -27,9 +27,9 @@ from test_fast_kernels import VARIANTS, inputs_for, kernel_shapes_model
 from vwwtorch.cli import main as cli_main
 from vwwtorch.contract.tflite import operator_names, read_tflite, unpack
 from vwwtorch.contract import int8_arithmetic
-from vwwtorch.firmware.memory_plan import chain_op
-from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, rewrite, streamable_prefix
-from vwwtorch.firmware.memory_plan.liveness import Buffer, greedy_plan, plan_of
+from vwwtorch.firmware.codegen.memory_plan import chain_op
+from vwwtorch.firmware.codegen.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, rewrite, streamable_prefix
+from vwwtorch.firmware.codegen.memory_plan.liveness import Buffer, greedy_plan, plan_of
 from vwwtorch.contract.int8_arithmetic import activation_range, quantize_multiplier
 
 IMAGES = 100
@@ -200,9 +200,9 @@ def deps():
 
 def _run(tflite: Path, tensors: np.ndarray, out: Path, board: str, budget: int | None = None, labels=None,
          stream: int | None = None):
-    from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.generate import generate
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.toolchain.compiler import build
+    from vwwtorch.firmware.codegen.generate import generate
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     generate(tflite, out / "model", board=board, memory_budget=budget, stream_layers=stream, labels=labels,
              person_index=0 if labels else None)
@@ -213,8 +213,8 @@ def _run(tflite: Path, tensors: np.ndarray, out: Path, board: str, budget: int |
 
 
 def test_default_architecture_fits_40_kib_bit_exact(deps, tmp_path):
-    from vwwtorch.firmware.generate import load_settings
-    from vwwtorch.firmware.profile import profile_model
+    from vwwtorch.firmware.codegen.generate import load_settings
+    from vwwtorch.firmware.toolchain.profile import profile_model
     from vwwtorch.training.foreign.frames import tflm_testdata_frame
 
     from test_fast_kernels import camera_frames
@@ -292,10 +292,10 @@ def test_a_wrong_depthwise_table_is_refused(deps, tmp_path, shapes_model, monkey
     (packed_weights.DEPTHWISE). With one weight pair off by one step the firmware must notice
     (fast_kernels.cc's DepthwiseMatches) and compute the constants itself: the scores stay exact,
     and the inference costs more than with the intact table, which is therefore the one used."""
-    from vwwtorch.firmware import packed_weights
-    from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.generate import generate
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.codegen import packed_weights
+    from vwwtorch.firmware.toolchain.compiler import build
+    from vwwtorch.firmware.codegen.generate import generate
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     tflite = tmp_path / "shapes.tflite"
     tflite.write_bytes(shapes_model)

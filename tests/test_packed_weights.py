@@ -1,8 +1,8 @@
-"""firmware/packed_weights.py: the weights and constants `firmware generate` packs for the Cortex-M4
+"""firmware/codegen/packed_weights.py: the weights and constants `firmware generate` packs for the Cortex-M4
 kernels, checked without the firmware (CI has no TFLM cache; the bit-exactness of the kernels
 themselves is tests/test_fast_kernels.py's).
 
-Each form's constants, evaluated the way firmware/core/fast_kernels.cc uses them, must reproduce
+Each form's constants, evaluated the way firmware/core/kernels/fast_kernels.cc uses them, must reproduce
 TFLM's MultiplyByQuantizedMultiplier written out here from gemmlowp's definition (a saturating
 rounding doubling high multiply with its truncating division, then a rounding divide by a power of
 two comparing the remainder with a threshold), not from the floor reformulations that the firmware
@@ -17,8 +17,8 @@ import pytest
 from firmware_models import convert_keras
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.firmware import packed_weights as pw
-from vwwtorch.firmware.memory_plan.chain_op import Layer
+from vwwtorch.firmware.codegen import packed_weights as pw
+from vwwtorch.firmware.codegen.memory_plan.chain_op import Layer
 
 
 # --- TFLM's requantization, from its definition -------------------------------------------------
@@ -216,7 +216,7 @@ def test_depthwise_is_packed_only_where_the_transposed_kernel_runs_row_by_row():
 
 
 def test_a_streamed_chain_packs_its_depthwise_layers(small_model):
-    from vwwtorch.firmware.memory_plan.chain_op import rewrite
+    from vwwtorch.firmware.codegen.memory_plan.chain_op import rewrite
 
     assert all(p.kind != pw.DEPTHWISE for p in pw.pack_model(small_model, None).layers)
     streamed = pw.pack_model(rewrite(small_model, 4), None)
@@ -264,7 +264,7 @@ def test_each_key_is_its_filter_in_the_model(small_model):
 
 
 def test_a_flash_budget_above_the_board_is_one_line(small_model, tmp_path):
-    from vwwtorch.firmware.generate import generate
+    from vwwtorch.firmware.codegen.generate import generate
 
     tflite = tmp_path / "m.tflite"
     tflite.write_bytes(small_model)

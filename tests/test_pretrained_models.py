@@ -115,9 +115,9 @@ def test_person_gray_96_end_to_end(gray_cache, tmp_path, capsys):
 def test_person_gray_96_reexport_runs_in_firmware_with_the_sources_scores(gray_cache, tmp_path, capsys):
     from firmware_models import reference_scores, require_firmware_deps, require_tools
 
-    from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.generate import generate
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.toolchain.compiler import build
+    from vwwtorch.firmware.codegen.generate import generate
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     require_tools("g++", "make")
     require_firmware_deps("host")

@@ -25,7 +25,7 @@ GENERATED = {"model_data.cc", "model_data.h", "model_settings.cc", "model_settin
 
 
 def _firmware_scores(build_dir, tensors):
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     return np.array([image.scores for image in run_tensors(build_dir, tensors, timeout=300).images])
 
@@ -96,7 +96,7 @@ def test_quickstart_trains_exports_verified_and_generates_firmware(quickstart):
 def test_quickstart_firmware_scores_equal_the_tflm_runtime(quickstart):
     """Each board that runs here built and ran the exported model with the TFLM runtime's scores."""
     from vwwtorch.firmware.boards import boards_that_run_here
-    from vwwtorch.firmware.pipeline import dataset_pixels
+    from vwwtorch.firmware.quickstart_stage import dataset_pixels
 
     from vwwtorch.contract.tflm import tflm_scores
 
@@ -128,7 +128,7 @@ def test_without_firmware_dependencies_the_quickstart_says_what_to_run(tmp_path,
     sources are generated and every board says which command installs what it lacks."""
     from firmware_models import write_models
     from vwwtorch.firmware.boards import boards_that_run_here
-    from vwwtorch.firmware.pipeline import firmware_stage
+    from vwwtorch.firmware.quickstart_stage import firmware_stage
 
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "empty-cache"))
     tiny = write_models(tmp_path / "models", only=("tiny_int8",))["tiny_int8"]

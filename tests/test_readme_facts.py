@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from vwwtorch.contract.detection_log import format_detection, parse_detection
-from vwwtorch.firmware.monitor import format_score
+from vwwtorch.firmware.boards.sparkfun_edge.monitor import format_score
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

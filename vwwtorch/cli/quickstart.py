@@ -4,7 +4,7 @@ Generates the built-in dataset, trains the default model with `configs/quickstar
 the best checkpoint, exports it to int8 TFLite through the parity gate (`vwwtorch export`), then
 turns the verified model into firmware: the generated model sources always, and, when the firmware
 dependencies and tools are there, builds for the boards that run here, whose scores are checked against the
-TFLM runtime (`vwwtorch.firmware.pipeline`). Says where everything is.
+TFLM runtime (`vwwtorch.firmware.quickstart_stage`). Says where everything is.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ FIRMWARE_IMAGES = 8   # validation images the firmware builds run on
 
 def _firmware_stage(model: Path, out: Path, data_dir: Path, model_info: dict):
     """Generate, build and run the firmware for the exported model; never fails for missing tools."""
-    from vwwtorch.firmware.pipeline import dataset_pixels, firmware_stage
+    from vwwtorch.firmware.quickstart_stage import dataset_pixels, firmware_stage
 
     resolution, channels = model_info["resolution"], model_info["in_channels"]
     pixels = dataset_pixels(data_dir, FIRMWARE_IMAGES, resolution, channels)

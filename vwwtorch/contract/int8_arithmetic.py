@@ -1,7 +1,7 @@
 """TFLite's int8 arithmetic as TFLM's reference kernels compute it, written once.
 
 The quantization-aware training's simulation (`vwwtorch.models.int8_simulation`), the memory plan's
-requantization tables (`vwwtorch.firmware.memory_plan`) and the tests all take the device's integer
+requantization tables (`vwwtorch.firmware.codegen.memory_plan`) and the tests all take the device's integer
 rules from here. Each function follows the TFLM routine its docstring names (tensorflow/lite/kernels/
 kernel_util.cc, internal/common.cc, internal/quantization_util.cc and the reference pooling kernel at
 the pinned version), with the same double, float32 and integer steps: TFLM builds without

@@ -7,6 +7,7 @@ OPT_CORE := -Os
 OPT_KERNELS := -O2
 BOARD_SRCS := startup.cc semihosting.cc platform.cc main.cc
 BOARD_CORE_SRCS := file_images.cc log_responder.cc tiny_format.cc
+BOARD_CORTEX_M_SRCS := cortex_m_runtime.cc
 BOARD_LDFLAGS := -T $(BOARD_DIR)/mps2_an386.ld -nostartfiles --specs=nano.specs \
   -Wl,--gc-sections -Wl,--defsym=STACK_SIZE=$(STACK_SIZE) -Wl,-Map=$(OUT)/vww_qemu_m4.map
 BOARD_LIBS := -lm

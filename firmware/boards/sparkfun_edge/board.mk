@@ -19,6 +19,7 @@ OPT_AMBIQ := -Os
 BOARD_SRCS := startup.cc platform.cc main.cc hm01b0_camera.cc frame_reduce.cc image_provider.cc \
               detection_responder.cc
 BOARD_CORE_SRCS := tiny_format.cc
+BOARD_CORTEX_M_SRCS := cortex_m_runtime.cc
 PROGRAM := vww_sparkfun_edge.axf
 EDGE_OUT := $(OUT)/vww_sparkfun_edge
 

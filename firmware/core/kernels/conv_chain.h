@@ -1,5 +1,5 @@
 // VWW_CONV_CHAIN: a chain of int8 convolutions run as one TFLM custom op, written by
-// `vwwtorch firmware generate --memory-budget` (firmware/memory_plan/).
+// `vwwtorch firmware generate --memory-budget` (firmware/codegen/memory_plan/).
 //
 // Two things make the model smaller in RAM, neither changes a single output byte:
 //   * Each layer's requantization table (a multiplier and a shift per output channel) is a constant

@@ -58,8 +58,8 @@ class BuildResult:
 
 
 def firmware_dir() -> Path:
-    """The firmware sources (Makefile, core/, boards/): this package's own folder, installed or not."""
-    return Path(__file__).resolve().parent
+    """The firmware sources (Makefile, core/, boards/): the `vwwtorch.firmware` package folder, installed or not."""
+    return Path(__file__).resolve().parents[1]
 
 
 def program_name(make_args: list[str]) -> str:
@@ -91,7 +91,7 @@ def _tool_version(program: str) -> str:
 def tflm_build_dir(board, kernels: str, make_args: list[str], deps: dict[str, Path]) -> Path:
     """Shared object folder, keyed on the compiler, the exact TFLM flags and the dependency trees."""
     from vwwtorch.contract.cache import cache_root
-    from vwwtorch.firmware.deps import STAMP
+    from vwwtorch.firmware.toolchain.deps import STAMP
 
     flags = run_child(make_args + ["-s", "print-tflm-flags"], capture_output=True, text=True)
     if flags.returncode != 0:
@@ -142,7 +142,7 @@ def _sizes(program: Path, board) -> tuple[int, int, int, int, int]:
     text, data, bss = (int(x) for x in out.splitlines()[1].split()[:3])
     symbols = run_child([nm_tool, "-S", str(program)], capture_output=True, text=True,
                              check=True).stdout
-    from vwwtorch.firmware.packed_weights import SYMBOL
+    from vwwtorch.firmware.codegen.packed_weights import SYMBOL
 
     sizes = {}
     for line in symbols.splitlines():
@@ -155,8 +155,8 @@ def _sizes(program: Path, board) -> tuple[int, int, int, int, int]:
 def build(board_name: str, model_dir: str | Path, out_dir: str | Path, *, kernels: str | None = None,
           jobs: int | None = None, quiet: bool = False) -> BuildResult:
     from vwwtorch.firmware.boards import get_board
-    from vwwtorch.firmware.deps import require
-    from vwwtorch.firmware.generate import load_settings
+    from vwwtorch.firmware.toolchain.deps import require
+    from vwwtorch.firmware.codegen.generate import load_settings
 
     board = get_board(board_name)
     fw = firmware_dir()
@@ -223,7 +223,7 @@ def _build(board, kernels: str, model_dir: Path, out_dir: Path, settings, deps: 
         left_out=[layer["layer"] for layer in (settings.packed_weights or {}).get("left_out", [])])
     if result.flash_bytes is not None and result.flash_bytes > board.flash_bytes:
         # The linker allows the whole application region; the bootloader's staging does not.
-        remedy = "see firmware/boards.py"
+        remedy = "see firmware/boards/__init__.py"
         over = result.flash_bytes - board.flash_bytes
         packed = settings.packed_weights or {}
         if packed.get("budget") is not None and packed.get("bytes", 0) >= over:

@@ -22,7 +22,7 @@ constexpr int32_t kVersion = 1;
 constexpr int kMaxLayers = 16;
 constexpr int kInputsPerLayer = 4;  // filter, bias, multipliers, shifts
 
-// One layer as the options hold it (int32 words, in this order; firmware/memory_plan/chain_op.py
+// One layer as the options hold it (int32 words, in this order; firmware/codegen/memory_plan/chain_op.py
 // writes them).
 struct ChainLayer {
   int32_t depthwise;

@@ -1,4 +1,5 @@
-"""`vwwtorch firmware deps`: the pinned third-party sources a firmware build needs, in a local cache.
+"""The pinned third-party sources a firmware build needs, in a local cache (`vwwtorch firmware deps`,
+whose command is install_deps.py; extracting and digesting trees is source_trees.py).
 
 Nothing here is vendored. Each dependency is pinned by a git commit and by the sha256 of its
 extracted tree (`tree_digest`): every file's path and sha256, sorted. The tree digest is what we
@@ -11,7 +12,7 @@ so it can be recorded in `archive_sha256`, which is then checked too.
 
 `vwwtorch firmware deps` alone fetches what the boards that run here (natively or emulated) need;
 a device's vendor SDK (a large download) comes with `--board NAME` or `--board all`. Which board
-needs what is the board registry's (firmware/boards.py).
+needs what is the board registry's (firmware/boards/__init__.py).
 
 Cache layout (`$VWWTORCH_CACHE`, default `~/.cache/vwwtorch`):
     firmware/deps/<name>/                 the kept part of the tree (see `Dependency.keep`)
@@ -20,25 +21,29 @@ Cache layout (`$VWWTORCH_CACHE`, default `~/.cache/vwwtorch`):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
-import subprocess
-import tarfile
 import tempfile
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from vwwtorch.contract.cache import deps_root
-from vwwtorch.contract.children import child_group, run_child
+from vwwtorch.contract.children import run_child
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.hashing import sha256_file
 from vwwtorch.contract.outputs import publish_folder
+from vwwtorch.firmware.toolchain.source_trees import (
+    STAMP,
+    copy_tree,
+    extract_tar,
+    extract_zip,
+    git_archive,
+    git_dir_of,
+    tree_digest,
+)
 
-STAMP = ".vwwtorch-dep.json"
 
 
 @dataclass(frozen=True)
@@ -118,142 +123,6 @@ def dir_flag(dep: Dependency) -> str:
     return "--tflm-dir" if dep.name == "tflite-micro" else f"--{dep.name}-dir"
 
 
-# --- tree digests -----------------------------------------------------------------------------
-
-def _kept(relpath: str, keep: tuple[str, ...]) -> bool:
-    return not keep or any(relpath == k or relpath.startswith(k + "/") for k in keep)
-
-
-def tree_digest(root: Path, keep: tuple[str, ...] = ()) -> str:
-    """sha256 over "path<TAB>sha256-of-content" (or "path<TAB>-> target" for a symlink), one line
-    per kept file, sorted by path. File modes and timestamps do not count; our stamp file does not."""
-    root = Path(root)
-    lines = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if rel == STAMP or not _kept(rel, keep):
-                continue
-            if path.is_symlink():
-                lines.append(f"{rel}\t-> {os.readlink(path)}\n")
-            else:
-                lines.append(f"{rel}\t{sha256_file(path)}\n")
-    if not lines:
-        return ""
-    return hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
-
-
-# --- installing -------------------------------------------------------------------------------
-
-def _extract_tar(fileobj, dest: Path, keep: tuple[str, ...], expect_commit: str | None,
-                 other_commit_ok: bool = False) -> str | None:
-    """Extract a one-top-folder tarball (GitHub's layout) into dest, dropping that folder; returns
-    the commit `git archive` recorded in its header (None when it has none)."""
-    recorded = None
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-        commit_checked = False
-        for member in tar:
-            if not commit_checked:
-                commit_checked = True
-                recorded = (tar.pax_headers or {}).get("comment")
-                if expect_commit and recorded and recorded != expect_commit and not other_commit_ok:
-                    raise UserError(f"archive holds commit {recorded}, expected {expect_commit}")
-            parts = PurePosixPath(member.name).parts
-            if len(parts) < 2:
-                continue
-            rel = PurePosixPath(*parts[1:])
-            if rel.is_absolute() or ".." in rel.parts or not _kept(rel.as_posix(), keep):
-                continue
-            target = dest / rel
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif member.issym():
-                link = PurePosixPath(member.linkname)
-                if link.is_absolute():
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(member.linkname, target)
-            elif member.isfile():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                with open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
-    return recorded
-
-
-def _extract_zip(path: Path, dest: Path, keep: tuple[str, ...]) -> None:
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            parts = PurePosixPath(info.filename).parts
-            if len(parts) < 2 or info.is_dir():
-                continue
-            rel = PurePosixPath(*parts[1:])
-            if ".." in rel.parts or not _kept(rel.as_posix(), keep):
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as source, open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
-
-
-def _git_dir(path: Path) -> Path | None:
-    """The git directory of a checkout or a bare repository, or None for a plain folder."""
-    if (path / ".git").exists():
-        return path / ".git"
-    if (path / "HEAD").is_file() and (path / "objects").is_dir():
-        return path
-    return None
-
-
-def _copy_tree(source: Path, dest: Path, keep: tuple[str, ...]) -> None:
-    """Copy the kept files of a plain source tree (a checkout without git, an unpacked archive)."""
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for name in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            path = Path(dirpath) / name
-            rel = path.relative_to(source).as_posix()
-            if rel == STAMP or not _kept(rel, keep):
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_symlink():
-                os.symlink(os.readlink(path), target)
-            else:
-                shutil.copyfile(path, target)
-
-
-def _git_archive(git_dir: Path, dep: Dependency, dest: Path) -> None:
-    """Extract the kept paths of `dep.commit` from a git repository into dest.
-
-    `git archive` writes the same tar stream GitHub serves (before compression: one top folder,
-    the commit id in a pax header); it is given the kept paths, so a large repository (the Ambiq
-    SDK) is not exported whole, and its output is extracted as it streams, never held in memory.
-    """
-    command = ["git", "--git-dir", str(git_dir), "archive", "--format=tar",
-               f"--prefix={dep.archive_name[:-len('.tar.gz')]}/", dep.commit]
-    if dep.keep:
-        command += ["--", *dep.keep]
-    with tempfile.TemporaryFile() as errors:
-        with child_group(command, stdout=subprocess.PIPE, stderr=errors) as process:
-            assert process.stdout is not None
-            unreadable = None
-            try:
-                _extract_tar(process.stdout, dest, dep.keep, dep.commit)
-            except tarfile.ReadError as exc:
-                unreadable = exc  # usually git failing before it wrote an archive: said below
-            finally:
-                process.stdout.close()
-                status = process.wait()
-        if status != 0:
-            errors.seek(0)
-            detail = errors.read().decode(errors="replace").strip().splitlines()
-            raise UserError(f"git archive of {dep.name} failed: {detail[-1] if detail else status}")
-        if unreadable is not None:
-            raise UserError(f"git archive of {dep.name} gave an unreadable tar stream ({unreadable})")
-
-
 class Installer:
     """Fills the cache; every install goes to a temporary folder renamed into place when verified."""
 
@@ -278,7 +147,7 @@ class Installer:
                 f"commit, or --allow-unverified to build with it anyway")
         patch_sha = None
         if dep.patch:
-            from vwwtorch.firmware.patching import PatchError, apply_patch
+            from vwwtorch.firmware.toolchain.patching import PatchError, apply_patch
 
             holder, rel = dep.patch
             patch_file = self.root / holder / rel
@@ -313,10 +182,10 @@ class Installer:
         try:
             commit = None
             if str(archive).endswith(".zip"):
-                _extract_zip(Path(archive), staging, dep.keep)
+                extract_zip(Path(archive), staging, dep.keep)
             else:
                 with open(archive, "rb") as handle:
-                    commit = _extract_tar(handle, staging, dep.keep, dep.commit, self.allow_unverified)
+                    commit = extract_tar(handle, staging, dep.keep, dep.commit, self.allow_unverified)
             return self._finish(dep, staging, source or str(archive), data_sha, commit)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -329,7 +198,7 @@ class Installer:
             raise UserError(f"{path} (given for {dep.name}) does not exist")
         staging = self._staging(dep)
         try:
-            git_dir = _git_dir(path)
+            git_dir = git_dir_of(path)
             if git_dir is not None:
                 if shutil.which("git") is None:
                     raise UserError(f"{path} is a git repository but git is not installed "
@@ -339,10 +208,11 @@ class Installer:
                 if has.returncode != 0:
                     raise UserError(f"{path} does not contain {dep.name}'s pinned commit {dep.commit}; "
                                     "fetch it there first")
-                _git_archive(git_dir, dep, staging)
+                git_archive(git_dir, staging, name=dep.name, commit=dep.commit, keep=dep.keep,
+                            prefix=dep.archive_name[:-len('.tar.gz')])
                 source, commit = f"git {path} @ {dep.commit[:12]}", dep.commit
             else:
-                _copy_tree(path, staging, dep.keep)
+                copy_tree(path, staging, dep.keep)
                 source, commit = str(path), None
             return self._finish(dep, staging, source, None, commit)
         finally:
@@ -426,101 +296,3 @@ def require(board: str, root: Path | None = None) -> dict[str, Path]:
         raise UserError(f"firmware dependencies missing from {base}: {', '.join(d.name for d in missing)}; "
                         f"run `{deps_command(board, missing)}` (or set VWWTORCH_CACHE)")
     return {d.name: base / d.name for d in needed(board)}
-
-
-# --- command ----------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vwwtorch.firmware.boards import BOARDS, board_choices, boards_that_run_here
-
-    extra = "; ".join(f"{b.name} adds {', '.join(b.extra_deps)}" for b in BOARDS.values() if b.extra_deps)
-    parser.add_argument("--board", help=f"what this board needs: {board_choices()}, or all ({extra}; "
-                        f"default: what {board_choices(boards_that_run_here())} need)")
-    parser.add_argument("--from-dir", metavar="DIR",
-                        help="take each dependency from DIR/<name> (a git repository holding the "
-                             "pinned commit, or a copy of the tree) or DIR/<GitHub archive name> "
-                             "instead of downloading; names: " + ", ".join(DEPENDENCIES))
-    for dep in DEPENDENCIES.values():
-        parser.add_argument(dir_flag(dep), dest=f"dir_{dep.name.replace('-', '_')}", metavar="PATH",
-                            help=f"{dep.title}: a git repository, source tree or archive to use")
-    parser.add_argument("--allow-unverified", action="store_true",
-                        help="accept a local tree that is not the pinned one (marked UNVERIFIED)")
-    parser.add_argument("--force", action="store_true", help="reinstall what is already in the cache")
-    parser.add_argument("--list", action="store_true", help="show the pins and what is installed")
-
-
-def run_command(args) -> int:
-    from vwwtorch.firmware.boards import BOARDS
-
-    if args.board is None:
-        deps = needed_by_default()
-    elif args.board == ALL_BOARDS:
-        deps = needed(None)
-    else:
-        if args.board not in BOARDS:
-            raise UserError(f"unknown board {args.board!r}; choose one of: {', '.join(BOARDS)}, {ALL_BOARDS}")
-        deps = needed(args.board)
-    explicit = {d.name: getattr(args, f"dir_{d.name.replace('-', '_')}") for d in DEPENDENCIES.values()
-                if getattr(args, f"dir_{d.name.replace('-', '_')}", None)}
-    root = deps_root()
-    if args.list:
-        for dep in DEPENDENCIES.values():
-            stamp = installed(dep, root)
-            state = ("missing" if stamp is None else
-                     "installed" + ("" if stamp.get("verified") else " (UNVERIFIED)"))
-            users = [b.name for b in BOARDS.values() if dep.name in b.deps]
-            boards = "every board" if len(users) == len(BOARDS) else ", ".join(users)
-            print(f"{dep.name:13s} {dep.commit[:12]}  {state:22s} {boards:24s} {dep.archive_url}")
-        print(f"cache: {root}")
-        return 0
-    installer = Installer(root, allow_unverified=args.allow_unverified)
-    from_dir = Path(args.from_dir).expanduser() if args.from_dir else None
-    if from_dir is not None and not from_dir.is_dir():
-        raise UserError(f"--from-dir {from_dir} is not a folder")
-    if explicit and from_dir is None:
-        # Trees given one by one (offline): install exactly those, whatever --board says; download
-        # nothing, and say what is still missing and how to get it.
-        for dep in DEPENDENCIES.values():  # dict order installs a patch's holder before the patched one
-            if dep.name in explicit:
-                installer.install_local(dep, Path(explicit[dep.name]))
-        missing = [d for d in deps if installed(d, root) is None]
-        if missing:
-            print("still missing: " + "; ".join(
-                f"{d.name} ({dir_flag(d)} PATH, or `{_command_for(args.board, d)}` "
-                "to download it)" for d in missing))
-        else:
-            print(f"firmware dependencies ready in {root}")
-        return 0
-    deps = [d for d in DEPENDENCIES.values() if d in deps or d.name in explicit]
-    for dep in deps:  # dict order installs a patch's holder before the patched dependency
-        given = explicit.get(dep.name)
-        if installed(dep, root) and not args.force and not given:
-            print(f"{dep.name}: already installed ({dep.commit[:12]})")
-            continue
-        if given:
-            installer.install_local(dep, Path(given))
-        elif from_dir is not None:
-            for candidate in (from_dir / dep.name, from_dir / dep.archive_name):
-                if candidate.exists():
-                    installer.install_local(dep, candidate)
-                    break
-            else:
-                raise UserError(f"{from_dir} has neither {dep.name}/ nor {dep.archive_name}")
-        else:
-            installer.download(dep)
-    print(f"firmware dependencies ready in {root}")
-    if args.board is None:
-        for board in BOARDS.values():
-            if any(d not in deps for d in needed(board.name)):
-                print(f"  (for {board.title} also run `vwwtorch firmware deps --board {board.name}`)")
-    return 0
-
-
-def _command_for(board: str | None, dep: Dependency) -> str:
-    """The command that downloads `dep`: plain `firmware deps`, or with the first board needing it."""
-    from vwwtorch.firmware.boards import BOARDS
-
-    if board and board != ALL_BOARDS:
-        return deps_command(board, [dep])
-    needing = next(b.name for b in BOARDS.values() if dep.name in b.deps)
-    return deps_command(needing, [dep])

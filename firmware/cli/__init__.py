@@ -1,7 +1,7 @@
-"""`vwwtorch firmware ...`: the command group; each sub-command lives in its own module.
+"""`vwwtorch firmware ...`: the command group, assembled from one module per group of sub-commands.
 
-Every module listed in SUBCOMMAND_MODULES exposes `register(subparsers)`, which adds one
-sub-command to the `firmware` group (`generate`, `deps`, `build`, `run` plug in the same way).
+Every module listed in SUBCOMMAND_MODULES exposes `register(subparsers)`, which adds its
+sub-commands to the `firmware` group, in this order (the order `--help` lists them).
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import importlib
 
 SUBCOMMAND_MODULES = (
-    "vwwtorch.firmware.cli_build",   # generate, deps, build, run
-    "vwwtorch.firmware.flasher",     # flash
-    "vwwtorch.firmware.monitor",     # monitor
+    "vwwtorch.firmware.cli.build_commands",            # generate, deps, build
+    "vwwtorch.firmware.cli.run_commands",              # run, profile
+    "vwwtorch.firmware.boards.sparkfun_edge.flash_command",  # flash
+    "vwwtorch.firmware.boards.sparkfun_edge.monitor",  # monitor
 )
 
 

@@ -68,11 +68,11 @@ def firmware_stage(tflite: str | Path, out: str | Path, pixels: np.ndarray, *,
                    boards: tuple[str, ...] | None = None, jobs: int | None = None) -> StageOutcome:
     """Generate into out/model; build out/<board>; run each on `pixels` (uint8, N x H x W x C)."""
     from vwwtorch.firmware.boards import boards_that_run_here, get_board
-    from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.deps import deps_command, installed, needed
-    from vwwtorch.firmware.generate import generate
+    from vwwtorch.firmware.toolchain.compiler import build
+    from vwwtorch.firmware.toolchain.deps import deps_command, installed, needed
+    from vwwtorch.firmware.codegen.generate import generate
     from vwwtorch.contract.tflm import tflm_scores
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     out = Path(out)
     settings = generate(tflite, out / "model")  # checked against the default target board

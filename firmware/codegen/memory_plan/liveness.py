@@ -71,7 +71,7 @@ def plan_of(data: bytes) -> ArenaPlan:
     """The arena buffers of a model: its non-constant tensors, and the scratch of its chain ops
     (stock kernels' scratch is left out: the reference kernels TFLM's runtime measures with ask
     for none)."""
-    from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, chain_scratch
+    from vwwtorch.firmware.codegen.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, chain_scratch
 
     model = unpack(data)
     graph = model.subgraphs[0]

@@ -17,7 +17,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from vwwtorch.firmware.apollo3_image import crc32
+from vwwtorch.firmware.boards.sparkfun_edge.apollo3_image import crc32
 
 MAX_MESSAGE_SIZE = 8192                    # the bootloader's receive buffer
 HEADER_SIZE = 8                            # CRC word + length/type word

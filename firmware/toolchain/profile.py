@@ -25,7 +25,7 @@ import numpy as np
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.outputs import check_folder, removed_unless_done
-from vwwtorch.firmware.build import CompileFailed
+from vwwtorch.firmware.toolchain.compiler import CompileFailed
 
 PROFILE_JSON = "profile.json"
 PROFILE_PNG = "profile.png"
@@ -54,7 +54,7 @@ class OpProfile:
 
 def operator_macs(operator) -> int:
     """Multiply-accumulates of one operator of `vwwtorch.contract.tflite.read_tflite`'s model."""
-    from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_macs
+    from vwwtorch.firmware.codegen.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_macs
 
     if operator.op == CHAIN_OP_NAME:
         return sum(layer_macs(layer) for layer, _ in chain_layers(operator.custom_options))
@@ -98,14 +98,14 @@ def profile_model(tflite: str | Path, out: str | Path, *, board: str | None = No
 def _profile(tflite, info, out: Path, board: str, kernels: str, images: int, jobs, quiet: bool,
              memory_budget, stream_layers, flash_budget) -> dict:
     from vwwtorch.contract.tflite import load_tflite
-    from vwwtorch.firmware.build import build
-    from vwwtorch.firmware.generate import generate
-    from vwwtorch.firmware.run import run_tensors
+    from vwwtorch.firmware.toolchain.compiler import build
+    from vwwtorch.firmware.codegen.generate import generate
+    from vwwtorch.firmware.toolchain.run import run_tensors
 
     settings = generate(tflite, out / "model", board=board, memory_budget=memory_budget,
                         stream_layers=stream_layers, flash_budget=flash_budget)
     if settings.memory_plan is not None:  # the firmware runs the rewritten model
-        from vwwtorch.firmware.generate import MEMORY_MODEL
+        from vwwtorch.firmware.codegen.generate import MEMORY_MODEL
 
         _, info = load_tflite(out / "model" / MEMORY_MODEL)
     built = build(board, out / "model", out / "build", kernels=kernels, jobs=jobs, quiet=quiet)
@@ -219,7 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kernel implementations (default: the board's, cmsis_nn on Cortex-M)")
     parser.add_argument("--images", type=int, default=1, help="random int8 images to average over")
     parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs (default: all cores)")
-    from vwwtorch.firmware.generate import add_flash_arguments, add_memory_arguments
+    from vwwtorch.firmware.codegen.generate import add_flash_arguments, add_memory_arguments
 
     add_memory_arguments(parser)
     add_flash_arguments(parser)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vwwtorch.contract.errors import UserError
-from vwwtorch.firmware.apollo3_image import MAX_APP_SIZE
+from vwwtorch.firmware.boards.sparkfun_edge.apollo3_image import MAX_APP_SIZE
 
 KB = 1024
 
@@ -52,7 +52,7 @@ class Board:
     install_hint: str
     emulator: str | None = None   # program that runs the image, if it is not native
     emulator_args: tuple[str, ...] = ()  # the emulated machine
-    extra_deps: tuple[str, ...] = ()  # dependencies beyond COMMON_DEPS (names in firmware/deps.py)
+    extra_deps: tuple[str, ...] = ()  # dependencies beyond COMMON_DEPS (names in firmware/toolchain/deps.py)
     default_target: bool = False  # the board `firmware generate` checks a model against by default
     profiled: bool = False        # the board `firmware profile` counts instructions on by default
     flashed: bool = False         # its builds run on the device: `firmware flash`, `firmware monitor`

@@ -22,7 +22,7 @@ class OpSupport:
     int8_registration: str | None = None  # tflite::Register_<...>_INT8, if TFLM has one
     int8_inputs: tuple[int, ...] = (0,)   # inputs that must be int8 to use it (outputs always)
     header: str | None = None             # kernel header declaring it, if the resolver's doesn't
-    fast: str | None = None               # firmware/core/fast_kernels.h wrapper of the int8 registration
+    fast: str | None = None               # firmware/core/kernels/fast_kernels.h wrapper of the int8 registration
     call: str | None = None               # the whole registration statement, for this firmware's custom ops
 
 
@@ -36,7 +36,7 @@ SUPPORTED_OPS: dict[str, OpSupport] = {
     "AVERAGE_POOL_2D": _op("AddAveragePool2D", "pooling.cc", "pooling_common.cc",
                            int8="Register_AVERAGE_POOL_2D_INT8"),
     "CONCATENATION": _op("AddConcatenation", "concatenation.cc"),
-    # firmware/core/conv_chain.h, written by `firmware generate --memory-budget` (firmware/memory_plan/)
+    # firmware/core/kernels/conv_chain.h, written by `firmware generate --memory-budget` (firmware/codegen/memory_plan/)
     "CUSTOM:VWW_CONV_CHAIN": OpSupport("AddCustom", (), call="vww::AddConvChain(resolver)"),
     "CONV_2D": _op("AddConv2D", "conv.cc", "conv_common.cc", int8="Register_CONV_2D_INT8",
                    int8_inputs=(0, 1), fast="vww::FastConv2D"),

@@ -1,5 +1,5 @@
 // Convolution weights packed for the fast kernels by `vwwtorch firmware generate`
-// (vwwtorch/firmware/packed_weights.py writes the model folder's model_kernels.cc; the layout is
+// (vwwtorch/firmware/codegen/packed_weights.py writes the model folder's model_kernels.cc; the layout is
 // described there). A layer is found by its filter's address in the model.
 #ifndef VWW_PACKED_WEIGHTS_H_
 #define VWW_PACKED_WEIGHTS_H_

@@ -1,6 +1,6 @@
 """`vwwtorch firmware run`: run a firmware build on images and print its scores.
 
-The images are converted to int8 tensors (firmware/images.py) and written to one raw
+The images are converted to int8 tensors (images.py) and written to one raw
 file; a native build reads it directly, an emulated one through semihosting inside
 `qemu-system-arm -machine mps2-an386`. The scores are the firmware's own output lines, parsed.
 """
@@ -83,7 +83,7 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
                 count_instructions: bool = False) -> RunResult:
     """Run the build on int8 tensors (N, rows, cols, channels); one result per tensor."""
     from vwwtorch.firmware.boards import INSTALL_QEMU
-    from vwwtorch.firmware.build import load_build
+    from vwwtorch.firmware.toolchain.compiler import load_build
 
     info = load_build(build_dir)
     board = runnable_board(build_dir, info)
@@ -102,7 +102,7 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
                 raise UserError(f"{board.emulator} is not installed; {INSTALL_QEMU}")
             extra = []
             if count_instructions:
-                from vwwtorch.firmware import insn_count
+                from vwwtorch.firmware.toolchain import insn_count
 
                 extra = insn_count.qemu_arguments(program, f"{board.toolchain_prefix}nm",
                                                   Path(work) / "counts.txt")
@@ -142,9 +142,9 @@ def run_tensors(build_dir: str | Path, tensors: np.ndarray, *, timeout: float = 
 
 def run_files(build_dir: str | Path, images: list[str | Path], *, timeout: float = 120.0,
               count_instructions: bool = False) -> RunResult:
-    from vwwtorch.firmware.build import load_build
-    from vwwtorch.firmware.generate import load_settings
-    from vwwtorch.firmware.images import load_tensors
+    from vwwtorch.firmware.toolchain.compiler import load_build
+    from vwwtorch.firmware.codegen.generate import load_settings
+    from vwwtorch.firmware.toolchain.images import load_tensors
 
     if not images:
         raise UserError("give at least one image")
@@ -181,7 +181,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args) -> int:
-    from vwwtorch.firmware.build import load_build
+    from vwwtorch.firmware.toolchain.compiler import load_build
 
     info = load_build(args.build)
     if args.board and args.board != info.board:

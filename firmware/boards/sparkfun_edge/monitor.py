@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
 def run_monitor(args) -> int:
     from vwwtorch.contract.errors import UserError
-    from vwwtorch.firmware.flasher import open_port
+    from vwwtorch.firmware.boards.sparkfun_edge.serial_port import open_port
 
     if args.count is not None and args.count < 1:
         raise UserError("--count must be at least 1")

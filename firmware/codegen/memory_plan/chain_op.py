@@ -1,4 +1,4 @@
-"""Convolutions rewritten as VWW_CONV_CHAIN custom ops (firmware/core/conv_chain.h).
+"""Convolutions rewritten as VWW_CONV_CHAIN custom ops (firmware/core/kernels/conv_chain.h).
 
 `rewrite(data, streamed)`: the first `streamed` layers (when 2 or more) become one chain that runs
 row by row, so their intermediate maps never exist whole; every other int8 convolution becomes a
@@ -16,7 +16,7 @@ import numpy as np
 
 from vwwtorch.contract.int8_arithmetic import activation_range, channel_multipliers
 from vwwtorch.contract.tflite import operator_names, pack, unpack
-from vwwtorch.firmware.memory_plan.requantization import leading_padding, output_size
+from vwwtorch.firmware.codegen.memory_plan.requantization import leading_padding, output_size
 
 CHAIN_OP = "VWW_CONV_CHAIN"
 CHAIN_OP_NAME = f"CUSTOM:{CHAIN_OP}"

@@ -1,4 +1,4 @@
-"""Convolution weights re-laid out for firmware/core/fast_kernels.cc, at `firmware generate` time.
+"""Convolution weights re-laid out for firmware/core/kernels/fast_kernels.cc, at `firmware generate` time.
 
 The Cortex-M4's SMLAD multiplies two pairs of 16-bit values. The firmware's packed kernel computes
 4 output channels for 2 pixels at once, each loaded weight pair used twice and each input pair four
@@ -126,7 +126,7 @@ def _conv_layers(data: bytes):
     """(name, layer, filter tensor, bias, multipliers, shifts, filter buffer, buffer index, streamed)
     of every int8 convolution in the model, standalone or inside a VWW_CONV_CHAIN op (streamed: in a
     chain of several layers, which runs row by row)."""
-    from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_of
+    from vwwtorch.firmware.codegen.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, layer_of
     from vwwtorch.contract.int8_arithmetic import channel_multipliers
 
     model = unpack(data)

@@ -29,7 +29,7 @@ OP_CYCLES_PREFIX = "op_cycles"
 
 def plugin_path() -> Path:
     """The compiled plugin, built on first use."""
-    from vwwtorch.firmware.build import firmware_dir
+    from vwwtorch.firmware.toolchain.compiler import firmware_dir
     from vwwtorch.contract.cache import cache_root
 
     tools = firmware_dir() / "tools"

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from vwwtorch.contract.errors import UserError
 from vwwtorch.contract.tflite import operator_names, unpack
-from vwwtorch.firmware.arena import arena_with_margin
-from vwwtorch.firmware.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, rewrite, streamable_prefix
-from vwwtorch.firmware.memory_plan.liveness import ArenaPlan, plan_of
+from vwwtorch.firmware.codegen.arena import arena_with_margin
+from vwwtorch.firmware.codegen.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, rewrite, streamable_prefix
+from vwwtorch.firmware.codegen.memory_plan.liveness import ArenaPlan, plan_of
 
 TABLE_BYTES_PER_CHANNEL = 8  # an int32 multiplier and an int32 shift
 CHAIN_OP_DATA = 32           # conv_chain.cc's OpData, rounded up
