@@ -105,7 +105,10 @@ EXCLUDED = {
 NEEDS_DEPS = {
     "firmware deps --board sparkfun_edge": "sparkfun_edge",
     "firmware build --board sparkfun_edge": "sparkfun_edge",
-    "vwwtorch firmware": "tflm",
+    "vwwtorch firmware deps": "tflm",                  # fetches them when absent (checks them here)
+    "vwwtorch firmware build": "tflm",                 # `firmware generate` needs none of them
+    "vwwtorch firmware run": "tflm",
+    "vwwtorch firmware profile": "tflm",
     "pretrained get person-gray-96": "tflm",          # from the TFLM tree, else it downloads
     "--ckpt person.ckpt": "tflm",                       # the checkpoint that command writes
     "configs/finetune_person.yaml": "tflm",             # init_from pretrained:person-gray-96
@@ -149,7 +152,8 @@ SHRINK = [
     ("vwwtorch test ", ["--trainer.limit_test_batches", "1"]),
     # Calibration and parity on 300 + 1,000 images take minutes; the gates run the same on fewer.
     ("vwwtorch export", TINY_EXPORT),
-    ("vwwtorch parity", ["--num-parity", "64", "--overwrite"]),  # two blocks write parity/
+    ("vwwtorch parity", ["--num-parity", "64"]),
+    ("vwwtorch parity --tflite", ["--out", "parity_no_ckpt/"]),  # the line above it wrote parity/
     # A second output folder for the fine-tuned export: export/ is the shared model later blocks use.
     ("--data data/my_photos --out export/", ["--out", "export_finetuned/"]),
     ("--out fw/model --memory-budget", ["--out", "fw/model_planned"]),  # fw/model is the block above's
