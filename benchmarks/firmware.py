@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.firmware.boards import BOARDS
 from vwwtorch.firmware.toolchain.compiler import build
 from vwwtorch.firmware.toolchain.deps import require

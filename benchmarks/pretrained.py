@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=600, help="generated images per model (default: 600)")
     args = parser.parse_args()
 
-    from vwwtorch.contract.cache import deps_root
+    from vwwtorch.plumbing.cache import deps_root
     from vwwtorch.training.foreign.pretrained import REGISTRY, folder
 
     tflm = deps_root() / "tflite-micro" / "tensorflow" / "lite" / "micro"

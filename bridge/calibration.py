@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.contract.deployment import SYMMETRIC, normalization
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 SELECTION_SEED = 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vwwtorch.contract.defaults import default
+from vwwtorch.plumbing.defaults import default
 
 GATES_HELP = """\
 Gates (all must pass, or the command exits 1 naming the failed gate and its worst images):

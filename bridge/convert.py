@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.bridge.onnx_export import INPUT_NAME
-from vwwtorch.contract.native_output import quiet_output
+from vwwtorch.plumbing.native_output import quiet_output
 
 
 # For 3-channel inputs onnx2tf runs a trial inference on sample images that it downloads from

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Callable
 from vwwtorch.bridge.gates.op_set import ops_for
 from vwwtorch.bridge.parity import Thresholds
 from vwwtorch.contract.deployment import normalization
-from vwwtorch.contract.errors import GateFailed, UserError
-from vwwtorch.contract.hashing import sha256_bytes
-from vwwtorch.contract.outputs import check_folder, staged_folder, written_as_user_error
+from vwwtorch.plumbing.errors import GateFailed, UserError
+from vwwtorch.plumbing.hashing import sha256_bytes
+from vwwtorch.plumbing.outputs import check_folder, staged_folder, written_as_user_error
 
 if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI starts
     from vwwtorch.training.exportable import ExportableModel

@@ -19,8 +19,8 @@ import numpy as np
 
 from vwwtorch.bridge.calibration import EvalImages
 from vwwtorch.bridge.parity import KeptReference, ParityResult, Thresholds
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_bytes
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_bytes
 
 if TYPE_CHECKING:  # torch is imported when a stage runs, not when the CLI starts
     from vwwtorch.training.exportable import ExportableModel

@@ -10,7 +10,7 @@ import numpy as np
 def torch_probabilities(model, images: np.ndarray, batch_size: int = 100, progress: bool = True) -> np.ndarray:
     """Softmax of the logits of `model` (eval mode) for NHWC float images."""
     import torch
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     model = model.eval()
     out = []
@@ -25,7 +25,7 @@ def torch_probabilities(model, images: np.ndarray, batch_size: int = 100, progre
 def onnx_probabilities(onnx_path: str | Path, images: np.ndarray, progress: bool = True) -> np.ndarray:
     """The exported graph (softmax included) in ONNX Runtime on CPU, one image at a time (static batch 1)."""
     import onnxruntime as ort
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     options = ort.SessionOptions()
     options.log_severity_level = 3

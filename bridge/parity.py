@@ -25,7 +25,7 @@ from vwwtorch.bridge.gates import (int8_accuracy, int8_agreement, kept_quantizat
 from vwwtorch.bridge.gates.check import WORST, Check, Seam, not_run
 from vwwtorch.bridge.gates.float_seams import probability_seam
 from vwwtorch.bridge.isolated import Isolated, RuntimeCrashed
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.litert import TFLiteModel, raw_outputs
 from vwwtorch.contract.tflite import ModelFile
 from vwwtorch.contract.tflm import run_tflm

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from vwwtorch.bridge.parity import ParityResult
-from vwwtorch.contract.outputs import write_file
+from vwwtorch.plumbing.outputs import write_file
 
 REFERENCE = {"int8_bytes": 300_568, "tflm_arena_bytes": 85_264}  # TFLM person_detect.tflite
 

@@ -10,7 +10,7 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 SUFFIX = ".yaml"
 # A bare name, not a path nor inline YAML (jsonargparse also takes `--config '{...}'`).

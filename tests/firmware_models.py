@@ -115,7 +115,7 @@ def require_firmware_deps(board: str = "qemu_m4") -> dict[str, Path]:
     """The cached TFLM sources; skips the test when they were never fetched (CI has no cache)."""
     import pytest
 
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
     from vwwtorch.firmware.toolchain.deps import deps_root, require
 
     try:

@@ -20,13 +20,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def package_folders(repo: Path = REPO) -> dict[str, str]:
+    """pyproject's mapping of package name to the checkout folder it installs from."""
+    return tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+
+
+def not_python(folder: str, names: list[str]) -> list[str]:
+    """shutil.copytree's ignore: keep Python files and folders, drop everything else."""
+    return [n for n in names if n == "__pycache__" or not (n.endswith(".py") or Path(folder, n).is_dir())]
+
+
 def installed_layout(root: Path, repo: Path = REPO) -> Path:
     """The Python packages of `repo` under `root` as a wheel installs them."""
-    mapping = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    for package, folder in mapping.items():
-        shutil.copytree(repo / folder, root.joinpath(*package.split(".")), dirs_exist_ok=True,
-                        ignore=lambda _, names: [n for n in names if n == "__pycache__"
-                                                 or (not n.endswith(".py") and "." in n)])
+    for package, folder in package_folders(repo).items():
+        shutil.copytree(repo / folder, root.joinpath(*package.split(".")), dirs_exist_ok=True, ignore=not_python)
     return root
 
 

@@ -11,8 +11,8 @@ import torch
 
 from vwwtorch.contract.deployment import (SYMMETRIC, UNIT, byte_to_int8, bytes_to_int8, eval_bytes, input_bytes,
                                           matching_normalization)
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_bytes, sha256_file
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_bytes, sha256_file
 
 
 def test_files_are_hashed_in_chunks(tmp_path):
@@ -91,7 +91,7 @@ def test_a_frame_already_at_the_model_size_is_taken_as_it_is():
 def test_a_runtime_crash_in_the_child_is_one_line_and_the_next_call_works():
     """A native runtime that aborts (what malformed models make TFLM and LiteRT do) is a UserError, and
     a new child takes the next call."""
-    from vwwtorch.contract.isolation import run_isolated
+    from vwwtorch.plumbing.isolation import run_isolated
 
     with pytest.raises(UserError, match="crashed on this model"):
         run_isolated("the test runtime", os.abort, timeout=60)
@@ -103,7 +103,7 @@ def test_a_runtime_crash_in_the_child_is_one_line_and_the_next_call_works():
 def test_a_runtime_that_does_not_finish_is_stopped():
     import time
 
-    from vwwtorch.contract.isolation import run_isolated
+    from vwwtorch.plumbing.isolation import run_isolated
 
     started = time.monotonic()
     with pytest.raises(UserError, match="did not finish within 1 s"):
@@ -117,7 +117,7 @@ def _raise_user_error():
 
 
 def test_printable_escapes_what_would_drive_a_terminal():
-    from vwwtorch.contract.names import printable
+    from vwwtorch.plumbing.names import printable
 
     assert printable("a\x1b[31mb\nc\u202ed") == "a\\x1b[31mb\\x0ac\\u202ed"
     assert printable(os.fsdecode(b"caf\xe9")) == "caf\\xe9"

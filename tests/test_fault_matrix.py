@@ -821,8 +821,8 @@ def test_sigterm_in_synthetic_leaves_nothing(tmp_path):
 def test_a_signal_whose_exception_a_library_swallowed_still_stops_the_loop(signum, exception):
     # Seen in CI: SIGTERM landed inside numpy.random's lazy import, which swallowed the exception,
     # and rendering went on for minutes. The progress bar's next step must raise it again.
-    from vwwtorch.contract import stopping
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing import stopping
+    from vwwtorch.plumbing.progress import progress_bar
 
     steps = 0
     with pytest.raises(BaseException) as raised, stopping.signals_as_exceptions():
@@ -1095,8 +1095,8 @@ def test_no_output_touches_an_input(world, foreign, tmp_path, monkeypatch, capfd
 CHILD_TREE = """
 import os, sys, time
 from pathlib import Path
-from vwwtorch.contract.children import run_child
-from vwwtorch.contract.stopping import signals_as_exceptions, Terminated
+from vwwtorch.plumbing.children import run_child
+from vwwtorch.plumbing.stopping import signals_as_exceptions, Terminated
 
 # a make-like tree: the child starts two grandchildren that ignore their parent's death
 try:
@@ -1191,7 +1191,7 @@ def test_sigterm_during_firmware_leaves_no_process_and_no_folder(world, tmp_path
         (cache / "firmware").mkdir(parents=True)
         (cache / "firmware" / "deps").symlink_to(deps["tflite-micro"].parent)
     else:  # the shared cache: TFLM built once, QEMU reached soon
-        from vwwtorch.contract.cache import cache_root
+        from vwwtorch.plumbing.cache import cache_root
 
         cache = cache_root()
     err, code, left, out = _firmware_children(world, tmp_path, command, cache)
@@ -1593,7 +1593,7 @@ def rgb_registry(foreign, tmp_path, monkeypatch):
     import hashlib
     import urllib.request
 
-    from vwwtorch.contract.hashing import sha256_file
+    from vwwtorch.plumbing.hashing import sha256_file
     from vwwtorch.training.foreign import pretrained
 
     entry = pretrained.REGISTRY["person-rgb-96"]
@@ -1625,7 +1625,7 @@ def test_pretrained_rgb_offline_needs_only_the_model_files(world, foreign, rgb_r
 
 def test_pretrained_cache_is_checked_before_it_is_served(world, foreign, rgb_registry, tmp_path, monkeypatch,
                                                           capfd):
-    from vwwtorch.contract.hashing import sha256_file
+    from vwwtorch.plumbing.hashing import sha256_file
 
     world.work = tmp_path
     monkeypatch.chdir(tmp_path)

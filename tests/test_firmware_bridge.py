@@ -36,7 +36,7 @@ def firmware_ready():
 @pytest.fixture(scope="module")
 def exported(firmware_ready, trained_checkpoint, synthetic_small, tmp_path_factory):
     # firmware_ready comes first: without the dependencies, skip before training anything.
-    from vwwtorch.contract.errors import GateFailed
+    from vwwtorch.plumbing.errors import GateFailed
     from vwwtorch.bridge.export_run import ExportOptions, export
 
     out = tmp_path_factory.mktemp("export") / "model"

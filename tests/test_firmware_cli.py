@@ -20,7 +20,7 @@ from vwwtorch.firmware.toolchain.images import load_tensors
 from vwwtorch.firmware.toolchain.run import parse_output
 
 from vwwtorch.cli import main as cli_main
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ import vwwtorch.firmware.toolchain.deps as deps
 from cli_asserts import assert_one_line_error
 from vwwtorch.firmware.toolchain.patching import PatchError, apply_patch
 
-from vwwtorch.contract.cache import cache_root
+from vwwtorch.plumbing.cache import cache_root
 from vwwtorch.cli import main as cli_main
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 TREE = {
     "include/lib.h": "int answer();\n",

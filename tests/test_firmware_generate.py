@@ -250,7 +250,7 @@ def test_flash_limit_is_what_the_bootloader_can_flash():
     end below the OTA descriptor page at 0xFE000: less than the 1 MB - 48 KB application region."""
     from vwwtorch.firmware.boards import BOARDS, check_fits
 
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     # The numbers, worked out from the Apollo3 memory map rather than read from the code:
     # 0xFE000 - 0x20000 - 128 B of OTA header = 909,184 B; then the code each board reserves.

@@ -67,7 +67,7 @@ def test_a_failed_build_is_reported_not_raised(tiny, tmp_path, monkeypatch):
     import vwwtorch.firmware.toolchain.deps
     import vwwtorch.firmware.quickstart_stage
 
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     def broken_build(board, *args, **kwargs):
         raise UserError(f"firmware build failed: {board} compiler crashed")

@@ -38,7 +38,7 @@ from vwwtorch.firmware.toolchain.compiler import build, load_build
 from vwwtorch.firmware.toolchain.run import parse_output, run_tensors
 
 from vwwtorch.cli import main as cli_main
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 JOBS = 2
 TARGETS = [("host", "reference"), ("qemu_m4", "cmsis_nn"), ("qemu_m4", "reference")]

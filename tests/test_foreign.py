@@ -167,7 +167,7 @@ def test_import_flag_mistakes(keras_h5, tmp_path, capsys):
 @pytest.fixture
 def registry(keras_h5, monkeypatch, tmp_path):
     """One entry made from the Keras file above, served from a URL nothing listens on."""
-    from vwwtorch.contract.hashing import sha256_file
+    from vwwtorch.plumbing.hashing import sha256_file
     from vwwtorch.training.foreign import pretrained
 
     monkeypatch.setenv("VWWTORCH_CACHE", str(tmp_path / "cache"))
@@ -217,7 +217,7 @@ def test_a_corrupted_cached_file_is_not_trusted(registry, keras_h5, tmp_path, ca
 
 
 def test_init_from_pretrained_name_loads_that_backbone(registry, keras_h5):
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
     from vwwtorch.training.foreign.pretrained import checkpoint_path, install
     from vwwtorch.training.module import VWWClassifier
 
@@ -239,7 +239,7 @@ def test_init_from_pretrained_name_loads_that_backbone(registry, keras_h5):
 
 def test_source_ranges_align_operators_and_refuse_other_graphs():
     from vwwtorch.bridge.passes.source_ranges import _align
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     body = ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "AVERAGE_POOL_2D"]
     # MLPerf's file flattens before its dense layer; vwwtorch's export lets FULLY_CONNECTED do it.

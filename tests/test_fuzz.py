@@ -137,7 +137,7 @@ def memory_bound():
 def short_runtime_timeouts():
     """A mutated stride or shape can make a kernel run for hours; the child running it is given seconds
     here (a one-line error all the same)."""
-    from vwwtorch.contract import isolation
+    from vwwtorch.plumbing import isolation
 
     saved, isolation.TIMEOUT_SCALE = isolation.TIMEOUT_SCALE, 0.2
     yield
@@ -146,7 +146,7 @@ def short_runtime_timeouts():
 
 def run(argv: list, what: str) -> int:
     """`vwwtorch argv` in this process: its exit code, after checking how it ended."""
-    from vwwtorch.contract.native_output import captured_native_output
+    from vwwtorch.plumbing.native_output import captured_native_output
 
     err = io.StringIO()
     failure = None

@@ -155,7 +155,7 @@ def test_invalid_variants_are_rejected(bad):
 
 
 def test_a_checkpoint_with_a_damaged_variant_is_refused(tmp_path):
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
     from vwwtorch.training.checkpoint_file import read_checkpoint
 
     base = {"width": 0.25, "in_channels": 1, "resolution": 96, "num_classes": 2}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from firmware_models import convert_keras
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.firmware.codegen import packed_weights as pw
 from vwwtorch.firmware.codegen.memory_plan.chain_op import Layer
 

@@ -14,7 +14,7 @@ from conftest import write_dataset
 from pytorch_lightning.callbacks import Callback
 
 from vwwtorch.cli import main
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.data.datamodule import VWWDataModule
 from vwwtorch.data.format import DatasetWriter
 from vwwtorch.data.transforms import Augmentation

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.tflite import WEIGHTED_OPS, indices, operator_names
 
 INT32 = np.iinfo(np.int32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.firmware.boards.sparkfun_edge.apollo3_image import MAX_APP_SIZE
 
 KB = 1024

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from vwwtorch.contract.defaults import HelpFormatter
+from vwwtorch.plumbing.defaults import HelpFormatter
 
 
 def add_command(firmware_subparsers, name: str, module_name: str, short: str, long: str) -> None:

@@ -21,12 +21,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vwwtorch.contract.deployment import byte_to_int8
-from vwwtorch.contract.defaults import default
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
-from vwwtorch.contract.outputs import check_folder, staged_folder
-from vwwtorch.contract.records import load_record
-from vwwtorch.contract.text_files import read_lines
+from vwwtorch.plumbing.defaults import default
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
+from vwwtorch.plumbing.outputs import check_folder, staged_folder
+from vwwtorch.plumbing.records import load_record
+from vwwtorch.plumbing.text_files import read_lines
 from vwwtorch.firmware.codegen.model_sources import (
     GENERATED_BY,
     ModelSettings,

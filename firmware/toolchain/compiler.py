@@ -19,10 +19,10 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vwwtorch.contract.children import child_group, run_child
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import check_folder, removed_unless_done, write_file
-from vwwtorch.contract.records import load_record
+from vwwtorch.plumbing.children import child_group, run_child
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import check_folder, removed_unless_done, write_file
+from vwwtorch.plumbing.records import load_record
 
 BUILD_INFO = "build.json"
 
@@ -90,7 +90,7 @@ def _tool_version(program: str) -> str:
 
 def tflm_build_dir(board, kernels: str, make_args: list[str], deps: dict[str, Path]) -> Path:
     """Shared object folder, keyed on the compiler, the exact TFLM flags and the dependency trees."""
-    from vwwtorch.contract.cache import cache_root
+    from vwwtorch.plumbing.cache import cache_root
     from vwwtorch.firmware.toolchain.deps import STAMP
 
     flags = run_child(make_args + ["-s", "print-tflm-flags"], capture_output=True, text=True)
@@ -106,7 +106,7 @@ def tflm_build_dir(board, kernels: str, make_args: list[str], deps: dict[str, Pa
 
 def _make(args: list[str], log_path: Path, total: int, quiet: bool) -> tuple[int, str]:
     """Run make, advancing a progress bar per compiled file; returns (status, output)."""
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     lines: list[str] = []
     with progress_bar(total=total, unit="file", desc="compiling", disable=True if quiet or total == 0 else None,

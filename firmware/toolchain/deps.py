@@ -29,11 +29,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vwwtorch.contract.cache import deps_root
-from vwwtorch.contract.children import run_child
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_file
-from vwwtorch.contract.outputs import publish_folder
+from vwwtorch.plumbing.cache import deps_root
+from vwwtorch.plumbing.children import run_child
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_file
+from vwwtorch.plumbing.outputs import publish_folder
 from vwwtorch.firmware.toolchain.source_trees import (
     STAMP,
     copy_tree,
@@ -221,7 +221,7 @@ class Installer:
     def download(self, dep: Dependency) -> Path:
         import urllib.request
 
-        from vwwtorch.contract.progress import progress_bar
+        from vwwtorch.plumbing.progress import progress_bar
 
         url = dep.archive_url
         self.root.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.images import IMAGE_SUFFIXES, decode_image
 
 RAW_SUFFIXES = {".bin", ".raw", ".int8"}

@@ -15,9 +15,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from vwwtorch.contract.children import run_child
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import staged_path
+from vwwtorch.plumbing.children import run_child
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import staged_path
 
 MARKERS = ("vww_inference_begin", "vww_inference_end")
 OP_MARKERS = ("vww_op_begin", "vww_op_end")
@@ -30,7 +30,7 @@ OP_CYCLES_PREFIX = "op_cycles"
 def plugin_path() -> Path:
     """The compiled plugin, built on first use."""
     from vwwtorch.firmware.toolchain.compiler import firmware_dir
-    from vwwtorch.contract.cache import cache_root
+    from vwwtorch.plumbing.cache import cache_root
 
     tools = firmware_dir() / "tools"
     digest = hashlib.sha256(b"".join((tools / name).read_bytes() for name in PLUGIN_SOURCES)).hexdigest()[:12]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.firmware.toolchain import deps as registry
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

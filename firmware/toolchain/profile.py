@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import check_folder, removed_unless_done
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import check_folder, removed_unless_done
 from vwwtorch.firmware.toolchain.compiler import CompileFailed
 
 PROFILE_JSON = "profile.json"
@@ -200,7 +200,7 @@ def figure(profile: dict):
 
 
 def write_profile(profile: dict, out: Path) -> None:
-    from vwwtorch.contract.outputs import write_file
+    from vwwtorch.plumbing.outputs import write_file
 
     write_file(out / PROFILE_JSON, json.dumps(profile, indent=1) + "\n", checked=True)
     fig = figure(profile)

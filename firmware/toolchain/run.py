@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.children import run_child
+from vwwtorch.plumbing.children import run_child
 from vwwtorch.contract.detection_log import parse_detection
-from vwwtorch.contract.defaults import default
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.defaults import default
+from vwwtorch.plumbing.errors import UserError
 
 ARENA_LINE = re.compile(r"arena (\d+) of (\d+) B used")
 STACK_LINE = re.compile(r"stack (\d+) of (\d+) B used")

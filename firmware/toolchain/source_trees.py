@@ -16,9 +16,9 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from vwwtorch.contract.children import child_group
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_file
+from vwwtorch.plumbing.children import child_group
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_file
 
 STAMP = ".vwwtorch-dep.json"  # what was installed, from where; in each tree, never part of its digest
 

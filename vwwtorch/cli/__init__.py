@@ -17,9 +17,9 @@ import importlib
 import os
 import sys
 
-from vwwtorch.contract.console import quiet_console
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.stopping import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, signals_as_exceptions
+from vwwtorch.plumbing.console import quiet_console
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.stopping import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, signals_as_exceptions
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (LightningCLI; see `vwwtorch fit --help`)",
@@ -108,7 +108,7 @@ def command_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 
 def _run(argv: list[str]) -> int:
-    from vwwtorch.contract.outputs import reading_inputs
+    from vwwtorch.plumbing.outputs import reading_inputs
 
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from vwwtorch.training.lightning_cli import run_lightning_cli
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         with signals_as_exceptions():
             return _run(argv)
     except UserError as exc:
-        from vwwtorch.contract.names import printable
+        from vwwtorch.plumbing.names import printable
 
         # Messages quote file names and file contents: nothing in them may drive the terminal.
         print(f"vwwtorch: {exc.label}: {printable(str(exc))}", file=sys.stderr)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vwwtorch.configs import resolve, shipped
-from vwwtorch.contract.defaults import HelpFormatter, default
+from vwwtorch.plumbing.defaults import HelpFormatter, default
 from vwwtorch.data.synthetic import generate
 
 
@@ -54,7 +54,7 @@ def _firmware_stage(model: Path, out: Path, data_dir: Path, model_info: dict):
 
 
 def _run(args) -> None:
-    from vwwtorch.contract.outputs import check_folder
+    from vwwtorch.plumbing.outputs import check_folder
 
     config = _checked_config(args)
     out = check_folder(args.out, overwrite=True)  # an earlier quickstart's folder is reused
@@ -90,7 +90,7 @@ def _run(args) -> None:
 
 def _checked_config(args) -> Path:
     """The training config to use; the options are checked before any work starts."""
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     config = Path(resolve(args.config)) if args.config else shipped("quickstart")
     if not config.is_file():
@@ -102,7 +102,7 @@ def _checked_config(args) -> Path:
 
 def _dataset(data_dir: Path, train_images: int) -> None:
     """Generate the built-in dataset, unless a readable one is already there."""
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
     from vwwtorch.data.format import read_meta
 
     try:
@@ -121,7 +121,7 @@ class _Training:
 
 
 def _train_and_validate(config: Path, data_dir: Path, runs_dir: Path, epochs: int | None, steps: int) -> _Training:
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
     from vwwtorch.training.lightning_cli import run_lightning_cli
 
     common = ["--config", str(config), "--data.data_dir", str(data_dir),
@@ -142,7 +142,7 @@ def _train_and_validate(config: Path, data_dir: Path, runs_dir: Path, epochs: in
 
 def _export(best: str, data_dir: Path, export_dir: Path):
     """(True, the model's report) when the int8 export passes its parity gate, else (the GateFailed, None)."""
-    from vwwtorch.contract.errors import GateFailed
+    from vwwtorch.plumbing.errors import GateFailed
     from vwwtorch.bridge.export_run import ExportOptions, export
 
     try:
@@ -156,7 +156,7 @@ def _export(best: str, data_dir: Path, export_dir: Path):
 def _summary(run: _Training, started: float, *, data_dir: Path, runs_dir: Path, export_dir: Path,
              firmware_dir: Path, verified, firmware) -> None:
     """Say where everything is; then fail if the int8 model or the firmware did not verify."""
-    from vwwtorch.contract.errors import GateFailed
+    from vwwtorch.plumbing.errors import GateFailed
 
     minutes = (time.monotonic() - started) / 60
     print()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 CENTRAL_FRACTION = 0.875  # slim's eval crop
 

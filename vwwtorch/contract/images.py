@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".gif", ".tif", ".tiff", ".webp"})
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any camera frame a VWW model sees

@@ -15,7 +15,7 @@ differently: up to 11 LSB on a third of the quickstart model's validation images
 thirds of random inputs. `device_kernels=True` (what `report` and `predict` use) runs an int8 model in TFLM's
 own runtime (`vwwtorch.contract.tflm`), the interpreter and kernels the firmware compiles, so its
 outputs are the device's, bit for bit; a float model in LiteRT. Either runs in a child process
-(`vwwtorch.contract.isolation`), where a crash on a malformed model is one line.
+(`vwwtorch.plumbing.isolation`), where a crash on a malformed model is one line.
 
 LiteRT validates some things TFLM does not: TFLM's own person_detect.tflite quantizes its 1-D bias
 tensors per channel along dimension 3, which LiteRT refuses ("quantized_dimension out of range").
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.contract.deployment import SYMMETRIC, Normalization, byte_to_int8
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
 
 
 DEVICE_CHUNK = 256  # images per call into the TFLM child process
@@ -73,7 +73,7 @@ class TFLiteModel:
                  name: str | None = None, normalization: Normalization = SYMMETRIC, device_kernels: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        from vwwtorch.contract.native_output import quiet_output
+        from vwwtorch.plumbing.native_output import quiet_output
 
         original = model if isinstance(model, (bytes, bytearray)) else _read(Path(model))
         self.name = name or ("TFLite model" if isinstance(model, (bytes, bytearray)) else printable(model))
@@ -165,7 +165,7 @@ class TFLiteModel:
         out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)
         items = range(len(inputs))
         if progress:
-            from vwwtorch.contract.progress import progress_bar
+            from vwwtorch.plumbing.progress import progress_bar
 
             items = progress_bar(items, desc=Path(self.name).name, unit="img", leave=False)
         for i in items:
@@ -177,8 +177,8 @@ class TFLiteModel:
     def _device_outputs(self, inputs: np.ndarray, progress: bool) -> np.ndarray:
         """Outputs computed in a child process (a crash there is one line), a chunk at a time: TFLM's for
         an int8 model, LiteRT's for a float one."""
-        from vwwtorch.contract.isolation import run_isolated
-        from vwwtorch.contract.progress import progress_bar
+        from vwwtorch.plumbing.isolation import run_isolated
+        from vwwtorch.plumbing.progress import progress_bar
         from vwwtorch.contract.tflm import ALLOCATION_SECONDS, SECONDS_PER_IMAGE, tflm_scores
 
         out = np.empty((len(inputs), self.num_classes), dtype=self.output_dtype)

@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 FILE_IDENTIFIER = b"TFL3"
@@ -262,16 +262,20 @@ def _check_operators(graph, tensors, buffers, op_names: list[str], where: str) -
                             f"graph has {count}")
         if not outs:
             raise UserError(f"{where}: operator {position} ({name}) has no output")
-        if name in WEIGHTED_OPS and (len(ins) < 2 or ins[0] < 0 or ins[1] < 0):
-            raise UserError(f"{where}: operator {position} ({name}) lacks its input or its weights "
-                            f"(inputs {ins})")
         if name in WEIGHTED_OPS:
-            # A weight tensor without data would be allocated in the arena and read as whatever is
-            # there: a damaged file, not a model (the fuzz test found one TFLM ran on one CPU only).
-            for role, i in (("weights", ins[1]), ("bias", ins[2] if len(ins) > 2 else -1)):
-                if i >= 0 and not _has_data(buffers, tensors[i]):
-                    raise UserError(f"{where}: operator {position} ({name}) has no data for its {role} "
-                                    f"({_tensor_label(i, tensors[i])}); the file is damaged")
+            _check_weighted(ins, tensors, buffers, f"{where}: operator {position} ({name})")
+
+
+def _check_weighted(ins: list[int], tensors, buffers, what: str) -> None:
+    """A convolution or fully connected op names its input and weights, and its constants hold data."""
+    if len(ins) < 2 or ins[0] < 0 or ins[1] < 0:
+        raise UserError(f"{what} lacks its input or its weights (inputs {ins})")
+    # A weight tensor without data would be allocated in the arena and read as whatever is there:
+    # a damaged file, not a model (the fuzz test found one TFLM ran on one CPU only).
+    for role, i in (("weights", ins[1]), ("bias", ins[2] if len(ins) > 2 else -1)):
+        if i >= 0 and not _has_data(buffers, tensors[i]):
+            raise UserError(f"{what} has no data for its {role} ({_tensor_label(i, tensors[i])}); "
+                            "the file is damaged")
 
 
 def _check_ends(graph, tensors, where: str, *, main: bool) -> None:

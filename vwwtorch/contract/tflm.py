@@ -15,8 +15,8 @@ import re
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.native_output import captured_native_output
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.native_output import captured_native_output
 
 # Generous, 16-aligned (an odd size would add alignment loss to the measured total).
 MEASURE_ARENA = 64 << 20
@@ -59,8 +59,8 @@ def _measure_here(model: bytes) -> int:
 
 
 def measure_arena(model: bytes) -> int:
-    """The arena bytes the model uses, measured in a child process (`vwwtorch.contract.isolation`)."""
-    from vwwtorch.contract.isolation import run_isolated
+    """The arena bytes the model uses, measured in a child process (`vwwtorch.plumbing.isolation`)."""
+    from vwwtorch.plumbing.isolation import run_isolated
 
     return run_isolated(RUNTIME, _measure_here, bytes(model), timeout=ALLOCATION_SECONDS)
 
@@ -84,7 +84,7 @@ def _scores_here(model: bytes, inputs: np.ndarray) -> np.ndarray:
 
 def tflm_scores(model: bytes, inputs: np.ndarray) -> np.ndarray:
     """Raw int8 outputs [N, classes] of the TFLM runtime, run in a child process (see `measure_arena`)."""
-    from vwwtorch.contract.isolation import run_isolated
+    from vwwtorch.plumbing.isolation import run_isolated
 
     return run_isolated(RUNTIME, _scores_here, bytes(model), np.ascontiguousarray(inputs),
                         timeout=ALLOCATION_SECONDS + SECONDS_PER_IMAGE * len(inputs))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vwwtorch.contract.outputs import staged_file
+from vwwtorch.plumbing.outputs import staged_file
 
 CHUNK_SUFFIX = ".npz"
 

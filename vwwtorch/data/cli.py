@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vwwtorch.contract.defaults import HelpFormatter, default
+from vwwtorch.plumbing.defaults import HelpFormatter, default
 from vwwtorch.data.coco_vww_builder import build_vww
 from vwwtorch.data.contact_sheet import write_contact_sheet
 from vwwtorch.data.folder import build_folder_dataset
@@ -249,7 +249,7 @@ def _register_verify(sub) -> None:
 
 def _verify(args) -> None:
     from vwwtorch.data.verify import print_summary, verify_dataset
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     report = verify_dataset(args.dataset)
     print_summary(report)

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_bytes
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_bytes
 
 DEFAULT_THRESHOLD = 0.005
 SPLIT_CONVENTIONS = ("book", "minival")

@@ -35,9 +35,9 @@ import numpy as np
 from vwwtorch.data import chunks as chunkio
 from vwwtorch.data.coco_vww import LABEL_RULE, SPLIT_RULES, VwwPlan, make_plan
 from vwwtorch.data.format import DatasetWriter, NpyAppender
-from vwwtorch.contract.errors import Stopped, UserError
-from vwwtorch.contract.outputs import check_folder, is_staging, write_file, written_as_user_error
-from vwwtorch.contract.stopping import SIGNAL_EXIT_CODES, Terminated
+from vwwtorch.plumbing.errors import Stopped, UserError
+from vwwtorch.plumbing.outputs import check_folder, is_staging, write_file, written_as_user_error
+from vwwtorch.plumbing.stopping import SIGNAL_EXIT_CODES, Terminated
 
 PLAN_FILE = "plan.json"
 REPORT_FILE = "report.json"
@@ -173,7 +173,7 @@ def _decode_pending(pending, listed: int, already: int, bad_so_far: int, *, work
                     fast: bool, progress: bool, max_bad_fraction: float, work: Path, tasks, desc: str,
                     on_chunk: Callable[[str], None] | None) -> int:
     """Decode the pending chunks over `workers` processes; returns images decoded."""
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     jobs = [(os.fspath(path), items, size, channels, fast) for _, path, items in pending]
     decoded = 0

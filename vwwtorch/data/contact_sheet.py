@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vwwtorch.data.format import open_split, read_meta
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import check_file, staged_file
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import check_file, staged_file
 
 FRAME = 3
 CAPTION = 14

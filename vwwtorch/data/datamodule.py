@@ -28,7 +28,7 @@ from vwwtorch.data.batch_augmentation import BatchAugmentation
 from vwwtorch.data.format import SplitArrays, open_split, read_meta
 from vwwtorch.data.transforms import Augmentation, eval_transform
 from vwwtorch.contract.deployment import normalization
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 
 class SplitDataset(Dataset):

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from vwwtorch.data.format import DatasetWriter
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.images import IMAGE_SUFFIXES
-from vwwtorch.contract.names import printable
-from vwwtorch.contract.outputs import check_folder, written_as_user_error
+from vwwtorch.plumbing.names import printable
+from vwwtorch.plumbing.outputs import check_folder, written_as_user_error
 
 NOHASH = "_nohash_"
 LABELS_FILE = "labels.txt"
@@ -195,7 +195,7 @@ def _decode_splits(listing: Listing, tmp: Path, size: int, channels: int, worker
                    progress: bool) -> dict[str, np.ndarray]:
     """Decode every split into `tmp/<split>/`; returns split -> labels of the images kept."""
     from numpy.lib.format import open_memmap
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     total = sum(len(f) for f in listing.files.values())
     kept: dict[str, np.ndarray] = {}

@@ -21,8 +21,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import (check_folder, os_error_text, publish_folder, staging_path,
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import (check_folder, os_error_text, publish_folder, staging_path,
                                        written_as_user_error)
 
 FORMAT_NAME = "vwwtorch-dataset"
@@ -291,7 +291,7 @@ def eval_pixels(arrays: SplitArrays, indices, resolution: int, channels: int, pr
     import torch
 
     from vwwtorch.contract.deployment import eval_bytes
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     indices = np.asarray(indices, dtype=np.int64)
     out = np.empty((len(indices), resolution, resolution, channels), dtype=np.uint8)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.names import printable
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 PARQUET_SUFFIX = ".parquet"
@@ -170,7 +170,7 @@ def _parquet_images(path: Path, want: Callable[[int], bool], digest: SourceDiges
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vwwtorch.contract.hashing import sha256_file
+    from vwwtorch.plumbing.hashing import sha256_file
 
     columns = parquet_columns(path)
     if "image" not in columns:

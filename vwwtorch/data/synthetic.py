@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import check_folder
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import check_folder
 from vwwtorch.data.format import DatasetWriter
 
 CLASSES = ["no_person", "person"]
@@ -167,7 +167,7 @@ def check_request(train: int, val: int, test: int, seed: int, out: str | os.Path
 def generate(out: str, *, train: int = 6000, val: int = 1000, test: int = 1000, seed: int = 0,
              overwrite: bool = False, progress: bool = True) -> str:
     """Write the built-in dataset to `out` in the vwwtorch dataset format."""
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     out = check_request(train, val, test, seed, out, overwrite)
     splits = {"train": train, "val": val, "test": test}

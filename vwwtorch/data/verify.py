@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vwwtorch.data.format import ATTRIBUTES_FILE, class_counts, open_attributes, open_split, read_meta
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 SAMPLE_PER_SPLIT = 512
 

@@ -41,10 +41,10 @@ from typing import Callable
 
 import numpy as np
 
-from vwwtorch.contract.errors import Stopped, UserError
-from vwwtorch.contract.names import printable
-from vwwtorch.contract.outputs import check_folder, written_as_user_error
-from vwwtorch.contract.stopping import SIGNAL_EXIT_CODES, Terminated
+from vwwtorch.plumbing.errors import Stopped, UserError
+from vwwtorch.plumbing.names import printable
+from vwwtorch.plumbing.outputs import check_folder, written_as_user_error
+from vwwtorch.plumbing.stopping import SIGNAL_EXIT_CODES, Terminated
 from vwwtorch.data.coco_vww_builder import (DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BAD_FRACTION, REPORT_FILE, WORK_SUFFIX,
                                             check_build_options, class_names, prepare_work_dir, write_json)
 from vwwtorch.data.format import ATTRIBUTES_FILE, DatasetWriter, NpyAppender
@@ -148,7 +148,7 @@ def _read_sources(sources: list[Source], work: Path, catalog: Catalog | None, se
     A stop leaves the committed chunks for a rerun to resume; a failure with nothing committed yet
     removes the work folder, since there is nothing to resume.
     """
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     records: list[SourceRecord] = []
     decoded = 0

@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import staged_file
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import staged_file
 from vwwtorch.data.wake_vision_metadata import SPLITS
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_file
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_file
+from vwwtorch.plumbing.names import printable
 
 FILENAME = "filename"
 LABEL = "person"

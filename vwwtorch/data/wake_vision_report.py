@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
 from vwwtorch.data.coco_vww_builder import REPORT_FILE, write_json
 from vwwtorch.data.wake_vision_chunks import chunk_field
 from vwwtorch.data.wake_vision_metadata import FILENAME, LABEL, Catalog, MetadataFile, keys_of, open_csv

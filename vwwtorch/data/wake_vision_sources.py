@@ -17,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
-from vwwtorch.contract.outputs import staged_file
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
+from vwwtorch.plumbing.outputs import staged_file
 from vwwtorch.data import image_sources
 from vwwtorch.data.wake_vision_chunks import Dispatcher, chunk_path, is_committed_chunk
 from vwwtorch.data.wake_vision_metadata import (FINE_GRAINED, FILENAME, LABEL, SPLITS, UNKNOWN, Catalog,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from vwwtorch.contract.defaults import HelpFormatter
-from vwwtorch.contract.names import printable
-from vwwtorch.contract.outputs import check_file, staged_file
+from vwwtorch.plumbing.defaults import HelpFormatter
+from vwwtorch.plumbing.names import printable
+from vwwtorch.plumbing.outputs import check_file, staged_file
 
 
 def register(subparsers) -> None:
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def collect_images(paths: list[str]) -> list[Path]:
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
     from vwwtorch.contract.images import IMAGE_SUFFIXES
 
     files: list[Path] = []
@@ -72,8 +72,8 @@ def _run(args) -> None:
     import torch
 
     from vwwtorch.contract.deployment import normalization
-    from vwwtorch.contract.errors import UserError
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.errors import UserError
+    from vwwtorch.plumbing.progress import progress_bar
     from vwwtorch.training.checkpoint import load_classifier
 
     if args.batch_size < 1:
@@ -103,9 +103,9 @@ def _run(args) -> None:
 
 
 def _tflite_labels(args, num_classes: int) -> list[str]:
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
-    from vwwtorch.contract.text_files import read_lines
+    from vwwtorch.plumbing.text_files import read_lines
 
     path = Path(args.labels) if args.labels else Path(args.tflite).with_name("labels.txt")
     if not path.is_file() and not args.labels:
@@ -120,7 +120,7 @@ def _run_tflite(args) -> None:
     import numpy as np
 
     from vwwtorch.contract.litert import TFLiteModel
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     model = TFLiteModel(args.tflite, device_kernels=True)  # the device's own kernels (TFLM)
     if not model.is_int8:

@@ -42,8 +42,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import staged_file
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import staged_file
 from vwwtorch.training.data_needs import training_data
 
 SHARD_SUFFIX = ".npz"

@@ -13,7 +13,7 @@ import os
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.training.checkpoint_file import check_architecture, read_checkpoint
 from vwwtorch.training.exportable import ExportableModel
 from vwwtorch.training.module import VWWClassifier

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.models.mobilenet_v1 import ACTIVATIONS, ARCH_KEYS, HEADS, INPUT_RANGES, VARIANTS
 
 # How torch's weights-only unpickler names a Python object it refused to create.

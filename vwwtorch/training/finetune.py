@@ -40,7 +40,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 
 class TwoStageFinetuning(Callback):

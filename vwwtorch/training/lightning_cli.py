@@ -31,9 +31,9 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vwwtorch.configs import resolve_config_args
-from vwwtorch.contract.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
-from vwwtorch.contract import stopping
-from vwwtorch.contract.errors import Stopped, UserError
+from vwwtorch.plumbing.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
+from vwwtorch.plumbing import stopping
+from vwwtorch.plumbing.errors import Stopped, UserError
 from vwwtorch.data.datamodule import VWWDataModule
 from vwwtorch.models.mobilenet_v1 import ARCH_KEYS, VARIANTS
 from vwwtorch.training.checkpoint import BestAndLastCheckpoint
@@ -48,7 +48,7 @@ LAST_NAME = "last.ckpt"
 class OneDefaultHelpFormatter(DefaultHelpFormatter):
     """jsonargparse's "(type: X, default: Y)" without the default where the help text already says
     what it is (a docstring's "Default: 0 when ..."): a second, bare "default: null" contradicts it.
-    The same rule as the other commands' `vwwtorch.contract.defaults.HelpFormatter`."""
+    The same rule as the other commands' `vwwtorch.plumbing.defaults.HelpFormatter`."""
 
     def _get_help_string(self, action) -> str:
         text = super()._get_help_string(action)

@@ -21,7 +21,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.models.int8_simulation import Int8Simulation
 from vwwtorch.models.mobilenet_v1 import VARIANTS, MobileNetV1
 from vwwtorch.training.checkpoint_file import check_architecture

@@ -3,7 +3,7 @@ a flag mistake (one line), not a crash mid-training."""
 
 from __future__ import annotations
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 # Each recipe number with the range it must lie in: (low, high, low inclusive, high inclusive).
 RECIPE_RANGES = {

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.tflite import WEIGHTED_OPS
 from vwwtorch.training.checkpoint_file import check_architecture, read_checkpoint
 

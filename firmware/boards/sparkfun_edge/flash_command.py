@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import check_file, check_folder, reading_inputs, write_file, written_as_user_error
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import check_file, check_folder, reading_inputs, write_file, written_as_user_error
 from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as image
 from vwwtorch.firmware.boards.sparkfun_edge.flasher import BOOTLOADER_STEPS, DEFAULT_BAUD, FlashOptions, WiredUpdate
 from vwwtorch.firmware.boards.sparkfun_edge.serial_port import describe_open_error, open_port

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as image
 from vwwtorch.firmware.boards.sparkfun_edge import apollo3_uart as uart
 from vwwtorch.firmware.boards.sparkfun_edge.apollo3_uart import AckStatus, MsgType
@@ -129,7 +129,7 @@ class WiredUpdate:
     # -- transfer -------------------------------------------------------------------------
 
     def _send_blocks(self, blocks: list[bytes]) -> None:
-        from vwwtorch.contract.progress import progress_bar
+        from vwwtorch.plumbing.progress import progress_bar
 
         total = sum(len(b) for b in blocks)
         with progress_bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="flashing",

@@ -72,7 +72,7 @@ def register(subparsers) -> None:
 
 
 def run_monitor(args) -> int:
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
     from vwwtorch.firmware.boards.sparkfun_edge.serial_port import open_port
 
     if args.count is not None and args.count < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 
 def open_port(name: str, baud: int, timeout: float):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.tflite import operator_names, unpack
 from vwwtorch.firmware.codegen.arena import arena_with_margin
 from vwwtorch.firmware.codegen.memory_plan.chain_op import CHAIN_OP_NAME, chain_layers, rewrite, streamable_prefix

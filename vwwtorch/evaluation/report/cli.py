@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 
 
 def _check_args(args) -> None:
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     if any(not 0 <= f <= 1 for f in args.fpr):
         raise UserError(f"--fpr rates must be in [0, 1], got {args.fpr}")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from vwwtorch.contract.deployment import byte_to_int8, normalization
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_file
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_file
 from vwwtorch.data.format import SplitArrays, check_model_classes, eval_pixels, open_split, read_meta
 
 
@@ -48,7 +48,7 @@ def check_channels(meta: dict, model_channels: int, convert_channels: bool) -> N
 
 def _pixel_batches(arrays: SplitArrays, resolution: int, channels: int, batch_size: int, desc: str):
     """uint8 NHWC batches of the split through the deployment rule."""
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     for start in progress_bar(range(0, len(arrays), batch_size), desc=desc, unit="batch",
                               disable=len(arrays) <= batch_size, leave=False):

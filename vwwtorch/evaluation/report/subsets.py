@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.data.wake_vision_metadata import ATTRIBUTE_GROUPS
 
 

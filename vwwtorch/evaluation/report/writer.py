@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.outputs import check_folder, staged_folder
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.outputs import check_folder, staged_folder
 from vwwtorch.data.format import open_attributes, read_meta
 from vwwtorch.evaluation.report.metrics import compute_report
 from vwwtorch.evaluation.report.subsets import fine_grained, require_known, resolve

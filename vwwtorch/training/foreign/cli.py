@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def _class_names(text: str | None) -> list[str] | None:
-    from vwwtorch.contract.errors import UserError
+    from vwwtorch.plumbing.errors import UserError
 
     if text is None:
         return None
@@ -71,8 +71,8 @@ def _class_names(text: str | None) -> list[str] | None:
 
 
 def _run_import(args) -> None:
-    from vwwtorch.contract.errors import UserError
-    from vwwtorch.contract.outputs import check_file
+    from vwwtorch.plumbing.errors import UserError
+    from vwwtorch.plumbing.outputs import check_file
     from vwwtorch.training.foreign import importer
 
     out = check_file(args.out)
@@ -114,7 +114,7 @@ def _run_list(args) -> None:
 def _run_get(args) -> None:
     import shutil
 
-    from vwwtorch.contract.outputs import check_file, staged_path
+    from vwwtorch.plumbing.outputs import check_file, staged_path
     from vwwtorch.training.foreign.pretrained import checkpoint_path, get_entry
 
     entry = get_entry(args.name)

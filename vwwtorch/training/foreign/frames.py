@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 SIZE = 96
 _NUMBER = re.compile(r"-?\d+\.\d*(?:[eE][-+]?\d+)?")

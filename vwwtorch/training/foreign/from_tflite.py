@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.tflite import Tensor
 from vwwtorch.training.foreign.structure import Layer, Structure
 from vwwtorch.training.foreign.weights import LayerWeights

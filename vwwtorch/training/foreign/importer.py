@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_bytes
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_bytes
 from vwwtorch.contract.tflite import WEIGHTED_OPS
 from vwwtorch.training.foreign.weights import LayerWeights, load_layers
 
@@ -81,7 +81,7 @@ def from_tflite(path: Path) -> Imported:
 
 
 def from_keras(path: Path, input_range: str) -> Imported:
-    from vwwtorch.contract.hashing import sha256_file
+    from vwwtorch.plumbing.hashing import sha256_file
     from vwwtorch.training.foreign.keras_h5 import read_keras_h5
 
     keras = read_keras_h5(path)
@@ -146,7 +146,7 @@ def build_checkpoint(imported: Imported, class_names: list[str] | None = None) -
 
 def write_checkpoint(checkpoint: dict, out: Path, flag: str = "--out") -> Path:
     """Write `checkpoint` to `out` atomically (never half-written)."""
-    from vwwtorch.contract.outputs import check_file, staged_path
+    from vwwtorch.plumbing.outputs import check_file, staged_path
 
     out = check_file(out, flag=flag)
     with staged_path(out, checked=True) as tmp:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
 from vwwtorch.models.mobilenet_v1 import BN_EPS, SEPARABLE_BLOCKS, STEM_DEPTH, scaled_depth
 from vwwtorch.training.foreign.weights import BatchNormStats, LayerWeights
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vwwtorch.contract.cache import cache_root, deps_root
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.hashing import sha256_file
-from vwwtorch.contract.outputs import write_file
+from vwwtorch.plumbing.cache import cache_root, deps_root
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.hashing import sha256_file
+from vwwtorch.plumbing.outputs import write_file
 
 PREFIX = "pretrained:"
 TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"       # the TFLM pin of `vwwtorch firmware deps`
@@ -124,7 +124,7 @@ def install(entry: Pretrained, from_files: list[Path] = (), quiet: bool = False)
     """The files the entry's checkpoint is made from, in the cache, sha256-verified: from `from_files`,
     an installed firmware dependency, the cache itself, or a download; a one-line UserError when one
     cannot be had. An optional file is installed only when given with `from_files`."""
-    from vwwtorch.contract.download import download_verified
+    from vwwtorch.plumbing.download import download_verified
 
     given = {}
     for path in from_files:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vwwtorch.contract.deployment import matching_normalization
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.contract.tflite import ModelFile, Operator, Tensor
 from vwwtorch.models.mobilenet_v1 import SEPARABLE_BLOCKS, STEM_DEPTH, scaled_depth
 

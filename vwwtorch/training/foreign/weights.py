@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 from vwwtorch.models.mobilenet_v1 import BN_EPS, MobileNetV1
 
 # float32(1 - eps) + float32(eps) == 1.0 exactly, so 1 / sqrt(var + eps) == 1.0.

@@ -18,7 +18,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 _state: dict = {"pool": None}
 TIMEOUT_SCALE = 1.0  # the tests' fuzzing shortens every timeout

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 
 def download_verified(url: str, target: Path, sha256: str, *, hint: str, quiet: bool = False) -> Path:
@@ -15,7 +15,7 @@ def download_verified(url: str, target: Path, sha256: str, *, hint: str, quiet: 
     what to do without network). Never leaves a partial file."""
     import urllib.request
 
-    from vwwtorch.contract.progress import progress_bar
+    from vwwtorch.plumbing.progress import progress_bar
 
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".download", dir=target.parent)

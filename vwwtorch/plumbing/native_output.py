@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from vwwtorch.contract import stopping
+from vwwtorch.plumbing import stopping
 
 
 @lru_cache(maxsize=None)

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from vwwtorch.contract.errors import UserError
-from vwwtorch.contract.names import printable
+from vwwtorch.plumbing.errors import UserError
+from vwwtorch.plumbing.names import printable
 
 STAGING_SUFFIX = ".partial"
 OLD_SUFFIX = ".old"

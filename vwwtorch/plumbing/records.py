@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TypeVar
 
-from vwwtorch.contract.errors import UserError
+from vwwtorch.plumbing.errors import UserError
 
 T = TypeVar("T")
 
