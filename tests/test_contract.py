@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vwwtorch.contract.deployment import (SYMMETRIC, UNIT, byte_to_int8, bytes_to_int8, eval_bytes, input_bytes,
+from vwwtorch.contract.deployment import (SYMMETRIC, UNIT, byte_to_int8, eval_bytes, input_bytes,
                                           matching_normalization)
 from vwwtorch.plumbing.errors import UserError
 from vwwtorch.plumbing.hashing import sha256_bytes, sha256_file
@@ -30,8 +30,6 @@ def test_the_usual_quantizations_map_a_byte_b_to_b_minus_128(scale, zero_point):
     (person_detect, vwwtorch) and MLPerf's [0, 1] ones."""
     pixels = np.arange(256, dtype=np.uint8)
     np.testing.assert_array_equal(byte_to_int8(scale, zero_point), pixels.astype(np.int16) - 128)
-    np.testing.assert_array_equal(bytes_to_int8(pixels.reshape(16, 16), scale, zero_point),
-                                  (pixels.astype(np.int16) - 128).reshape(16, 16))
 
 
 def test_the_table_is_the_rounded_quantization_of_the_normalized_byte():

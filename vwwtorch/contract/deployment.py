@@ -124,11 +124,3 @@ def byte_to_int8(scale: float, zero_point: int, source: str = "the model") -> np
     # Ties go up; the tiny term keeps a scale stored in float32 (1/127.5 is not exact) from
     # turning a tie into a round-down.
     return np.clip(np.floor(real / scale + zero_point + 0.5 + 1e-3), -128, 127).astype(np.int8)
-
-
-def bytes_to_int8(pixels: np.ndarray, scale: float, zero_point: int, source: str = "the model") -> np.ndarray:
-    """uint8 pixels -> the int8 input tensor, by the model's own quantization."""
-    pixels = np.asarray(pixels)
-    if pixels.dtype != np.uint8:
-        raise TypeError(f"camera bytes are uint8, not {pixels.dtype}")
-    return byte_to_int8(scale, zero_point, source)[pixels]
