@@ -344,7 +344,7 @@ def render(packing: Packing, generated_by: str, words_per_line: int = 8) -> str:
     words = "\n".join(blocks) if blocks else "    0,"
     table = "\n".join(entries) if entries else "    {nullptr, nullptr, 0, 0, 0, 0},"
     return f"""// {generated_by}
-// Convolution weights packed for firmware/core/fast_kernels.cc (vwwtorch/firmware/packed_weights.py):
+// Convolution weights packed for firmware/core/kernels/fast_kernels.cc (firmware/codegen/packed_weights.py):
 // {len(packing.layers)} layers, {packing.nbytes:,} B{'' if packing.budget is None else f' (flash budget {packing.budget:,} B)'}.
 #include <cstdint>
 
