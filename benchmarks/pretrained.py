@@ -100,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from vwwtorch.plumbing.cache import deps_root
-    from vwwtorch.training.foreign.pretrained import REGISTRY, folder
+    from vwwtorch.training.foreign.pretrained import REGISTRY, fetch_command, folder
 
     tflm = deps_root() / "tflite-micro" / "tensorflow" / "lite" / "micro"
     source_gray = tflm / "models" / "person_detect.tflite"
@@ -116,7 +116,7 @@ def main() -> None:
         if all(f.is_file() for f in mlperf_files):
             _compare_rgb(root, args.images, mlperf_files, rows, notes)
         else:
-            notes.append("person-rgb-96 skipped: run `vwwtorch pretrained get person-rgb-96 --out person-rgb-96.ckpt`")
+            notes.append(f"person-rgb-96 skipped: run `{fetch_command('person-rgb-96')}`")
     _print_results(rows, notes)
 
 

@@ -161,7 +161,6 @@ class MobileNetV1(nn.Module):
             ))
             depth, size = out, math.ceil(size / stride)
         self.features = nn.Sequential(*layers)
-        self.feature_size = size
         self.num_features = depth
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(depth, num_classes, 1, bias=True) if head == "conv" else \
