@@ -12,8 +12,13 @@ from pathlib import Path
 from vwwtorch.plumbing.errors import UserError
 from vwwtorch.plumbing.outputs import check_file, check_folder, reading_inputs, write_file, written_as_user_error
 from vwwtorch.firmware.boards.sparkfun_edge import apollo3_image as image
+from vwwtorch.firmware.boards.sparkfun_edge.apollo3_uart import ResetMode
 from vwwtorch.firmware.boards.sparkfun_edge.flasher import BOOTLOADER_STEPS, DEFAULT_BAUD, FlashOptions, WiredUpdate
 from vwwtorch.firmware.boards.sparkfun_edge.serial_port import describe_open_error, open_port
+
+
+# --reset's choices: the bootloader's reset modes by name ("none", 0, sends no RESET).
+RESETS = {mode.name.lower(): mode for mode in ResetMode}
 
 
 def find_app_bin(build_dir: Path) -> Path:
@@ -78,7 +83,7 @@ def register(subparsers) -> None:
     p.add_argument("--reply-crc", choices=("warn", "strict"), default=FlashOptions.reply_crc,
                    help="a reply with a bad CRC: 'warn' accepts it if it reports exactly the "
                         "expected success, 'strict' stops (default %(default)s)")
-    p.add_argument("--reset", choices=("poi", "por", "none"), default="poi",
+    p.add_argument("--reset", choices=(*RESETS, "none"), default="poi",
                    help="reset sent after the transfer, which starts the install (default %(default)s)")
     p.add_argument("--split", type=_int, metavar="BYTES", default=image.DEFAULT_SPLIT,
                    help="bytes per wired block, a multiple of 0x2000 (default 0x48000)")
@@ -145,7 +150,7 @@ def _send(args, wire: bytes) -> None:
     """The wired update over the port, with the button steps first and what happens next after."""
     options = FlashOptions(timeout=args.timeout, hello_timeout=args.hello_timeout,
                            max_attempts=args.attempts, reply_crc=args.reply_crc,
-                           reset_mode={"poi": 1, "por": 2, "none": 0}[args.reset], split=args.split)
+                           reset_mode=RESETS.get(args.reset, 0), split=args.split)
     from tqdm import tqdm
 
     if os.name == "posix" and not os.path.exists(args.port):     # say so before the button dance
