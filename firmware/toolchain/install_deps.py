@@ -12,6 +12,12 @@ from pathlib import Path
 from vwwtorch.plumbing.errors import UserError
 from vwwtorch.firmware.toolchain import deps as registry
 
+
+def _dest(dep: registry.Dependency) -> str:
+    """The argparse attribute of a dependency's own --<name>-dir option."""
+    return f"dir_{dep.name.replace('-', '_')}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vwwtorch.firmware.boards import BOARDS, board_choices, boards_that_run_here
 
@@ -23,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "pinned commit, or a copy of the tree) or DIR/<GitHub archive name> "
                              "instead of downloading; names: " + ", ".join(registry.DEPENDENCIES))
     for dep in registry.DEPENDENCIES.values():
-        parser.add_argument(registry.dir_flag(dep), dest=f"dir_{dep.name.replace('-', '_')}", metavar="PATH",
+        parser.add_argument(registry.dir_flag(dep), dest=_dest(dep), metavar="PATH",
                             help=f"{dep.title}: a git repository, source tree or archive to use")
     parser.add_argument("--allow-unverified", action="store_true",
                         help="accept a local tree that is not the pinned one (marked UNVERIFIED)")
@@ -33,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args) -> int:
     deps = _deps_for_board(args.board)
-    explicit = {d.name: getattr(args, f"dir_{d.name.replace('-', '_')}") for d in registry.DEPENDENCIES.values()
-                if getattr(args, f"dir_{d.name.replace('-', '_')}", None)}
+    explicit = {d.name: getattr(args, _dest(d)) for d in registry.DEPENDENCIES.values() if getattr(args, _dest(d))}
     root = registry.deps_root()
     if args.list:
         _print_list(root)
