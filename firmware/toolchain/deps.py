@@ -45,7 +45,6 @@ from vwwtorch.firmware.toolchain.source_trees import (
 )
 
 
-
 @dataclass(frozen=True)
 class Dependency:
     name: str                      # folder in the cache and key for `--<name>-dir`

@@ -29,22 +29,39 @@ def _kept(relpath: str, keep: tuple[str, ...]) -> bool:
     return not keep or any(relpath == k or relpath.startswith(k + "/") for k in keep)
 
 
-def tree_digest(root: Path, keep: tuple[str, ...] = ()) -> str:
-    """sha256 over "path<TAB>sha256-of-content" (or "path<TAB>-> target" for a symlink), one line
-    per kept file, sorted by path. File modes and timestamps do not count; our stamp file does not."""
-    root = Path(root)
-    lines = []
+def _kept_files(root: Path, keep: tuple[str, ...], skip_dirs: tuple[str, ...] = ()):
+    """(path, relative posix path) of each kept file or symlink under root (a symlinked folder is
+    one entry, not walked), our stamp left out; folders named in skip_dirs are not entered."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
         for name in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
-            if rel == STAMP or not _kept(rel, keep):
-                continue
-            if path.is_symlink():
-                lines.append(f"{rel}\t-> {os.readlink(path)}\n")
-            else:
-                lines.append(f"{rel}\t{sha256_file(path)}\n")
+            if rel != STAMP and _kept(rel, keep):
+                yield path, rel
+
+
+def _archive_path(name: str, keep: tuple[str, ...]) -> PurePosixPath | None:
+    """An archive member's path below its top folder, or None when it is the top folder, leaves
+    the destination or is not kept."""
+    parts = PurePosixPath(name).parts
+    if len(parts) < 2:
+        return None
+    rel = PurePosixPath(*parts[1:])
+    if rel.is_absolute() or ".." in rel.parts or not _kept(rel.as_posix(), keep):
+        return None
+    return rel
+
+
+def tree_digest(root: Path, keep: tuple[str, ...] = ()) -> str:
+    """sha256 over "path<TAB>sha256-of-content" (or "path<TAB>-> target" for a symlink), one line
+    per kept file, sorted by path. File modes and timestamps do not count; our stamp file does not."""
+    lines = []
+    for path, rel in _kept_files(Path(root), keep):
+        if path.is_symlink():
+            lines.append(f"{rel}\t-> {os.readlink(path)}\n")
+        else:
+            lines.append(f"{rel}\t{sha256_file(path)}\n")
     if not lines:
         return ""
     return hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
@@ -65,11 +82,8 @@ def extract_tar(fileobj, dest: Path, keep: tuple[str, ...], expect_commit: str |
                 recorded = (tar.pax_headers or {}).get("comment")
                 if expect_commit and recorded and recorded != expect_commit and not other_commit_ok:
                     raise UserError(f"archive holds commit {recorded}, expected {expect_commit}")
-            parts = PurePosixPath(member.name).parts
-            if len(parts) < 2:
-                continue
-            rel = PurePosixPath(*parts[1:])
-            if rel.is_absolute() or ".." in rel.parts or not _kept(rel.as_posix(), keep):
+            rel = _archive_path(member.name, keep)
+            if rel is None:
                 continue
             target = dest / rel
             if member.isdir():
@@ -91,11 +105,8 @@ def extract_tar(fileobj, dest: Path, keep: tuple[str, ...], expect_commit: str |
 def extract_zip(path: Path, dest: Path, keep: tuple[str, ...]) -> None:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            parts = PurePosixPath(info.filename).parts
-            if len(parts) < 2 or info.is_dir():
-                continue
-            rel = PurePosixPath(*parts[1:])
-            if ".." in rel.parts or not _kept(rel.as_posix(), keep):
+            rel = _archive_path(info.filename, keep)
+            if rel is None or info.is_dir():
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,19 +125,13 @@ def git_dir_of(path: Path) -> Path | None:
 
 def copy_tree(source: Path, dest: Path, keep: tuple[str, ...]) -> None:
     """Copy the kept files of a plain source tree (a checkout without git, an unpacked archive)."""
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for name in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            path = Path(dirpath) / name
-            rel = path.relative_to(source).as_posix()
-            if rel == STAMP or not _kept(rel, keep):
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_symlink():
-                os.symlink(os.readlink(path), target)
-            else:
-                shutil.copyfile(path, target)
+    for path, rel in _kept_files(source, keep, skip_dirs=(".git",)):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            os.symlink(os.readlink(path), target)
+        else:
+            shutil.copyfile(path, target)
 
 
 def git_archive(git_dir: Path, dest: Path, *, name: str, commit: str, keep: tuple[str, ...], prefix: str) -> None:
