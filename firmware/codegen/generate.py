@@ -106,7 +106,12 @@ def _labels(tflite: Path, count: int, labels: list[str] | None) -> list[str]:
     return labels
 
 
-# --- rendering --------------------------------------------------------------------------------
+def _board(name: str | None):
+    """The board a model is generated for: `name`, or the registry's default target."""
+    from vwwtorch.firmware.boards import default_target, get_board
+
+    return get_board(name) if name else default_target()
+
 
 # --- the command ------------------------------------------------------------------------------
 
@@ -115,10 +120,10 @@ def build_settings(tflite: Path, data: bytes, info, *, board: str, labels: list[
                    memory=None) -> ModelSettings:
     from vwwtorch.contract.tflm import measure_arena
     from vwwtorch.firmware.codegen.arena import arena_with_margin
-    from vwwtorch.firmware.boards import check_fits, default_target, get_board
+    from vwwtorch.firmware.boards import check_fits
     from vwwtorch.firmware.codegen.ops import kernel_sources
 
-    board_spec = get_board(board) if board else default_target()
+    board_spec = _board(board)
     _check_int8_io(info, str(tflite))
     _check_ops(info, str(tflite))
     inp, out = info.inputs[0], info.outputs[0]
@@ -195,9 +200,7 @@ def write_sources(out_dir: Path, data: bytes, settings: ModelSettings, overwrite
 def packed_weights_budget(board_name: str | None, model_bytes: int, flash_budget: int | None) -> int | None:
     """Bytes the packed weights may take: the flash budget (default: the board's flash) less the
     model and the board's estimate for the code; None when the board sets no limit."""
-    from vwwtorch.firmware.boards import default_target, get_board
-
-    board = get_board(board_name) if board_name else default_target()
+    board = _board(board_name)
     limit = flash_budget if flash_budget is not None else board.flash_bytes
     if limit is None:
         return None
