@@ -21,12 +21,16 @@ def default(source, name: str):
     return value
 
 
+def help_names_its_default(action: argparse.Action) -> bool:
+    """Whether an option's help text already says what its default is (then `--help` adds none)."""
+    return "default" in (action.help or "").lower()
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" only where X tells something: not for a flag (its default is the
     flag's absence), not for None, and not where the help already says what the default is."""
 
     def _get_help_string(self, action):
-        text = action.help or ""
-        if action.default is None or isinstance(action.default, bool) or "default" in text.lower():
-            return text
+        if action.default is None or isinstance(action.default, bool) or help_names_its_default(action):
+            return action.help or ""
         return super()._get_help_string(action)

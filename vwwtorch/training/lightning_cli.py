@@ -32,6 +32,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from vwwtorch.configs import resolve_config_args
 from vwwtorch.plumbing.console import keep_tensorflow_out_of_tensorboard, route_lightning_logs
+from vwwtorch.plumbing.defaults import help_names_its_default
 from vwwtorch.plumbing import stopping
 from vwwtorch.plumbing.errors import Stopped, UserError
 from vwwtorch.data.datamodule import VWWDataModule
@@ -52,7 +53,7 @@ class OneDefaultHelpFormatter(DefaultHelpFormatter):
 
     def _get_help_string(self, action) -> str:
         text = super()._get_help_string(action)
-        if "default" not in (action.help or "").lower():
+        if not help_names_its_default(action):
             return text
         for added in (", default: %(default)s", "default: %(default)s, ", " (default: %(default)s)"):
             text = text.replace(added, "")
