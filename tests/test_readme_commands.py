@@ -7,15 +7,15 @@ coverage test fails. An EXCLUDED or SHRINK key that no longer matches any comman
 
 Commands run as a user types them: `vwwtorch` (the one beside this Python), in one shared folder laid
 out like a checkout with its data (`configs/`, `data/synthetic`, a trained checkpoint, `export/`),
-through the CLI only (no internal module is imported, so moving modules cannot break this file).
+through the CLI only; the one module imported is the dependency registry, to know what is cached.
 - Placeholders of the README (`runs/.../best-....ckpt`, `someone_elses_int8.tflite`, `NAME`, ...)
   become the shared folder's real files by PLACEHOLDERS.
 - Expensive commands are shrunk by SHRINK: arguments appended (a later flag wins) for fewer epochs,
   batches and images; each entry says why.
 - A command identical (after both) to one already run is not run again: README repeats `export`.
 - Commands needing the firmware dependencies that `vwwtorch firmware deps [--board sparkfun_edge]`
-  downloads (TFLM, or the Ambiq SDK) are skipped, naming that command, when they are not in the cache
-  (`vwwtorch firmware deps --list` says): CI starts without them.
+  downloads (TFLM, or the Ambiq SDK) are skipped, naming that command, when they are not in the cache:
+  CI starts without them.
 """
 
 from __future__ import annotations
@@ -115,8 +115,6 @@ NEEDS_DEPS = {
     "runs/finetune_person/": "tflm",
 }
 FETCH = {"tflm": "vwwtorch firmware deps", "sparkfun_edge": "vwwtorch firmware deps --board sparkfun_edge"}
-DEP_NAMES = {"tflm": ("tflite-micro", "flatbuffers", "gemmlowp", "cmsis-nn", "cmsis"),
-             "sparkfun_edge": ("ambiq-sdk", "sparkfun-bsp")}
 
 # --- how the rest runs here -------------------------------------------------------------------------
 
@@ -184,10 +182,12 @@ def deps_needed(command: str) -> set[str]:
 
 
 def _dependencies() -> dict[str, bool]:
-    listing = subprocess.run([VWWTORCH, "firmware", "deps", "--list"], capture_output=True, text=True).stdout
-    status = {line.split()[0]: line.split()[2] == "installed" for line in listing.splitlines()
-              if len(line.split()) > 2}
-    return {dep: all(status.get(name) for name in names) for dep, names in DEP_NAMES.items()}
+    """Whether everything each FETCH command installs is in the cache, as the dependency registry
+    says (the one place that knows which trees a command fetches)."""
+    from vwwtorch.firmware.toolchain.deps import installed, needed, needed_by_default
+
+    wanted = {"tflm": needed_by_default(), "sparkfun_edge": needed("sparkfun_edge")}
+    return {dep: all(installed(d) is not None for d in trees) for dep, trees in wanted.items()}
 
 
 def argv_of(command: str, workspace: "Workspace") -> tuple[dict[str, str], list[str], str | None]:
