@@ -80,7 +80,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="vww-fast-") as scratch:
         for name, path in models.items():
-            results[name] = profile_model(name, path, Path(scratch))
+            results[name] = profile_builds(name, path, Path(scratch))
     print_layers(results["first"][1], models["first"].name)
     if "mlperf vww_96_int8" in results:
         print_published(results["mlperf vww_96_int8"][1])
@@ -101,7 +101,7 @@ def benchmark_models(tflite: str | None) -> dict[str, Path]:
     return models
 
 
-def profile_model(name: str, path: Path, scratch: Path) -> tuple[int, dict]:
+def profile_builds(name: str, path: Path, scratch: Path) -> tuple[int, dict]:
     """Stock and our kernels, each as converted and with a memory budget; prints the model's table."""
     budget = 64 if name.startswith("mlperf") else 40
     runs = {}
