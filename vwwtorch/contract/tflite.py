@@ -14,6 +14,7 @@ converter does.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -232,10 +233,7 @@ def _check_tensors(tensors, buffers, type_names: dict, where: str) -> None:
         if any(d < 0 for d in shape):
             raise UserError(f"{what} has shape {shape}, with a negative dimension")
         dtype = type_names.get(tensor.type, str(tensor.type))
-        elements = 1
-        for d in shape:
-            elements *= d
-        size = elements * ITEM_BYTES.get(dtype, 1)
+        size = math.prod(shape) * ITEM_BYTES.get(dtype, 1)
         if size > MAX_TENSOR_BYTES:
             raise UserError(f"{what} of shape {shape} takes {size:,} bytes, more than the "
                             f"{MAX_TENSOR_BYTES >> 20} MiB vwwtorch allows one tensor")
